@@ -1,0 +1,200 @@
+/* shardalloc: a general-purpose allocator with thread-local heaps and sharded free lists.
+ *
+ * The public C API. It uses mimalloc's function names and semantics, so code written for
+ * that API compiles against shardalloc unchanged. Every function here is thread-safe.
+ *
+ * Symbol prefix: when SHARDALLOC_RENAME is defined (the Rust crate's build does this), every
+ * `mi_` symbol below is compiled as `shardalloc_mi_...` instead (see shardalloc_rename.h), so
+ * the library links into one binary beside another mimalloc-API library without a clash.
+ */
+#ifndef SHARDALLOC_H
+#define SHARDALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef SHARDALLOC_RENAME
+#include "shardalloc_rename.h"
+#endif
+
+#define SHARDALLOC_VERSION_MAJOR 0
+#define SHARDALLOC_VERSION_MINOR 1
+#define SHARDALLOC_VERSION_PATCH 0
+/* mi_version() returns this: major*100 + minor*10 + patch, mimalloc's encoding. */
+#define SHARDALLOC_VERSION                                                                    \
+  (SHARDALLOC_VERSION_MAJOR * 100 + SHARDALLOC_VERSION_MINOR * 10 + SHARDALLOC_VERSION_PATCH)
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define mi_attr_malloc __attribute__((malloc))
+#define mi_attr_alloc_size(s) __attribute__((alloc_size(s)))
+#define mi_attr_alloc_size2(n, s) __attribute__((alloc_size(n, s)))
+#define mi_attr_alloc_align(a) __attribute__((alloc_align(a)))
+#define mi_decl_export __attribute__((visibility("default")))
+#else
+#define mi_attr_malloc
+#define mi_attr_alloc_size(s)
+#define mi_attr_alloc_size2(n, s)
+#define mi_attr_alloc_align(a)
+#define mi_decl_export
+#endif
+#define mi_decl_nodiscard
+
+/* Largest alignment the aligned entry points accept (16 MiB); larger ones fail with ENOMEM. */
+#define MI_ALIGNMENT_MAX ((size_t)16 << 20)
+/* Largest block served by the small-object fast path (mi_malloc_small, mi_zalloc_small). */
+#define MI_SMALL_SIZE_MAX ((size_t)1024)
+
+/* ---- Basic allocation ------------------------------------------------------------------ */
+
+/* Allocate `size` bytes, 16-byte aligned (8 for size <= 8); size 0 gives a unique pointer.
+ * NULL with errno = ENOMEM when the request cannot be met. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_malloc(size_t size);
+/* Allocate `count * size` zeroed bytes; NULL with ENOMEM on overflow or exhaustion. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(1, 2) void *mi_calloc(size_t count,
+                                                                         size_t size);
+/* Resize `p` (NULL acts as malloc), keeping the common prefix; on failure `p` stays valid. */
+mi_decl_export mi_attr_alloc_size(2) void *mi_realloc(void *p, size_t newsize);
+/* Free `p`, any pointer returned by this API (also interior aligned ones); NULL is a no-op. */
+mi_decl_export void mi_free(void *p);
+/* Allocate `size` zeroed bytes. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_zalloc(size_t size);
+/* Allocate `count * size` bytes, uninitialised; NULL with ENOMEM on overflow. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(1, 2) void *mi_mallocn(size_t count,
+                                                                          size_t size);
+/* Resize `p` to `count * size` bytes; NULL with ENOMEM on overflow (`p` stays valid). */
+mi_decl_export mi_attr_alloc_size2(2, 3) void *mi_reallocn(void *p, size_t count, size_t size);
+/* Like mi_realloc, but frees `p` when the resize fails (except for newsize 0 on NULL). */
+mi_decl_export mi_attr_alloc_size(2) void *mi_reallocf(void *p, size_t newsize);
+/* Resize `p` in place only: `p` if its block already holds `newsize` bytes, else NULL. */
+mi_decl_export void *mi_expand(void *p, size_t newsize);
+/* Duplicate the NUL-terminated string `s`; NULL for NULL. */
+mi_decl_export mi_attr_malloc char *mi_strdup(const char *s);
+/* Duplicate at most `n` bytes of `s`, always NUL-terminated; NULL for NULL. */
+mi_decl_export mi_attr_malloc char *mi_strndup(const char *s, size_t n);
+/* Bytes usable in the block of `p` (>= the size asked for); 0 for NULL. */
+mi_decl_export size_t mi_usable_size(const void *p);
+/* The usable size a request of `size` bytes would get. */
+mi_decl_export size_t mi_good_size(size_t size);
+/* mi_malloc for sizes <= MI_SMALL_SIZE_MAX only (larger sizes are a caller error). */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_malloc_small(size_t size);
+/* mi_zalloc for sizes <= MI_SMALL_SIZE_MAX only. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_zalloc_small(size_t size);
+
+/* ---- Aligned allocation: alignment must be a power of two <= MI_ALIGNMENT_MAX ----------- */
+
+/* Allocate `size` bytes aligned to `alignment`; NULL with EINVAL/ENOMEM on a bad alignment. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) mi_attr_alloc_align(2) void *
+mi_malloc_aligned(size_t size, size_t alignment);
+/* Allocate `size` bytes such that `p + offset` is aligned to `alignment`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *
+mi_malloc_aligned_at(size_t size, size_t alignment, size_t offset);
+/* Zeroed mi_malloc_aligned. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) mi_attr_alloc_align(2) void *
+mi_zalloc_aligned(size_t size, size_t alignment);
+/* Zeroed, overflow-checked `count * size` bytes aligned to `alignment`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(1, 2) mi_attr_alloc_align(3) void *
+mi_calloc_aligned(size_t count, size_t size, size_t alignment);
+/* Resize `p` keeping `alignment` (which should be the one `p` was allocated with). */
+mi_decl_export mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
+mi_realloc_aligned(void *p, size_t newsize, size_t alignment);
+
+/* ---- Zero-preserving reallocation: bytes past the old size read as zero ----------------- */
+
+/* Resize `p`; when it grows, the new bytes are zero (p must come from a zeroing allocation). */
+mi_decl_export mi_attr_alloc_size(2) void *mi_rezalloc(void *p, size_t newsize);
+/* mi_rezalloc to `count * size` bytes, NULL with ENOMEM on overflow. */
+mi_decl_export mi_attr_alloc_size2(2, 3) void *mi_recalloc(void *p, size_t count, size_t size);
+/* mi_rezalloc keeping `alignment`. */
+mi_decl_export mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
+mi_rezalloc_aligned(void *p, size_t newsize, size_t alignment);
+/* mi_recalloc keeping `alignment`. */
+mi_decl_export mi_attr_alloc_size2(2, 3) mi_attr_alloc_align(4) void *
+mi_recalloc_aligned(void *p, size_t count, size_t size, size_t alignment);
+
+/* ---- POSIX and C11 compatible entry points ---------------------------------------------- */
+
+/* posix_memalign: 0 on success; EINVAL unless alignment is a power of two times
+ * sizeof(void*); ENOMEM on exhaustion (then *p is untouched). */
+mi_decl_export int mi_posix_memalign(void **p, size_t alignment, size_t size);
+/* memalign: like mi_malloc_aligned; NULL with EINVAL for a non-power-of-two alignment. */
+mi_decl_export mi_attr_malloc void *mi_memalign(size_t alignment, size_t size);
+/* C11 aligned_alloc: NULL with EINVAL for a non-power-of-two alignment. */
+mi_decl_export mi_attr_malloc void *mi_aligned_alloc(size_t alignment, size_t size);
+/* Allocate `size` bytes aligned to the OS page size. */
+mi_decl_export mi_attr_malloc void *mi_valloc(size_t size);
+/* Allocate `size` rounded up to whole OS pages, page aligned; NULL with ENOMEM on overflow. */
+mi_decl_export mi_attr_malloc void *mi_pvalloc(size_t size);
+/* realloc to `count * size` bytes; NULL with ENOMEM on overflow (`p` stays valid). */
+mi_decl_export void *mi_reallocarray(void *p, size_t count, size_t size);
+/* malloc_usable_size: same as mi_usable_size. */
+mi_decl_export size_t mi_malloc_usable_size(const void *p);
+/* Free `p` that was allocated with `size` bytes (a hint checked in debug builds). */
+mi_decl_export void mi_free_size(void *p, size_t size);
+/* Free `p` that was allocated with `alignment`. */
+mi_decl_export void mi_free_aligned(void *p, size_t alignment);
+/* Free `p` that was allocated with `size` bytes and `alignment`. */
+mi_decl_export void mi_free_size_aligned(void *p, size_t size, size_t alignment);
+
+/* ---- Heaps: independent allocation areas owned by the thread that made them ------------- */
+
+/* An opaque heap. Only the thread that created a heap may allocate from it; any thread may
+ * free its blocks. */
+typedef struct mi_heap_s mi_heap_t;
+
+/* Create a new heap owned by the calling thread; NULL on exhaustion. */
+mi_decl_export mi_heap_t *mi_heap_new(void);
+/* Delete `heap`: blocks still allocated in it move to the thread's default heap. */
+mi_decl_export void mi_heap_delete(mi_heap_t *heap);
+/* Destroy `heap` and free every block still allocated in it at once. */
+mi_decl_export void mi_heap_destroy(mi_heap_t *heap);
+/* The calling thread's default heap (the one mi_malloc uses). */
+mi_decl_export mi_heap_t *mi_heap_get_default(void);
+/* Make `heap` the calling thread's default heap; returns the previous one. */
+mi_decl_export mi_heap_t *mi_heap_set_default(mi_heap_t *heap);
+/* Release what `heap` holds but does not use (force: also pages kept for reuse). */
+mi_decl_export void mi_heap_collect(mi_heap_t *heap, bool force);
+/* mi_malloc from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *mi_heap_malloc(mi_heap_t *heap,
+                                                                          size_t size);
+/* mi_zalloc from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *mi_heap_zalloc(mi_heap_t *heap,
+                                                                          size_t size);
+/* mi_calloc from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(2, 3) void *
+mi_heap_calloc(mi_heap_t *heap, size_t count, size_t size);
+/* mi_realloc within `heap` (a moved block is allocated from `heap`). */
+mi_decl_export mi_attr_alloc_size(3) void *mi_heap_realloc(mi_heap_t *heap, void *p,
+                                                           size_t newsize);
+/* mi_malloc_aligned from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
+mi_heap_malloc_aligned(mi_heap_t *heap, size_t size, size_t alignment);
+/* True when `p` points into a block that `heap` currently owns. */
+mi_decl_export bool mi_heap_contains_block(mi_heap_t *heap, const void *p);
+/* True when `p` was allocated by this allocator (by any heap and thread). */
+mi_decl_export bool mi_heap_check_owned(mi_heap_t *heap, const void *p);
+
+/* ---- Process and thread ----------------------------------------------------------------- */
+
+/* Give memory back: free retired pages and cached segments; `force` also purges at once. */
+mi_decl_export void mi_collect(bool force);
+/* The library version, major*100 + minor*10 + patch. */
+mi_decl_export int mi_version(void);
+/* Initialise the calling thread's heap now (otherwise done on its first allocation). */
+mi_decl_export void mi_thread_init(void);
+/* Release the calling thread's heap now, as at thread exit; later allocation re-creates it. */
+mi_decl_export void mi_thread_done(void);
+/* True when `p` points into memory that this allocator reserved from the OS. */
+mi_decl_export bool mi_is_in_heap_region(const void *p);
+/* Check the calling thread's heaps and their pages against every invariant; returns true when
+ * all hold (always true in builds without SHARDALLOC_DEBUG checks, which do not walk). */
+mi_decl_export bool mi_heap_check(mi_heap_t *heap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHARDALLOC_H */

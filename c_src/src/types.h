@@ -1,0 +1,240 @@
+/* shardalloc: the tables. Every type of the allocator and the invariants that govern it.
+ *
+ * Glossary
+ *   OS page   4 KiB unit of the kernel's virtual memory.
+ *   segment   SEGMENT_SIZE (32 MiB) of address space aligned to its size, owned by one thread
+ *             (or abandoned). Its first slice holds the segment header below; the rest is
+ *             carved into pages. A huge segment holds one huge block and may be larger.
+ *   slice     SLICE_SIZE (64 KiB) unit of a segment. A page is a run of whole slices.
+ *   page      a run of slices holding blocks of one size: small pages are 1 slice, medium
+ *             pages 8 slices, large pages just enough slices for one block.
+ *   block     what malloc returns: a slot of a page's block size.
+ *   bin       a size class. bin_size(b) is the block size of bin b.
+ *   heap      where a thread allocates from: per bin a queue of pages, plus a direct table
+ *             from small sizes to a page that has free blocks. Owned by one thread.
+ *   thread    the per-thread state (thread_t): the backing heap, the thread's segments.
+ *   abandoned a segment whose owner thread has exited while it still held live blocks; any
+ *             thread may later reclaim it and its pages.
+ *
+ * Who may touch what
+ *   - A heap, its page queues and the non-atomic fields of its pages belong to the owner
+ *     thread alone. Other threads touch a page only through `xthread_free` (one CAS) and,
+ *     in the DELAYED_FREEING state only, read `page->heap` to reach `heap->thread_delayed_free`.
+ *   - A segment's slice bitmaps and page list belong to its owner thread; `thread_id` is
+ *     atomic because every free reads it to choose the local or the cross-thread path.
+ *   - Global state (abandoned list, segment cache, heap pool) is behind short mutexes on
+ *     slow paths only.
+ */
+#ifndef SHARDALLOC_TYPES_H
+#define SHARDALLOC_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardalloc.h"
+
+/* ---- Build modes -------------------------------------------------------------------------
+ * SA_DEBUG 0: release, no checks on any fast path.
+ * SA_DEBUG 1: assertions on invariants, freed blocks filled with a pattern, invalid and double
+ *             frees reported with a message (and the process aborted).
+ * SA_DEBUG 2: level 1 plus whole-heap validity walks on the slow paths.               */
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+
+/* ---- Geometry ----------------------------------------------------------------------------- */
+#define SA_INTPTR_SIZE 8
+#define SLICE_SHIFT 16                            /* 64 KiB */
+#define SLICE_SIZE ((size_t)1 << SLICE_SHIFT)
+#define SEGMENT_SHIFT 25                          /* 32 MiB */
+#define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
+#define SEGMENT_MASK (SEGMENT_SIZE - 1)
+#define SLICES_PER_SEGMENT (SEGMENT_SIZE / SLICE_SIZE) /* 512 */
+#define SEGMENT_BITMAP_WORDS (SLICES_PER_SEGMENT / 64)
+#define SEGMENT_HEADER_SLICES 1                   /* the header fits in the first slice */
+
+#define MEDIUM_PAGE_SLICES 8                      /* 512 KiB */
+#define SMALL_BLOCK_MAX ((size_t)8 << 10)         /* at least 8 blocks per small page */
+#define MEDIUM_BLOCK_MAX ((size_t)64 << 10)       /* at least 8 blocks per medium page */
+#define LARGE_BLOCK_MAX ((size_t)16 << 20)        /* larger blocks get a huge segment */
+#define HUGE_BLOCK_MAX ((size_t)1 << 47)          /* beyond this: ENOMEM, no mmap attempt */
+
+/* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
+ * untouched part of a page untouched (no page faults, no RSS). */
+#define PAGE_EXTEND_BYTES ((size_t)4 << 10)
+#define PAGE_EXTEND_MIN_BLOCKS 4
+
+/* A retired (empty) page stays in its queue for this many generic-path calls before its
+ * slices go back to the segment: a malloc/free of one object must not thrash a page. */
+#define PAGE_RETIRE_CYCLES 16
+/* Pages a generic-path call looks at before it takes a fresh page: bounded work. */
+#define PAGE_QUEUE_SEARCH_MAX 8
+
+/* ---- Size classes ------------------------------------------------------------------------
+ * bin 0: 8 bytes; bins 1..8: 16..128 in 16-byte steps; then four bins per power of two
+ * (sizes 5/4, 6/4, 7/4, 8/4 of the lower power), up to LARGE_BLOCK_MAX. Every class from
+ * 16 bytes up is a multiple of 16, so every block is 16-byte aligned (8 for bin 0); spacing
+ * is at most 25%. The functions live in internal.h (sa_bin, sa_bin_size); test_sizeclass
+ * checks these properties.                                                              */
+#define BIN_COUNT 77            /* bins 0..76; bin_size(76) == LARGE_BLOCK_MAX */
+#define BIN_FULL BIN_COUNT      /* the queue of full pages */
+#define BIN_QUEUES (BIN_COUNT + 1)
+#define DIRECT_SIZE_MAX MI_SMALL_SIZE_MAX              /* 1 KiB */
+#define DIRECT_WSIZE_MAX (DIRECT_SIZE_MAX / SA_INTPTR_SIZE) /* 128 */
+
+/* ---- Blocks ------------------------------------------------------------------------------- */
+
+/* A free block: the link to the next free block is its first word. */
+typedef struct block_s {
+  struct block_s *next;
+} block_t;
+
+/* ---- Pages ---------------------------------------------------------------------------------
+ * The cross-thread free list and its state share one atomic word: the list head in the high
+ * bits, a delayed_state in the low 2 bits (blocks are 8-byte aligned). The states:
+ *
+ *   NORMAL           cross-thread frees push onto the page's list.
+ *   USE_DELAYED      the page is in the full queue, so its owner will not look at it: the
+ *                    first cross-thread free instead pushes its block onto the owner heap's
+ *                    `thread_delayed_free` list (setting DELAYED_FREEING while it does, then
+ *                    NORMAL). The owner frees those blocks locally, which un-fulls the page.
+ *   DELAYED_FREEING  a thread is pushing onto heap->thread_delayed_free and reads page->heap:
+ *                    the owner must not free or re-home the heap until it ends.
+ *   NEVER_DELAYED    the page has no heap (its segment is abandoned, or being re-homed):
+ *                    always push onto the page's list.
+ *
+ * Transitions: owner NORMAL->USE_DELAYED (page made full); free USE_DELAYED->DELAYED_FREEING
+ * ->NORMAL; owner any->NEVER_DELAYED (abandon; waits out DELAYED_FREEING); reclaimer
+ * NEVER_DELAYED->NORMAL. Only the owner sets USE_DELAYED or NEVER_DELAYED.               */
+typedef enum delayed_state_e {
+  DELAYED_NORMAL = 0,
+  DELAYED_USE = 1,
+  DELAYED_FREEING = 2,
+  DELAYED_NEVER = 3,
+} delayed_state_t;
+#define XTHREAD_STATE_MASK ((uintptr_t)3)
+
+/* Rare conditions that send a same-thread free off the fast path, tested as one word. */
+typedef union page_flags_u {
+  struct {
+    uint8_t in_full;     /* the page is in its heap's full queue */
+    uint8_t has_aligned; /* some block was handed out at an interior (aligned) address */
+  } x;
+  uint16_t any;
+} page_flags_t;
+
+typedef enum page_kind_e {
+  PAGE_SMALL = 0,  /* one slice, blocks <= SMALL_BLOCK_MAX */
+  PAGE_MEDIUM = 1, /* MEDIUM_PAGE_SLICES slices, blocks <= MEDIUM_BLOCK_MAX */
+  PAGE_LARGE = 2,  /* just enough slices for one block <= LARGE_BLOCK_MAX */
+  PAGE_HUGE = 3,   /* the one page of a huge segment */
+} page_kind_t;
+
+/* A page descriptor. The segment header holds one per slice: the first slice of a page holds
+ * the page; the other slices of it only hold `slice_offset`, the byte distance back to it, so
+ * page_of(p) is two loads. A free slice's descriptor is all zero.
+ *
+ * Invariants (checked by sa_page_check in debug builds):
+ *   - used - |xthread_free| == capacity - |free| - |local_free|   (every block is in exactly
+ *     one list or in use; blocks in xthread_free still count as used until collected)
+ *   - capacity <= reserved; blocks [capacity, reserved) were never touched
+ *   - every block in free/local_free lies in [page_start, page_start + capacity*block_size)
+ *     at a multiple of block_size
+ *   - in_full <=> the page is in its heap's BIN_FULL queue
+ *   - a page with heap != NULL is in exactly one queue of that heap, unless it is huge      */
+typedef struct page_s {
+  uint32_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
+  uint32_t slice_offset; /* bytes back from this descriptor to the page's descriptor */
+  page_flags_t flags;
+  uint8_t kind;          /* page_kind_t */
+  uint8_t is_zero;       /* blocks never handed out are all zero (fresh OS memory) */
+  uint8_t bin;           /* size class, or BIN_COUNT for a huge page */
+  uint8_t retire_expire; /* > 0: the page is empty and retired; generic-path calls left */
+  uint16_t capacity;     /* blocks initialised so far (lazily, see page_extend) */
+  uint16_t reserved;     /* blocks that fit in the page */
+  uint32_t used;         /* blocks in use, including those waiting in xthread_free */
+  block_t *free;         /* allocation pops from here: owner only */
+  block_t *local_free;   /* same-thread frees push here: owner only */
+  _Atomic(uintptr_t) xthread_free; /* cross-thread frees: list head | delayed_state */
+  size_t block_size;
+  uint8_t *page_start;   /* address of block 0 */
+  _Atomic(struct heap_s *) heap; /* owner heap; NULL while abandoned */
+  struct page_s *next;   /* in the heap's page queue */
+  struct page_s *prev;
+} page_t;
+
+/* ---- Segments ------------------------------------------------------------------------------
+ * Invariants:
+ *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment; for a huge segment
+ *     page_shift == SEGMENT_SHIFT so that every block address maps to pages[0]
+ *   - a slice is used (bit set in `used_slices`) <=> it belongs to a page or to the header
+ *   - used_pages == number of pages (first slices) allocated from the segment
+ *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
+ *     owner: any thread frees its one block directly)
+ *   - a segment is in exactly one of: its owner's segment list, the abandoned list, the
+ *     segment cache; a huge segment is in none                                              */
+typedef enum segment_kind_e {
+  SEGMENT_NORMAL = 0,
+  SEGMENT_HUGE = 1,
+} segment_kind_t;
+
+typedef struct segment_s {
+  _Atomic(uintptr_t) thread_id; /* owner thread, 0 if none */
+  size_t page_shift;            /* SLICE_SHIFT, or SEGMENT_SHIFT for a huge segment */
+  size_t segment_size;          /* bytes of address space, SEGMENT_SIZE unless huge */
+  uint8_t kind;                 /* segment_kind_t */
+  uint32_t used_pages;
+  uint32_t used_slice_count;
+  uint64_t used_slices[SEGMENT_BITMAP_WORDS]; /* owner only */
+  uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* ever handed out since the last purge */
+  struct thread_s *owner;       /* owner thread state, NULL if none */
+  struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
+  struct segment_s *prev;
+  page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
+} segment_t;
+
+/* ---- Heaps -------------------------------------------------------------------------------- */
+typedef struct page_queue_s {
+  page_t *first;
+  page_t *last;
+  size_t block_size;
+} page_queue_t;
+
+/* A heap. Invariants:
+ *   - pages_direct[w] is the first page of the queue of bin(w*8) if that page has a block
+ *     in `free`, else a page whose `free` is NULL (sa_page_empty or the same page): the fast
+ *     path pops from it or falls to the generic path, never anything else
+ *   - every page in pages[b] has bin b and heap == this heap; pages[BIN_FULL] holds full
+ *     pages of any bin with flags.in_full set
+ *   - retired pages (retire_expire > 0) have bins in [retired_min, retired_max]           */
+struct mi_heap_s {
+  page_t *pages_direct[DIRECT_WSIZE_MAX + 1];
+  page_queue_t pages[BIN_QUEUES];
+  _Atomic(block_t *) thread_delayed_free; /* blocks of full pages freed by other threads */
+  uintptr_t thread_id;                    /* owner thread */
+  struct thread_s *thread;                /* owner thread state */
+  struct mi_heap_s *next;                 /* in the owner's list of heaps */
+  size_t page_count;                      /* pages owned, full queue included */
+  size_t retired_min;                     /* bins that may hold retired pages */
+  size_t retired_max;
+};
+typedef struct mi_heap_s heap_t;
+
+/* ---- Threads -------------------------------------------------------------------------------
+ * Per-thread state, reached from every heap of the thread. `heap` is the backing heap (the
+ * default one until mi_heap_set_default); it lives in the same object so that a thread's
+ * first allocation takes one slot of the heap pool. Invariants:
+ *   - every segment in `segments` has thread_id == this thread's id and owner == this
+ *   - `heaps` lists every heap this thread owns, the backing heap first                      */
+typedef struct thread_s {
+  heap_t heap;               /* the backing heap */
+  uintptr_t thread_id;
+  heap_t *heaps;             /* all heaps of this thread */
+  segment_t *segments;       /* segments this thread owns */
+  size_t segment_count;
+  struct thread_s *next_free; /* in the heap pool's free list */
+} thread_t;
+
+#endif /* SHARDALLOC_TYPES_H */
