@@ -160,7 +160,7 @@ typedef struct page_s {
   _Atomic(uintptr_t) xthread_free; /* cross-thread frees: list head | delayed_state */
   size_t block_size;
   uint8_t *page_start;   /* address of block 0 */
-  _Atomic(struct heap_s *) heap; /* owner heap; NULL while abandoned */
+  _Atomic(struct mi_heap_s *) heap; /* owner heap; NULL while abandoned */
   struct page_s *next;   /* in the heap's page queue */
   struct page_s *prev;
 } page_t;

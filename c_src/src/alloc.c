@@ -1,0 +1,295 @@
+/* shardalloc: the allocation API. malloc and friends, zeroing, reallocation, aligned and
+ * POSIX entry points. Each public function is a thin layer over a few heap-level helpers;
+ * the fast path itself is inline in internal.h. */
+#include <errno.h>
+
+#include "internal.h"
+
+/* ---- Core helpers --------------------------------------------------------------------------- */
+
+/* Pop from the first page of the size's queue if it has a free block; else the generic path.
+ * Sizes above the direct table pay for the bin computation but still skip the generic path. */
+static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
+  page_t *page;
+  if (sa_likely(size <= DIRECT_SIZE_MAX)) {
+    page = heap->pages_direct[(size + 7) >> 3];
+  } else if (size <= MEDIUM_BLOCK_MAX) {
+    page = heap->pages[sa_bin(size)].first;
+    if (page == NULL) page = &_sa_page_empty;
+  } else {
+    return _sa_malloc_generic(heap, size, zero);
+  }
+  block_t *block = page->free;
+  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
+  void *p = sa_page_pop(page, block);
+  if (zero) memset(p, 0, page->block_size);
+  return p;
+}
+
+static void *heap_calloc(heap_t *heap, size_t count, size_t size) {
+  size_t total;
+  if (sa_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return heap_malloc_zero(heap, total, true);
+}
+
+static bool alignment_ok(size_t alignment) {
+  return sa_is_power_of_two(alignment) && alignment <= MI_ALIGNMENT_MAX;
+}
+
+/* Alignment up to a slice: take the smallest size class >= size whose blocks all sit at
+ * multiples of `alignment` (pages start slice-aligned; blocks above MEDIUM_BLOCK_MAX start
+ * their page). No interior pointer, so free stays on its fast path. Larger alignments, and an
+ * offset, over-allocate and hand out an interior pointer; the page is marked so that free
+ * finds the block start. */
+static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset,
+                                    bool zero) {
+  if (sa_unlikely(!alignment_ok(alignment))) {
+    errno = alignment == 0 || !sa_is_power_of_two(alignment) ? EINVAL : ENOMEM;
+    return NULL;
+  }
+  if (sa_unlikely(size > HUGE_BLOCK_MAX)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (offset == 0) {
+    if (alignment <= 16) return heap_malloc_zero(heap, size < alignment ? alignment : size, zero);
+    if (size <= DIRECT_SIZE_MAX) { /* the next free block may happen to be aligned */
+      page_t *page = heap->pages_direct[(size + 7) >> 3];
+      block_t *block = page->free;
+      if (block != NULL && ((uintptr_t)block & (alignment - 1)) == 0) {
+        void *p = sa_page_pop(page, block);
+        if (zero) memset(p, 0, page->block_size);
+        return p;
+      }
+    }
+    if (alignment <= SLICE_SIZE) {
+      size_t n = size < alignment ? alignment : size;
+      while (n <= MEDIUM_BLOCK_MAX) {
+        size_t block_size = sa_bin_size(sa_bin(n));
+        if (block_size % alignment == 0) break;
+        n = block_size + 1;
+      }
+      return heap_malloc_zero(heap, n, zero);
+    }
+  }
+  size_t over = size + alignment - 1 + offset % alignment;
+  void *p = heap_malloc_zero(heap, over, zero);
+  if (p == NULL) return NULL;
+  uintptr_t aligned = sa_align_up((uintptr_t)p + offset, alignment) - offset;
+  if (aligned != (uintptr_t)p) {
+    page_t *page = sa_page_of(sa_segment_of(p), p);
+    page->flags.x.has_aligned = 1;
+  }
+  return (void *)aligned;
+}
+
+/* In place when the new size fits and does not waste more than half the block. Zeroing
+ * reallocation keeps the tail of the block zero (see mi_rezalloc). */
+static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t alignment,
+                               bool zero) {
+  if (p == NULL) {
+    return alignment <= 16 ? heap_malloc_zero(heap, newsize, zero)
+                           : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
+  }
+  size_t usable = _sa_usable_size(p);
+  if (newsize <= usable && newsize >= usable / 2 && ((uintptr_t)p & (alignment - 1)) == 0) {
+    if (zero && usable > newsize) memset((uint8_t *)p + newsize, 0, usable - newsize);
+    return p;
+  }
+  if (newsize > HUGE_BLOCK_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *q = alignment <= 16 ? heap_malloc_zero(heap, newsize, zero)
+                            : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
+  if (q == NULL) return NULL;
+  memcpy(q, p, usable < newsize ? usable : newsize);
+  sa_free(p);
+  return q;
+}
+
+static void *heap_realloc_n(heap_t *heap, void *p, size_t count, size_t size, bool zero) {
+  size_t total;
+  if (sa_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return heap_realloc_zero(heap, p, total, 1, zero);
+}
+
+/* ---- Basic allocation ------------------------------------------------------------------------ */
+void *mi_malloc(size_t size) { return sa_heap_malloc(_sa_heap_default, size); }
+void *mi_zalloc(size_t size) { return heap_malloc_zero(_sa_heap_default, size, true); }
+void *mi_calloc(size_t count, size_t size) { return heap_calloc(_sa_heap_default, count, size); }
+
+void *mi_mallocn(size_t count, size_t size) {
+  size_t total;
+  if (sa_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_malloc(total);
+}
+
+void *mi_malloc_small(size_t size) {
+  sa_assert(size <= MI_SMALL_SIZE_MAX);
+  return sa_heap_malloc_small(_sa_heap_default, size);
+}
+
+void *mi_zalloc_small(size_t size) {
+  sa_assert(size <= MI_SMALL_SIZE_MAX);
+  return heap_malloc_zero(_sa_heap_default, size, true);
+}
+
+void *mi_realloc(void *p, size_t newsize) {
+  return heap_realloc_zero(_sa_heap_default, p, newsize, 1, false);
+}
+
+void *mi_reallocn(void *p, size_t count, size_t size) {
+  return heap_realloc_n(_sa_heap_default, p, count, size, false);
+}
+
+void *mi_reallocarray(void *p, size_t count, size_t size) { return mi_reallocn(p, count, size); }
+
+void *mi_reallocf(void *p, size_t newsize) {
+  void *q = mi_realloc(p, newsize);
+  if (q == NULL) mi_free(p);
+  return q;
+}
+
+void *mi_expand(void *p, size_t newsize) {
+  if (p == NULL || newsize > _sa_usable_size(p)) return NULL;
+  return p;
+}
+
+char *mi_strdup(const char *s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s);
+  char *t = mi_malloc(n + 1);
+  if (t != NULL) memcpy(t, s, n + 1);
+  return t;
+}
+
+char *mi_strndup(const char *s, size_t n) {
+  if (s == NULL) return NULL;
+  size_t len = strnlen(s, n);
+  char *t = mi_malloc(len + 1);
+  if (t != NULL) {
+    memcpy(t, s, len);
+    t[len] = 0;
+  }
+  return t;
+}
+
+size_t mi_good_size(size_t size) {
+  if (size <= LARGE_BLOCK_MAX) return sa_bin_size(sa_bin(size));
+  if (size > HUGE_BLOCK_MAX) return size;
+  return sa_align_up(size, _sa_os_page_size());
+}
+
+/* ---- Zero-preserving reallocation ----------------------------------------------------------- */
+void *mi_rezalloc(void *p, size_t newsize) {
+  return heap_realloc_zero(_sa_heap_default, p, newsize, 1, true);
+}
+
+void *mi_recalloc(void *p, size_t count, size_t size) {
+  return heap_realloc_n(_sa_heap_default, p, count, size, true);
+}
+
+/* ---- Aligned allocation ---------------------------------------------------------------------- */
+void *mi_malloc_aligned(size_t size, size_t alignment) {
+  if (sa_likely(alignment <= 16 && alignment != 0 && sa_is_power_of_two(alignment) &&
+                size >= alignment))
+    return sa_heap_malloc(_sa_heap_default, size);
+  return heap_malloc_aligned_at(_sa_heap_default, size, alignment, 0, false);
+}
+
+void *mi_malloc_aligned_at(size_t size, size_t alignment, size_t offset) {
+  return heap_malloc_aligned_at(_sa_heap_default, size, alignment, offset, false);
+}
+
+void *mi_zalloc_aligned(size_t size, size_t alignment) {
+  return heap_malloc_aligned_at(_sa_heap_default, size, alignment, 0, true);
+}
+
+void *mi_calloc_aligned(size_t count, size_t size, size_t alignment) {
+  size_t total;
+  if (sa_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_zalloc_aligned(total, alignment);
+}
+
+void *mi_realloc_aligned(void *p, size_t newsize, size_t alignment) {
+  if (!alignment_ok(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return heap_realloc_zero(_sa_heap_default, p, newsize, alignment, false);
+}
+
+void *mi_rezalloc_aligned(void *p, size_t newsize, size_t alignment) {
+  if (!alignment_ok(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return heap_realloc_zero(_sa_heap_default, p, newsize, alignment, true);
+}
+
+void *mi_recalloc_aligned(void *p, size_t count, size_t size, size_t alignment) {
+  size_t total;
+  if (sa_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_rezalloc_aligned(p, total, alignment);
+}
+
+/* ---- POSIX and C11 ---------------------------------------------------------------------------- */
+int mi_posix_memalign(void **p, size_t alignment, size_t size) {
+  if (p == NULL || alignment < sizeof(void *) || !sa_is_power_of_two(alignment)) return EINVAL;
+  int saved_errno = errno;
+  void *q = mi_malloc_aligned(size, alignment);
+  errno = saved_errno;
+  if (q == NULL) return ENOMEM;
+  *p = q;
+  return 0;
+}
+
+void *mi_memalign(size_t alignment, size_t size) {
+  if (!sa_is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return mi_malloc_aligned(size, alignment);
+}
+
+void *mi_aligned_alloc(size_t alignment, size_t size) { return mi_memalign(alignment, size); }
+
+void *mi_valloc(size_t size) { return mi_malloc_aligned(size, _sa_os_page_size()); }
+
+void *mi_pvalloc(size_t size) {
+  size_t page = _sa_os_page_size();
+  if (size > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_malloc_aligned(sa_align_up(size == 0 ? 1 : size, page), page);
+}
+
+/* ---- Heap allocation --------------------------------------------------------------------------- */
+void *mi_heap_malloc(heap_t *heap, size_t size) { return sa_heap_malloc(heap, size); }
+void *mi_heap_zalloc(heap_t *heap, size_t size) { return heap_malloc_zero(heap, size, true); }
+void *mi_heap_calloc(heap_t *heap, size_t count, size_t size) {
+  return heap_calloc(heap, count, size);
+}
+void *mi_heap_realloc(heap_t *heap, void *p, size_t newsize) {
+  return heap_realloc_zero(heap, p, newsize, 1, false);
+}
+void *mi_heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
+  return heap_malloc_aligned_at(heap, size, alignment, 0, false);
+}

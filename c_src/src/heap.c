@@ -1,0 +1,245 @@
+/* shardalloc: heaps. The pool that heap and thread objects come from, heap set-up and
+ * tear-down (delete, destroy, abandon at thread exit, adopting pages), collection, the
+ * heap validity walk, and the public mi_heap_* functions that are not allocation. */
+#include <pthread.h>
+
+#include "internal.h"
+
+/* The default heap of a thread that has not allocated yet: every direct slot points at the
+ * empty page, so the first allocation lands in the generic path, which sets the thread up. */
+heap_t _sa_heap_empty = {
+    .pages_direct = {[0 ... DIRECT_WSIZE_MAX] = &_sa_page_empty},
+    .retired_min = BIN_COUNT,
+};
+
+/* ---- The pool of thread_t objects (heaps use the same slots) ------------------------------
+ * Objects are carved from OS chunks and never given back, so thread churn reuses warm
+ * memory instead of paying page faults for every new thread. */
+#define POOL_CHUNK_SIZE ((size_t)256 << 10)
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static thread_t *pool_free_list;
+static uint8_t *pool_chunk_next;
+static uint8_t *pool_chunk_end;
+
+thread_t *_sa_pool_alloc(void) {
+  const size_t size = sa_align_up(sizeof(thread_t), 64);
+  pthread_mutex_lock(&pool_lock);
+  thread_t *obj = pool_free_list;
+  if (obj != NULL) {
+    pool_free_list = obj->next_free;
+  } else {
+    if (pool_chunk_next == NULL || pool_chunk_next + size > pool_chunk_end) {
+      uint8_t *chunk = _sa_os_alloc_aligned(POOL_CHUNK_SIZE, _sa_os_page_size());
+      if (chunk == NULL) {
+        pthread_mutex_unlock(&pool_lock);
+        return NULL;
+      }
+      pool_chunk_next = chunk;
+      pool_chunk_end = chunk + POOL_CHUNK_SIZE;
+    }
+    obj = (thread_t *)pool_chunk_next;
+    pool_chunk_next += size;
+  }
+  pthread_mutex_unlock(&pool_lock);
+  memset(obj, 0, sizeof(*obj));
+  return obj;
+}
+
+void _sa_pool_free(thread_t *obj) {
+  pthread_mutex_lock(&pool_lock);
+  obj->next_free = pool_free_list;
+  pool_free_list = obj;
+  pthread_mutex_unlock(&pool_lock);
+}
+
+void _sa_pool_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
+void _sa_pool_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
+void _sa_pool_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
+
+/* ---- Set-up -------------------------------------------------------------------------------- */
+void _sa_heap_init(heap_t *heap, thread_t *thread) {
+  memset(heap, 0, sizeof(*heap));
+  for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) heap->pages_direct[w] = &_sa_page_empty;
+  for (size_t bin = 0; bin < BIN_COUNT; bin++) heap->pages[bin].block_size = sa_bin_size(bin);
+  heap->pages[BIN_FULL].block_size = LARGE_BLOCK_MAX + 1;
+  heap->thread_id = thread->thread_id;
+  heap->thread = thread;
+  heap->retired_min = BIN_COUNT;
+  heap->retired_max = 0;
+  heap->next = thread->heaps;
+  thread->heaps = heap;
+}
+
+static void heap_unlink(heap_t *heap) {
+  heap_t **link = &heap->thread->heaps;
+  while (*link != heap) link = &(*link)->next;
+  *link = heap->next;
+}
+
+#define heap_for_each_page(heap, queue, page, next)                                         \
+  for (page_queue_t *queue = &(heap)->pages[0]; queue <= &(heap)->pages[BIN_FULL]; queue++) \
+    for (page_t *page = queue->first, *next = page ? page->next : NULL; page != NULL;       \
+         page = next, next = page ? page->next : NULL)
+
+/* Stop other threads from reaching this heap through its pages, then take in the blocks
+ * they handed over already. After this no thread reads `heap` through a page. */
+static void heap_close_delayed(heap_t *heap) {
+  heap_for_each_page(heap, queue, page, next) _sa_page_set_delayed(page, DELAYED_NEVER, true);
+  _sa_heap_delayed_free_all(heap);
+}
+
+void _sa_heap_adopt_page(heap_t *heap, page_t *page) {
+  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+  page->flags.x.in_full = 0;
+  page->retire_expire = 0;
+  _sa_page_set_delayed(page, DELAYED_NORMAL, true);
+  _sa_page_queue_push(heap, &heap->pages[page->bin], page);
+  heap->page_count++;
+}
+
+/* Thread exit: free the empty pages, detach the rest (their segments get abandoned). */
+void _sa_heap_detach_pages(heap_t *heap) {
+  heap_close_delayed(heap);
+  heap_for_each_page(heap, queue, page, next) {
+    _sa_page_collect(page);
+    if (page->used == 0) {
+      _sa_page_free(page, queue);
+    } else {
+      _sa_page_queue_remove(heap, queue, page);
+      page->flags.x.in_full = 0;
+      page->retire_expire = 0;
+      atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+      heap->page_count--;
+    }
+  }
+}
+
+/* ---- Collection ------------------------------------------------------------------------- */
+void mi_heap_collect(heap_t *heap, bool force) {
+  if (heap == NULL || heap == &_sa_heap_empty) return;
+  _sa_heap_delayed_free_all(heap);
+  _sa_heap_collect_retired(heap, true);
+  heap_for_each_page(heap, queue, page, next) {
+    _sa_page_collect(page);
+    if (page->used == 0) _sa_page_free(page, queue);
+  }
+  if (force) _sa_segment_cache_collect(true);
+}
+
+void mi_collect(bool force) { mi_heap_collect(_sa_heap_default, force); }
+
+/* ---- Public heap functions -------------------------------------------------------------- */
+heap_t *mi_heap_get_default(void) {
+  heap_t *heap = _sa_heap_default;
+  if (sa_unlikely(heap == &_sa_heap_empty)) heap = _sa_thread_heap_init();
+  return heap;
+}
+
+heap_t *mi_heap_set_default(heap_t *heap) {
+  heap_t *old = mi_heap_get_default();
+  if (heap != NULL && heap != &_sa_heap_empty) _sa_heap_default = heap;
+  return old;
+}
+
+heap_t *mi_heap_new(void) {
+  heap_t *backing = mi_heap_get_default();
+  if (backing == NULL) return NULL;
+  thread_t *obj = _sa_pool_alloc();
+  if (obj == NULL) return NULL;
+  heap_t *heap = &obj->heap;
+  _sa_heap_init(heap, backing->thread);
+  return heap;
+}
+
+/* The heap stops existing; its live blocks move to the thread's backing heap. */
+void mi_heap_delete(heap_t *heap) {
+  if (heap == NULL || heap == &_sa_heap_empty) return;
+  thread_t *thread = heap->thread;
+  if (heap == &thread->heap) return; /* the backing heap lives as long as its thread */
+  heap_close_delayed(heap);
+  heap_for_each_page(heap, queue, page, next) {
+    _sa_page_queue_remove(heap, queue, page);
+    heap->page_count--;
+    _sa_heap_adopt_page(&thread->heap, page);
+  }
+  if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
+  heap_unlink(heap);
+  _sa_pool_free((thread_t *)heap);
+}
+
+/* The heap stops existing and so do all its blocks (huge blocks excepted: they have no heap
+ * and stay valid until freed). */
+void mi_heap_destroy(heap_t *heap) {
+  if (heap == NULL || heap == &_sa_heap_empty) return;
+  thread_t *thread = heap->thread;
+  if (heap == &thread->heap) { /* the backing heap cannot go: collect it instead */
+    mi_heap_collect(heap, false);
+    return;
+  }
+  heap_close_delayed(heap);
+  heap_for_each_page(heap, queue, page, next) {
+    page->used = 0;
+    page->flags.x.in_full = 0;
+    _sa_page_free(page, queue);
+  }
+  if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
+  heap_unlink(heap);
+  _sa_pool_free((thread_t *)heap);
+}
+
+static page_t *live_page_of(const void *p) {
+  if (p == NULL || !_sa_segment_map_contains(p)) return NULL;
+  segment_t *segment = sa_segment_of(p);
+  page_t *page = sa_page_of(segment, p);
+  if (page->slice_count == 0 || page->block_size == 0) return NULL;
+  const uint8_t *end = page->page_start + (size_t)page->reserved * page->block_size;
+  if ((const uint8_t *)p < page->page_start || (const uint8_t *)p >= end) return NULL;
+  return page;
+}
+
+bool mi_heap_contains_block(heap_t *heap, const void *p) {
+  const page_t *page = live_page_of(p);
+  return page != NULL && atomic_load_explicit(&page->heap, memory_order_relaxed) == heap;
+}
+
+bool mi_heap_check_owned(heap_t *heap, const void *p) {
+  if (((uintptr_t)p & (SA_INTPTR_SIZE - 1)) != 0) return false;
+  return mi_heap_contains_block(heap, p);
+}
+
+bool mi_is_in_heap_region(const void *p) { return live_page_of(p) != NULL; }
+
+/* ---- The validity walk: every invariant of types.h that one thread can see ------------- */
+bool _sa_heap_check(heap_t *heap) {
+  size_t pages = 0;
+  for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
+    page_queue_t *queue = &heap->pages[bin];
+    page_t *prev = NULL;
+    for (page_t *page = queue->first; page != NULL; prev = page, page = page->next) {
+      pages++;
+      if (page->prev != prev) return false;
+      if (atomic_load_explicit(&page->heap, memory_order_relaxed) != heap) return false;
+      if (page->flags.x.in_full != (bin == BIN_FULL)) return false;
+      if (bin != BIN_FULL && page->bin != bin) return false;
+      if (page->block_size != sa_bin_size(page->bin)) return false;
+      if (!_sa_page_check(page)) return false;
+      segment_t *segment = sa_segment_of(page);
+      if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != heap->thread_id)
+        return false;
+    }
+    if (queue->last != prev) return false;
+  }
+  if (pages != heap->page_count) return false;
+  for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
+    const page_t *page = heap->pages_direct[w];
+    const page_queue_t *queue = &heap->pages[sa_bin_of_wsize(w)];
+    if (page != &_sa_page_empty && page != queue->first) return false;
+    if (page == &_sa_page_empty && queue->first != NULL) return false;
+  }
+  return true;
+}
+
+bool mi_heap_check(heap_t *heap) {
+  if (heap == NULL || heap == &_sa_heap_empty) return true;
+  return _sa_heap_check(heap);
+}

@@ -1,0 +1,81 @@
+/* shardalloc: process and thread life cycle. The process is set up once, on the first
+ * allocation of any thread; a thread on its first allocation (the empty default heap sends
+ * it to the generic path, see heap.c). A pthread key's destructor tears the thread down at
+ * exit: its empty pages are freed and segments still holding blocks are abandoned for other
+ * threads to reclaim. A thread that never allocates costs nothing. */
+#include <pthread.h>
+
+#include "internal.h"
+
+__thread heap_t *_sa_heap_default SA_TLS_MODEL = &_sa_heap_empty;
+
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_key;
+static bool thread_key_ok;
+
+static void thread_done(thread_t *thread) {
+  _sa_heap_default = &_sa_heap_empty;
+  /* the backing heap goes last: other heaps of the thread are listed before it */
+  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
+    _sa_heap_detach_pages(heap);
+  _sa_segments_abandon(thread);
+  heap_t *heap = thread->heaps;
+  while (heap != NULL) {
+    heap_t *next = heap->next;
+    if (heap != &thread->heap) _sa_pool_free((thread_t *)heap);
+    heap = next;
+  }
+  _sa_pool_free(thread);
+}
+
+static void thread_key_destructor(void *value) {
+  if (value != NULL) thread_done((thread_t *)value);
+}
+
+static void fork_prepare(void) {
+  _sa_pool_fork_prepare();
+  _sa_segments_fork_prepare();
+}
+static void fork_parent(void) {
+  _sa_segments_fork_parent();
+  _sa_pool_fork_parent();
+}
+static void fork_child(void) {
+  _sa_segments_fork_child();
+  _sa_pool_fork_child();
+}
+
+static void process_init_once(void) {
+  _sa_options_init();
+  thread_key_ok = pthread_key_create(&thread_key, thread_key_destructor) == 0;
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  _sa_verbose("shardalloc %d.%d.%d (%s build) initialised", SHARDALLOC_VERSION_MAJOR,
+              SHARDALLOC_VERSION_MINOR, SHARDALLOC_VERSION_PATCH,
+              SA_DEBUG > 0 ? "debug" : "release");
+}
+
+void _sa_process_init(void) { pthread_once(&process_once, process_init_once); }
+
+heap_t *_sa_thread_heap_init(void) {
+  if (_sa_heap_default != &_sa_heap_empty) return _sa_heap_default;
+  _sa_process_init();
+  thread_t *thread = _sa_pool_alloc();
+  if (thread == NULL) return NULL;
+  thread->thread_id = sa_thread_id();
+  _sa_heap_init(&thread->heap, thread);
+  _sa_heap_default = &thread->heap;
+  if (thread_key_ok) pthread_setspecific(thread_key, thread);
+  return &thread->heap;
+}
+
+void mi_thread_init(void) { (void)mi_heap_get_default(); }
+
+void mi_thread_done(void) {
+  heap_t *heap = _sa_heap_default;
+  if (heap == &_sa_heap_empty) return;
+  thread_t *thread = heap->thread;
+  if (thread_key_ok) pthread_setspecific(thread_key, NULL);
+  thread_done(thread);
+}
+
+int mi_version(void) { return SHARDALLOC_VERSION; }

@@ -1,0 +1,223 @@
+/* shardalloc: internal helpers shared by the core files. The inline fast paths live here;
+ * the slow paths they fall into are out of line and cold. Prototypes are grouped by the
+ * file that defines them. Internal symbols start with `_sa_` (never `mi_`/`_mi_`), so the
+ * library links beside a real mimalloc without a clash. */
+#ifndef SHARDALLOC_INTERNAL_H
+#define SHARDALLOC_INTERNAL_H
+
+#include <string.h>
+
+#include "types.h"
+
+#define sa_likely(x) __builtin_expect(!!(x), 1)
+#define sa_unlikely(x) __builtin_expect(!!(x), 0)
+#define sa_cold __attribute__((cold, noinline))
+#define sa_noinline __attribute__((noinline))
+#define sa_inline static inline __attribute__((always_inline))
+#define sa_hidden __attribute__((visibility("hidden")))
+
+/* The thread-local default heap. Initial-exec TLS is one `mov %fs:off`; a library meant to
+ * be loaded with dlopen builds with SA_TLS_DYNAMIC, which uses the general model instead. */
+#if defined(SA_TLS_DYNAMIC)
+#define SA_TLS_MODEL
+#else
+#define SA_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#endif
+extern __thread heap_t *_sa_heap_default SA_TLS_MODEL;
+
+/* ---- Assertions ------------------------------------------------------------------------- */
+void _sa_assert_fail(const char *expr, const char *file, int line, const char *func) sa_cold;
+#if SA_DEBUG > 0
+#define sa_assert(x) ((x) ? (void)0 : _sa_assert_fail(#x, __FILE__, __LINE__, __func__))
+#else
+#define sa_assert(x) ((void)0)
+#endif
+#if SA_DEBUG > 1
+#define sa_assert_expensive(x) sa_assert(x)
+#else
+#define sa_assert_expensive(x) ((void)0)
+#endif
+#define SA_DEBUG_FREED 0xDF /* fill of freed blocks in debug builds */
+#define SA_DEBUG_UNINIT 0xD0 /* fill of fresh blocks in debug builds */
+
+/* ---- Small arithmetic ------------------------------------------------------------------- */
+sa_inline bool sa_is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+sa_inline size_t sa_align_up(size_t x, size_t align) { return (x + align - 1) & ~(align - 1); }
+sa_inline bool sa_mul_overflow(size_t count, size_t size, size_t *total) {
+  return __builtin_mul_overflow(count, size, total);
+}
+sa_inline size_t sa_bsr(size_t x) { return 63 - (size_t)__builtin_clzll(x); } /* x != 0 */
+
+/* Identity of the calling thread: the thread pointer, unique among live threads. */
+sa_inline uintptr_t sa_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
+
+/* ---- Size classes (see types.h) --------------------------------------------------------- */
+sa_inline size_t sa_bin(size_t size) {
+  if (size <= 8) return 0;
+  if (size <= 128) return (size + 15) >> 4;
+  size_t s = size - 1;
+  size_t b = sa_bsr(s); /* >= 7 */
+  return 9 + ((b - 7) << 2) + ((s >> (b - 2)) & 3);
+}
+sa_inline size_t sa_bin_size(size_t bin) {
+  if (bin == 0) return 8;
+  if (bin <= 8) return bin << 4;
+  size_t i = bin - 9;
+  return (5 + (i & 3)) << (7 + (i >> 2) - 2);
+}
+/* The bin of a direct-table word size (size rounded up to 8 bytes). */
+sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : wsize * 8); }
+
+/* ---- Segments and pages from pointers --------------------------------------------------- */
+sa_inline segment_t *sa_segment_of(const void *p) {
+  return (segment_t *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
+}
+sa_inline page_t *sa_page_of(const segment_t *segment, const void *p) {
+  size_t idx = ((uintptr_t)p - (uintptr_t)segment) >> segment->page_shift;
+  const page_t *slice = &segment->pages[idx];
+  return (page_t *)((uint8_t *)slice - slice->slice_offset);
+}
+sa_inline size_t sa_page_size(const page_t *page) {
+  return page->kind == PAGE_HUGE ? page->block_size : (size_t)page->slice_count * SLICE_SIZE;
+}
+
+/* The block that contains `p` (p itself unless the page handed out interior pointers). */
+sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
+  if (sa_likely(!page->flags.x.has_aligned)) return (block_t *)p;
+  size_t offset = (size_t)((const uint8_t *)p - page->page_start);
+  return (block_t *)(page->page_start + offset - offset % page->block_size);
+}
+
+/* The cross-thread free word. */
+sa_inline block_t *sa_xthread_block(uintptr_t x) { return (block_t *)(x & ~XTHREAD_STATE_MASK); }
+sa_inline delayed_state_t sa_xthread_state(uintptr_t x) {
+  return (delayed_state_t)(x & XTHREAD_STATE_MASK);
+}
+sa_inline uintptr_t sa_xthread_make(block_t *b, delayed_state_t s) {
+  return (uintptr_t)b | (uintptr_t)s;
+}
+
+/* ---- os.c: the only file that talks to the kernel --------------------------------------- */
+size_t _sa_os_page_size(void);
+/* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
+void *_sa_os_alloc_aligned(size_t size, size_t align);
+void _sa_os_free(void *p, size_t size);
+/* Give the physical memory of [p, p+size) back; it reads as zero when next touched. */
+void _sa_os_purge(void *p, size_t size);
+void _sa_os_write_stderr(const char *msg, size_t len);
+void _sa_os_yield(void);
+
+/* ---- segment.c: address space -> segments -> slices -> pages ---------------------------- */
+/* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
+page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
+/* Return a page's slices to its segment (the segment may be cached or released). */
+void _sa_segment_page_free(page_t *page, thread_t *thread);
+/* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
+page_t *_sa_segment_huge_page_alloc(size_t size);
+void _sa_segment_huge_free(segment_t *segment);
+/* Abandon every segment of `thread` (their pages must be detached from heaps already). */
+void _sa_segments_abandon(thread_t *thread);
+/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
+bool _sa_segment_try_reclaim(heap_t *heap);
+bool _sa_segment_map_contains(const void *p);
+void _sa_segment_cache_collect(bool force);
+void _sa_segments_fork_prepare(void);
+void _sa_segments_fork_parent(void);
+void _sa_segments_fork_child(void);
+
+/* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
+extern page_t _sa_page_empty;
+void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) sa_cold;
+void _sa_page_retire(page_t *page) sa_cold;
+void _sa_page_free(page_t *page, page_queue_t *queue);
+void _sa_page_collect(page_t *page);
+void _sa_page_unfull(page_t *page);
+void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_never);
+void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
+void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
+page_queue_t *_sa_page_queue_of(heap_t *heap, const page_t *page);
+bool _sa_page_check(const page_t *page);
+
+/* ---- free.c ----------------------------------------------------------------------------- */
+void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
+void _sa_free_block_local(page_t *page, block_t *block);
+void _sa_heap_delayed_free_all(heap_t *heap);
+size_t _sa_usable_size(const void *p);
+
+/* ---- heap.c ----------------------------------------------------------------------------- */
+extern heap_t _sa_heap_empty;
+void _sa_heap_init(heap_t *heap, thread_t *thread);
+void _sa_heap_collect_retired(heap_t *heap, bool force);
+/* Detach every page of `heap` (abandon: pages keep their blocks but lose their heap). */
+void _sa_heap_detach_pages(heap_t *heap);
+/* Give a page to `heap` (reclaim, or a deleted heap's pages). */
+void _sa_heap_adopt_page(heap_t *heap, page_t *page);
+bool _sa_heap_check(heap_t *heap);
+thread_t *_sa_pool_alloc(void);
+void _sa_pool_free(thread_t *obj);
+void _sa_pool_fork_prepare(void);
+void _sa_pool_fork_parent(void);
+void _sa_pool_fork_child(void);
+
+/* ---- init.c ----------------------------------------------------------------------------- */
+/* Set up the process (once) and the calling thread; returns its default heap or NULL. */
+heap_t *_sa_thread_heap_init(void) sa_cold;
+void _sa_process_init(void);
+
+/* ---- options.c: options and messages ---------------------------------------------------- */
+void _sa_options_init(void);
+void _sa_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void _sa_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn, cold));
+void _sa_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- The allocation fast path ------------------------------------------------------------
+ * Budget: size check, one TLS load, one table load, pop, used++: about 10 instructions
+ * (see bench/ for the callgrind counts). The empty page of a fresh heap (and of a
+ * direct-table slot without a usable page) has free == NULL, so no "initialised?" test. */
+sa_inline void *sa_page_pop(page_t *page, block_t *block) {
+  page->free = block->next;
+  page->used++;
+#if SA_DEBUG > 0
+  sa_assert(sa_page_of(sa_segment_of(block), block) == page);
+  memset(block, SA_DEBUG_UNINIT, page->block_size);
+#endif
+  return block;
+}
+
+sa_inline void *sa_heap_malloc_small(heap_t *heap, size_t size) {
+  page_t *page = heap->pages_direct[(size + 7) >> 3];
+  block_t *block = page->free;
+  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, false);
+  return sa_page_pop(page, block);
+}
+
+sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
+  if (sa_likely(size <= DIRECT_SIZE_MAX)) return sa_heap_malloc_small(heap, size);
+  return _sa_malloc_generic(heap, size, false);
+}
+
+/* ---- The free fast path ------------------------------------------------------------------
+ * Owner thread and no rare flag: push onto local_free, used--. Everything else (another
+ * thread, a full page, interior pointers, an emptied page, NULL) goes out of line.    */
+sa_inline void sa_free(void *p) {
+  segment_t *segment = sa_segment_of(p);
+#if SA_DEBUG == 0
+  if (sa_likely(segment != NULL)) {
+    page_t *page = sa_page_of(segment, p);
+    if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
+                      sa_thread_id() &&
+                  page->flags.any == 0)) {
+      block_t *block = (block_t *)p;
+      block->next = page->local_free;
+      page->local_free = block;
+      if (sa_unlikely(--page->used == 0)) _sa_page_retire(page);
+      return;
+    }
+    _sa_free_generic(segment, page, p);
+  }
+#else
+  if (p != NULL) _sa_free_generic(segment, NULL, p); /* every debug free is checked */
+#endif
+}
+
+#endif /* SHARDALLOC_INTERNAL_H */

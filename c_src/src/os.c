@@ -1,0 +1,84 @@
+/* shardalloc: OS primitives. The only file that calls mmap, munmap, madvise or other system
+ * calls that manage memory; the rest of the allocator asks these functions. */
+#include <errno.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+size_t _sa_os_page_size(void) {
+  static size_t page_size;
+  if (page_size == 0) {
+    long n = sysconf(_SC_PAGESIZE);
+    page_size = n > 0 ? (size_t)n : 4096;
+  }
+  return page_size;
+}
+
+static void *os_mmap(void *hint, size_t size) {
+  int saved_errno = errno; /* a failed mmap must not leak its errno into a successful call */
+  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  errno = saved_errno;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void _sa_os_free(void *p, size_t size) {
+  if (p == NULL || size == 0) return;
+  int saved_errno = errno;
+  if (munmap(p, size) != 0) _sa_error("munmap of %zu bytes at %p failed (errno %d)", size, p, errno);
+  errno = saved_errno;
+}
+
+/* Reserve `size` bytes aligned to `align` (a power of two >= the OS page size). First try
+ * directly (the kernel often hands out aligned addresses after an earlier aligned mapping),
+ * then over-reserve by `align` and trim both ends. */
+void *_sa_os_alloc_aligned(size_t size, size_t align) {
+  if (size == 0 || size > HUGE_BLOCK_MAX + SEGMENT_SIZE) return NULL;
+  static _Atomic(uintptr_t) next_hint; /* where the last aligned mapping ended */
+  uintptr_t hint = atomic_load_explicit(&next_hint, memory_order_relaxed);
+  if (hint != 0) {
+    void *p = os_mmap((void *)hint, size);
+    if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
+      atomic_store_explicit(&next_hint, (uintptr_t)p + size, memory_order_relaxed);
+      return p;
+    }
+    if (p != NULL) _sa_os_free(p, size);
+  }
+  size_t over = size + align;
+  if (over < size) return NULL;
+  uint8_t *raw = os_mmap(NULL, over);
+  if (raw == NULL) return NULL;
+  uint8_t *aligned = (uint8_t *)sa_align_up((uintptr_t)raw, align);
+  size_t head = (size_t)(aligned - raw);
+  size_t tail = over - head - size;
+  if (head > 0) _sa_os_free(raw, head);
+  if (tail > 0) _sa_os_free(aligned + size, tail);
+  atomic_store_explicit(&next_hint, (uintptr_t)aligned + size, memory_order_relaxed);
+  return aligned;
+}
+
+void _sa_os_purge(void *p, size_t size) {
+  int saved_errno = errno;
+  /* MADV_DONTNEED: the range is zero when next touched, which the allocator relies on to
+   * skip clearing purged memory for calloc; MADV_FREE would leave old contents around. */
+  if (madvise(p, size, MADV_DONTNEED) != 0) {
+    _sa_error("madvise(DONTNEED) of %zu bytes at %p failed (errno %d)", size, p, errno);
+  }
+  errno = saved_errno;
+}
+
+void _sa_os_write_stderr(const char *msg, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(STDERR_FILENO, msg, len);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return;
+    }
+    msg += n;
+    len -= (size_t)n;
+  }
+}
+
+void _sa_os_yield(void) { sched_yield(); }

@@ -1,0 +1,319 @@
+/* shardalloc: pages. Free-list collection, lazy extension, the page queues of a heap, the
+ * full queue and the delayed-free protocol (states in types.h), retirement of empty pages,
+ * and the generic allocation path that every fast-path miss lands in. */
+#include <errno.h>
+
+#include "internal.h"
+
+/* The page every empty direct-table slot points at: no free block, so the fast path falls
+ * through to the generic path without an extra test. Never written. */
+page_t _sa_page_empty;
+
+/* ---- Delayed-free state ------------------------------------------------------------------ */
+
+/* Set the page's delayed state (owner only). Waits out a concurrent DELAYED_FREEING, whose
+ * thread still reads page->heap; leaves NEVER_DELAYED alone unless `override_never`. */
+void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_never) {
+  uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  for (;;) {
+    delayed_state_t cur = sa_xthread_state(old);
+    if (cur == DELAYED_FREEING) {
+      _sa_os_yield();
+      old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+      continue;
+    }
+    if (cur == state || (cur == DELAYED_NEVER && !override_never)) return;
+    uintptr_t desired = sa_xthread_make(sa_xthread_block(old), state);
+    if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
+                                              memory_order_acq_rel, memory_order_relaxed))
+      return;
+  }
+}
+
+/* ---- Collecting the free lists ----------------------------------------------------------- */
+
+/* Move blocks other threads freed into `free` (owner only). */
+static void page_collect_xthread(page_t *page) {
+  uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  if (sa_xthread_block(x) == NULL) return;
+  while (!atomic_compare_exchange_weak_explicit(
+      &page->xthread_free, &x, sa_xthread_make(NULL, sa_xthread_state(x)),
+      memory_order_acq_rel, memory_order_relaxed)) {
+  }
+  block_t *head = sa_xthread_block(x);
+  block_t *tail = head;
+  uint32_t count = 1;
+  while (tail->next != NULL) {
+    tail = tail->next;
+    count++;
+  }
+  sa_assert(count <= page->used);
+  tail->next = page->free;
+  page->free = head;
+  page->used -= count;
+}
+
+void _sa_page_collect(page_t *page) {
+  if (page->local_free != NULL) {
+    if (sa_likely(page->free == NULL)) {
+      page->free = page->local_free;
+    } else { /* append the (short) free list in front of local_free */
+      block_t *tail = page->local_free;
+      while (tail->next != NULL) tail = tail->next;
+      tail->next = page->free;
+      page->free = page->local_free;
+    }
+    page->local_free = NULL;
+  }
+  page_collect_xthread(page);
+}
+
+/* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------ */
+static void page_extend(page_t *page) {
+  size_t remaining = (size_t)page->reserved - page->capacity;
+  if (remaining == 0) return;
+  size_t count = PAGE_EXTEND_BYTES / page->block_size;
+  if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
+  if (count > remaining) count = remaining;
+  size_t bsize = page->block_size;
+  uint8_t *first = page->page_start + (size_t)page->capacity * bsize;
+  uint8_t *p = first;
+  for (size_t i = 1; i < count; i++, p += bsize) ((block_t *)p)->next = (block_t *)(p + bsize);
+  ((block_t *)p)->next = page->free;
+  page->free = (block_t *)first;
+  page->capacity = (uint16_t)(page->capacity + count);
+}
+
+/* ---- Page queues ------------------------------------------------------------------------- */
+page_queue_t *_sa_page_queue_of(heap_t *heap, const page_t *page) {
+  return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];
+}
+
+/* Point the direct-table slots of a small bin at the queue's first page. */
+static void direct_update(heap_t *heap, page_queue_t *queue) {
+  size_t bin = (size_t)(queue - heap->pages);
+  if (bin >= BIN_FULL || queue->block_size > DIRECT_SIZE_MAX) return;
+  page_t *page = queue->first != NULL ? queue->first : &_sa_page_empty;
+  size_t wmax = queue->block_size / SA_INTPTR_SIZE;
+  size_t wmin = bin == 0 ? 0 : sa_bin_size(bin - 1) / SA_INTPTR_SIZE + 1;
+  for (size_t w = wmin; w <= wmax; w++) heap->pages_direct[w] = page;
+}
+
+static void queue_push_front(heap_t *heap, page_queue_t *queue, page_t *page) {
+  page->prev = NULL;
+  page->next = queue->first;
+  if (queue->first != NULL) queue->first->prev = page;
+  else queue->last = page;
+  queue->first = page;
+  direct_update(heap, queue);
+}
+
+static void queue_push_back(heap_t *heap, page_queue_t *queue, page_t *page) {
+  page->next = NULL;
+  page->prev = queue->last;
+  if (queue->last != NULL) queue->last->next = page;
+  else queue->first = page;
+  queue->last = page;
+  if (queue->first == page) direct_update(heap, queue);
+}
+
+void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page) {
+  bool was_first = queue->first == page;
+  if (page->prev != NULL) page->prev->next = page->next;
+  else queue->first = page->next;
+  if (page->next != NULL) page->next->prev = page->prev;
+  else queue->last = page->prev;
+  page->next = page->prev = NULL;
+  if (was_first) direct_update(heap, queue);
+}
+
+void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page) {
+  queue_push_front(heap, queue, page);
+}
+
+static void queue_move_to_front(heap_t *heap, page_queue_t *queue, page_t *page) {
+  if (queue->first == page) return;
+  _sa_page_queue_remove(heap, queue, page);
+  queue_push_front(heap, queue, page);
+}
+
+/* ---- Full pages ----------------------------------------------------------------------- */
+static void page_to_full(heap_t *heap, page_queue_t *queue, page_t *page) {
+  _sa_page_queue_remove(heap, queue, page);
+  page->flags.x.in_full = 1;
+  queue_push_back(heap, &heap->pages[BIN_FULL], page);
+  _sa_page_set_delayed(page, DELAYED_USE, false);
+}
+
+/* A full page got a free block back (owner only). */
+void _sa_page_unfull(page_t *page) {
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  sa_assert(page->flags.x.in_full && heap != NULL);
+  _sa_page_set_delayed(page, DELAYED_NORMAL, false);
+  _sa_page_queue_remove(heap, &heap->pages[BIN_FULL], page);
+  page->flags.x.in_full = 0;
+  queue_push_back(heap, &heap->pages[page->bin], page);
+}
+
+/* ---- Freeing and retiring pages ------------------------------------------------------- */
+void _sa_page_free(page_t *page, page_queue_t *queue) {
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  sa_assert(page->used == 0 && heap != NULL);
+  _sa_page_queue_remove(heap, queue, page);
+  heap->page_count--;
+  _sa_segment_page_free(page, heap->thread);
+}
+
+/* The page's last block was freed by its owner. Keep a small or medium page for a while if
+ * it is the only page of its bin (a single object allocated and freed in a loop must not
+ * free and re-create the page each time); otherwise give its slices back. */
+void _sa_page_retire(page_t *page) {
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  page_queue_t *queue = _sa_page_queue_of(heap, page);
+  if (sa_likely(page->block_size <= MEDIUM_BLOCK_MAX && queue->first == page &&
+                queue->last == page && !page->flags.x.in_full)) {
+    page->retire_expire = PAGE_RETIRE_CYCLES;
+    if (page->bin < heap->retired_min) heap->retired_min = page->bin;
+    if (page->bin > heap->retired_max) heap->retired_max = page->bin;
+    return;
+  }
+  _sa_page_free(page, queue);
+}
+
+/* Free retired pages whose time is up (every generic-path call counts one cycle). */
+void _sa_heap_collect_retired(heap_t *heap, bool force) {
+  size_t min = BIN_COUNT, max = 0;
+  for (size_t bin = heap->retired_min; bin <= heap->retired_max && bin < BIN_COUNT; bin++) {
+    page_queue_t *queue = &heap->pages[bin];
+    page_t *page = queue->first;
+    if (page == NULL || page->retire_expire == 0) continue;
+    if (page->used != 0) {
+      page->retire_expire = 0;
+    } else if (force || --page->retire_expire == 0) {
+      _sa_page_free(page, queue);
+    } else {
+      if (bin < min) min = bin;
+      if (bin > max) max = bin;
+    }
+  }
+  heap->retired_min = min;
+  heap->retired_max = max;
+}
+
+/* ---- The generic path -------------------------------------------------------------------- */
+
+/* Find a page with a free block in `queue`, looking at a bounded number of pages: each page
+ * looked at either serves (and moves to the front) or moves to the full queue. */
+static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
+  page_t *page = queue->first;
+  for (size_t n = 0; page != NULL && n < PAGE_QUEUE_SEARCH_MAX; n++) {
+    page_t *next = page->next;
+    page->retire_expire = 0;
+    _sa_page_collect(page);
+    if (page->free == NULL) page_extend(page);
+    if (page->free != NULL) {
+      queue_move_to_front(heap, queue, page);
+      return page;
+    }
+    page_to_full(heap, queue, page);
+    page = next;
+  }
+  return NULL;
+}
+
+static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
+  page_t *page = _sa_segment_page_alloc(heap->thread, queue->block_size, bin);
+  if (page == NULL) return NULL;
+  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+  heap->page_count++;
+  page_extend(page);
+  queue_push_front(heap, queue, page);
+  return page;
+}
+
+static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
+  page_t *page = _sa_segment_huge_page_alloc(size);
+  if (page == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+  page->capacity = 1;
+  page->used = 1;
+  (void)zero; /* fresh OS memory is zero */
+  return page->page_start;
+}
+
+void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
+  if (sa_unlikely(heap == &_sa_heap_empty)) {
+    heap = _sa_thread_heap_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
+    if (size > HUGE_BLOCK_MAX) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    return malloc_huge(heap, size, zero);
+  }
+  /* bounded housekeeping, paced by the regular refills of the free list */
+  _sa_heap_delayed_free_all(heap);
+  if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
+
+  size_t bin = sa_bin(size);
+  page_queue_t *queue = &heap->pages[bin];
+  page_t *page = queue_find_free_page(heap, queue);
+  if (page == NULL) {
+    while (_sa_segment_try_reclaim(heap)) { /* pages of exited threads first */
+      page = queue_find_free_page(heap, queue);
+      if (page != NULL) break;
+      if (heap->thread->segment_count > 0) break; /* one reclaim per call is enough */
+    }
+  }
+  if (page == NULL) page = page_fresh(heap, queue, bin);
+  if (page == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  sa_assert_expensive(_sa_heap_check(heap));
+  block_t *block = page->free;
+  bool block_is_zero = page->is_zero;
+  void *p = sa_page_pop(page, block);
+  if (zero) {
+    if (block_is_zero) block->next = NULL; /* only the link word was ever written */
+    else memset(p, 0, page->block_size);
+  }
+  return p;
+}
+
+/* ---- Checks ------------------------------------------------------------------------------- */
+static bool block_in_page(const page_t *page, const block_t *b) {
+  const uint8_t *p = (const uint8_t *)b;
+  if (p < page->page_start) return false;
+  size_t offset = (size_t)(p - page->page_start);
+  return offset < (size_t)page->capacity * page->block_size && offset % page->block_size == 0;
+}
+
+static bool list_check(const page_t *page, const block_t *b, size_t *count) {
+  size_t limit = page->capacity;
+  for (; b != NULL; b = b->next) {
+    if (!block_in_page(page, b) || ++*count > limit) return false;
+  }
+  return true;
+}
+
+/* Owner only: the accounting equation and list membership of types.h. */
+bool _sa_page_check(const page_t *page) {
+  if (page->capacity > page->reserved) return false;
+  if (page->block_size == 0 || page->slice_count == 0) return false;
+  size_t nfree = 0, nlocal = 0, nx = 0;
+  if (!list_check(page, page->free, &nfree)) return false;
+  if (!list_check(page, page->local_free, &nlocal)) return false;
+  block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
+  /* another thread may push meanwhile: xthread blocks only ever get more */
+  if (!list_check(page, x, &nx)) return false;
+  return (size_t)page->used + nfree + nlocal == page->capacity && page->used >= nx;
+}

@@ -1,0 +1,300 @@
+/* shardalloc: segments. Address space comes from the OS in SEGMENT_SIZE-aligned segments;
+ * a segment is carved into 64 KiB slices; a page is a run of slices. Also here: the segment
+ * map (which addresses are ours), the cache of empty segments, huge segments, and the
+ * abandoned list through which the memory of exited threads is reclaimed.
+ *
+ * Locks: `segments_lock` guards the cache and the abandoned list. It is taken only on slow
+ * paths (a new or an empty segment, thread exit, reclaim), never around a system call. */
+#include <pthread.h>
+
+#include "internal.h"
+
+/* ---- Segment map: one bit per SEGMENT_SIZE unit of a 47-bit address space -------------- */
+#define SEGMENT_MAP_UNITS ((size_t)1 << (47 - SEGMENT_SHIFT))
+static _Atomic(uint64_t) segment_map[SEGMENT_MAP_UNITS / 64];
+
+static void segment_map_set(const segment_t *segment, bool on) {
+  uintptr_t start = (uintptr_t)segment >> SEGMENT_SHIFT;
+  uintptr_t end = ((uintptr_t)segment + segment->segment_size - 1) >> SEGMENT_SHIFT;
+  for (uintptr_t unit = start; unit <= end && unit < SEGMENT_MAP_UNITS; unit++) {
+    uint64_t bit = (uint64_t)1 << (unit % 64);
+    if (on) atomic_fetch_or_explicit(&segment_map[unit / 64], bit, memory_order_release);
+    else atomic_fetch_and_explicit(&segment_map[unit / 64], ~bit, memory_order_release);
+  }
+}
+
+bool _sa_segment_map_contains(const void *p) {
+  uintptr_t unit = (uintptr_t)p >> SEGMENT_SHIFT;
+  if (unit >= SEGMENT_MAP_UNITS) return false;
+  uint64_t word = atomic_load_explicit(&segment_map[unit / 64], memory_order_acquire);
+  return (word >> (unit % 64)) & 1;
+}
+
+/* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
+#define SEGMENT_CACHE_MAX 4
+static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
+static segment_t *segment_cache;
+static size_t segment_cache_count;
+static segment_t *abandoned;
+static _Atomic(size_t) abandoned_count;
+
+static void list_push(segment_t **list, segment_t *segment) {
+  segment->prev = NULL;
+  segment->next = *list;
+  if (*list != NULL) (*list)->prev = segment;
+  *list = segment;
+}
+
+static void list_remove(segment_t **list, segment_t *segment) {
+  if (segment->prev != NULL) segment->prev->next = segment->next;
+  else *list = segment->next;
+  if (segment->next != NULL) segment->next->prev = segment->prev;
+  segment->next = segment->prev = NULL;
+}
+
+/* ---- Slice bitmaps -------------------------------------------------------------------- */
+static bool bit_get(const uint64_t *bm, size_t i) { return (bm[i / 64] >> (i % 64)) & 1; }
+
+static void bits_set(uint64_t *bm, size_t start, size_t n, bool on) {
+  for (size_t i = start; i < start + n; i++) {
+    if (on) bm[i / 64] |= (uint64_t)1 << (i % 64);
+    else bm[i / 64] &= ~((uint64_t)1 << (i % 64));
+  }
+}
+
+static bool bits_any(const uint64_t *bm, size_t start, size_t n) {
+  for (size_t i = start; i < start + n; i++)
+    if (bit_get(bm, i)) return true;
+  return false;
+}
+
+/* First run of `n` clear bits; SIZE_MAX if none. At most SLICES_PER_SEGMENT steps. */
+static size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
+  if (n == 1) {
+    for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++)
+      if (~bm[w] != 0) return w * 64 + (size_t)__builtin_ctzll(~bm[w]);
+    return SIZE_MAX;
+  }
+  size_t run = 0;
+  for (size_t i = 0; i < SLICES_PER_SEGMENT; i++) {
+    if (i % 64 == 0 && run == 0 && bm[i / 64] == UINT64_MAX) { /* skip full words */
+      i += 63;
+      continue;
+    }
+    run = bit_get(bm, i) ? 0 : run + 1;
+    if (run == n) return i + 1 - n;
+  }
+  return SIZE_MAX;
+}
+
+/* ---- Segment lifetime ---------------------------------------------------------------- */
+static void segment_attach(segment_t *segment, thread_t *thread) {
+  segment->owner = thread;
+  atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
+  list_push(&thread->segments, segment);
+  thread->segment_count++;
+}
+
+static void segment_detach(segment_t *segment, thread_t *thread) {
+  list_remove(&thread->segments, segment);
+  thread->segment_count--;
+  segment->owner = NULL;
+  atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+}
+
+static segment_t *segment_alloc(thread_t *thread) {
+  segment_t *segment = NULL;
+  pthread_mutex_lock(&segments_lock);
+  if (segment_cache != NULL) {
+    segment = segment_cache;
+    list_remove(&segment_cache, segment);
+    segment_cache_count--;
+  }
+  pthread_mutex_unlock(&segments_lock);
+  if (segment == NULL) {
+    segment = _sa_os_alloc_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+    if (segment == NULL) return NULL;
+    /* fresh memory is zero: every page descriptor reads as a free slice */
+    segment->page_shift = SLICE_SHIFT;
+    segment->segment_size = SEGMENT_SIZE;
+    segment->kind = SEGMENT_NORMAL;
+    bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
+    bits_set(segment->dirty_slices, 0, SEGMENT_HEADER_SLICES, true);
+    segment->used_slice_count = SEGMENT_HEADER_SLICES;
+    segment_map_set(segment, true);
+  }
+  sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
+  segment_attach(segment, thread);
+  return segment;
+}
+
+static void segment_release(segment_t *segment) {
+  segment_map_set(segment, false);
+  _sa_os_free(segment, segment->segment_size);
+}
+
+/* An empty segment leaves its thread: into the cache, or back to the OS. */
+static void segment_free(segment_t *segment, thread_t *thread) {
+  sa_assert(segment->used_pages == 0);
+  segment_detach(segment, thread);
+  pthread_mutex_lock(&segments_lock);
+  bool cached = segment_cache_count < SEGMENT_CACHE_MAX;
+  if (cached) {
+    list_push(&segment_cache, segment);
+    segment_cache_count++;
+  }
+  pthread_mutex_unlock(&segments_lock);
+  if (!cached) segment_release(segment);
+}
+
+void _sa_segment_cache_collect(bool force) {
+  (void)force;
+  pthread_mutex_lock(&segments_lock);
+  segment_t *list = segment_cache;
+  segment_cache = NULL;
+  segment_cache_count = 0;
+  pthread_mutex_unlock(&segments_lock);
+  while (list != NULL) {
+    segment_t *next = list->next;
+    segment_release(list);
+    list = next;
+  }
+}
+
+/* ---- Pages ------------------------------------------------------------------------------ */
+static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
+                                 size_t block_size, size_t bin) {
+  page_t *page = &segment->pages[start];
+  for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint32_t)(i * sizeof(page_t));
+  page->slice_count = (uint32_t)slices;
+  page->slice_offset = 0;
+  page->kind = block_size <= SMALL_BLOCK_MAX    ? PAGE_SMALL
+               : block_size <= MEDIUM_BLOCK_MAX ? PAGE_MEDIUM
+                                                : PAGE_LARGE;
+  page->bin = (uint8_t)bin;
+  page->block_size = block_size;
+  page->page_start = (uint8_t *)segment + start * SLICE_SIZE;
+  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  page->is_zero = !bits_any(segment->dirty_slices, start, slices);
+  bits_set(segment->used_slices, start, slices, true);
+  bits_set(segment->dirty_slices, start, slices, true);
+  segment->used_slice_count += (uint32_t)slices;
+  segment->used_pages++;
+  return page;
+}
+
+static size_t page_slices_for(size_t block_size) {
+  if (block_size <= SMALL_BLOCK_MAX) return 1;
+  if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
+  return (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+}
+
+page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) {
+  size_t slices = page_slices_for(block_size);
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
+    size_t start = bits_find_clear_run(s->used_slices, slices);
+    if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin);
+  }
+  segment_t *segment = segment_alloc(thread);
+  if (segment == NULL) return NULL;
+  size_t start = bits_find_clear_run(segment->used_slices, slices);
+  sa_assert(start != SIZE_MAX);
+  return segment_page_init(segment, start, slices, block_size, bin);
+}
+
+void _sa_segment_page_free(page_t *page, thread_t *thread) {
+  segment_t *segment = sa_segment_of(page);
+  sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
+  size_t start = (size_t)(page - segment->pages);
+  size_t slices = page->slice_count;
+  memset(page, 0, slices * sizeof(page_t)); /* free slices read as all-zero descriptors */
+  bits_set(segment->used_slices, start, slices, false);
+  segment->used_slice_count -= (uint32_t)slices;
+  segment->used_pages--;
+  if (segment->used_pages == 0) segment_free(segment, thread);
+}
+
+/* ---- Huge segments: one block each, no owner; any thread frees them directly ------------ */
+page_t *_sa_segment_huge_page_alloc(size_t size) {
+  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
+  if (size > HUGE_BLOCK_MAX) return NULL;
+  segment_t *segment = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+  if (segment == NULL) return NULL;
+  segment->page_shift = SEGMENT_SHIFT; /* every block address maps to pages[0] */
+  segment->segment_size = total;
+  segment->kind = SEGMENT_HUGE;
+  segment->used_pages = 1;
+  page_t *page = &segment->pages[0];
+  page->slice_count = 1;
+  page->kind = PAGE_HUGE;
+  page->bin = BIN_COUNT;
+  page->block_size = total - SLICE_SIZE;
+  page->page_start = (uint8_t *)segment + SLICE_SIZE;
+  page->reserved = 1;
+  page->is_zero = 1;
+  segment_map_set(segment, true);
+  return page;
+}
+
+void _sa_segment_huge_free(segment_t *segment) {
+  sa_assert(segment->kind == SEGMENT_HUGE);
+  segment_release(segment);
+}
+
+/* ---- Abandon and reclaim ------------------------------------------------------------- */
+void _sa_segments_abandon(thread_t *thread) {
+  while (thread->segments != NULL) {
+    segment_t *segment = thread->segments;
+    if (segment->used_pages == 0) {
+      segment_free(segment, thread);
+      continue;
+    }
+    segment_detach(segment, thread);
+    pthread_mutex_lock(&segments_lock);
+    list_push(&abandoned, segment);
+    atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&segments_lock);
+  }
+}
+
+bool _sa_segment_try_reclaim(heap_t *heap) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return false;
+  pthread_mutex_lock(&segments_lock);
+  segment_t *segment = abandoned;
+  if (segment != NULL) {
+    list_remove(&abandoned, segment);
+    atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&segments_lock);
+  if (segment == NULL) return false;
+
+  thread_t *thread = heap->thread;
+  segment_attach(segment, thread);
+  /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
+   * rest. Freeing the last page frees the segment, so stop on that. */
+  size_t i = SEGMENT_HEADER_SLICES;
+  while (i < SLICES_PER_SEGMENT) {
+    page_t *page = &segment->pages[i];
+    if (page->slice_count == 0) {
+      i++;
+      continue;
+    }
+    i += page->slice_count;
+    bool last = segment->used_pages == 1;
+    _sa_page_set_delayed(page, DELAYED_NORMAL, true);
+    _sa_page_collect(page);
+    if (page->used == 0) {
+      _sa_segment_page_free(page, thread);
+      if (last) break;
+    } else {
+      _sa_heap_adopt_page(heap, page);
+    }
+  }
+  return true;
+}
+
+/* ---- fork: the child must find the lock free and the lists consistent ------------------ */
+void _sa_segments_fork_prepare(void) { pthread_mutex_lock(&segments_lock); }
+void _sa_segments_fork_parent(void) { pthread_mutex_unlock(&segments_lock); }
+void _sa_segments_fork_child(void) { pthread_mutex_init(&segments_lock, NULL); }
