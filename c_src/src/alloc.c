@@ -22,7 +22,7 @@ static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
   block_t *block = page->free;
   if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
   void *p = sa_page_pop(page, block);
-  if (zero) memset(p, 0, page->block_size);
+  if (zero) memset(p, 0, page->block_size); /* never a huge page here */
   return p;
 }
 
@@ -82,6 +82,7 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
   if (aligned != (uintptr_t)p) {
     page_t *page = sa_page_of(sa_segment_of(p), p);
     page->flags.x.has_aligned = 1;
+    if (sa_page_is_huge(page)) _sa_segment_huge_interior(page, (void *)aligned);
   }
   return (void *)aligned;
 }

@@ -8,11 +8,11 @@
 #if SA_DEBUG > 0
 static bool list_contains(const page_t *page, const block_t *list, const block_t *block) {
   size_t limit = page->capacity;
+  const uint8_t *start = sa_page_start(page);
   for (size_t n = 0; list != NULL && n <= limit; list = list->next, n++) {
     if (list == block) return true;
     const uint8_t *next = (const uint8_t *)list->next;
-    if (next != NULL && (next < page->page_start || next >= page->page_start +
-                                                                 page->capacity * page->block_size))
+    if (next != NULL && (next < start || next >= start + (size_t)page->capacity * page->block_size))
       return false; /* a corrupted list: stop rather than wander */
   }
   return false;
@@ -28,9 +28,9 @@ static bool block_is_double_free(const page_t *page, const block_t *block, bool 
   for (size_t i = sizeof(block_t); i < check; i++)
     if (bytes[i] != SA_DEBUG_FREED) return false;
   const uint8_t *next = (const uint8_t *)block->next;
+  const uint8_t *start = sa_page_start(page);
   bool next_plausible =
-      next == NULL || (next >= page->page_start &&
-                       next < page->page_start + (size_t)page->reserved * page->block_size);
+      next == NULL || (next >= start && next < start + sa_page_reserved(page) * page->block_size);
   if (!owner) return next_plausible && check > sizeof(block_t);
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
@@ -43,19 +43,21 @@ static page_t *checked_page_of(segment_t *segment, const void *p) {
     _sa_fatal("invalid free: %p was not allocated by shardalloc (or was already freed)", p);
   }
   page_t *page = sa_page_of(segment, p);
-  if (page->slice_count == 0 || page->block_size == 0 || (uint8_t *)p < page->page_start ||
-      (uint8_t *)p >= page->page_start + (size_t)page->reserved * page->block_size) {
+  uint8_t *start = page->slice_count == 0 ? NULL : sa_page_start(page);
+  size_t bsize = page->slice_count == 0 ? 0 : sa_block_size(page);
+  if (start == NULL || bsize == 0 || (uint8_t *)p < start ||
+      (uint8_t *)p >= start + sa_page_reserved(page) * bsize) {
     _sa_fatal("invalid free: %p is not in an allocated block (or was already freed)", p);
   }
-  size_t offset = (size_t)((uint8_t *)p - page->page_start);
-  if (!page->flags.x.has_aligned && offset % page->block_size != 0) {
-    _sa_fatal("invalid free: %p points inside a block of %zu bytes", p, page->block_size);
+  size_t offset = (size_t)((uint8_t *)p - start);
+  if (!page->flags.x.has_aligned && offset % bsize != 0) {
+    _sa_fatal("invalid free: %p points inside a block of %zu bytes", p, bsize);
   }
   return page;
 }
 
 static void debug_fill_freed(const page_t *page, block_t *block) {
-  if (page->kind != PAGE_HUGE)
+  if (!sa_page_is_huge(page))
     memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, page->block_size - sizeof(block_t));
 }
 #else
@@ -136,10 +138,10 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   block_t *block = sa_block_start(page, p);
 #if SA_DEBUG > 0
   if (block_is_double_free(page, block, owner)) {
-    _sa_fatal("double free: the block at %p (size %zu) is already free", p, page->block_size);
+    _sa_fatal("double free: the block at %p (size %zu) is already free", p, sa_block_size(page));
   }
 #endif
-  if (sa_unlikely(page->kind == PAGE_HUGE)) {
+  if (sa_unlikely(sa_page_is_huge(page))) {
     page->used = 0;
     _sa_segment_huge_free(segment);
     return;
@@ -157,7 +159,7 @@ size_t _sa_usable_size(const void *p) {
   const page_t *page = sa_page_of(segment, p);
 #endif
   const block_t *block = sa_block_start(page, p);
-  return page->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)block);
+  return sa_block_size(page) - (size_t)((const uint8_t *)p - (const uint8_t *)block);
 }
 
 /* ---- Public entry points ---------------------------------------------------------------- */

@@ -187,13 +187,16 @@ void mi_heap_destroy(heap_t *heap) {
   _sa_pool_free((thread_t *)heap);
 }
 
+/* The page whose blocks hold `p`, for any address; NULL if `p` is not in a page in use. */
 static page_t *live_page_of(const void *p) {
-  if (p == NULL || !_sa_segment_map_contains(p)) return NULL;
-  segment_t *segment = sa_segment_of(p);
+  segment_t *segment = _sa_segment_of_any(p);
+  if (segment == NULL) return NULL;
+  if (segment->kind == SEGMENT_HUGE) return &segment->pages[1];
   page_t *page = sa_page_of(segment, p);
   if (page->slice_count == 0 || page->block_size == 0) return NULL;
-  const uint8_t *end = page->page_start + (size_t)page->reserved * page->block_size;
-  if ((const uint8_t *)p < page->page_start || (const uint8_t *)p >= end) return NULL;
+  const uint8_t *start = sa_page_start(page);
+  const uint8_t *end = start + sa_page_reserved(page) * page->block_size;
+  if ((const uint8_t *)p < start || (const uint8_t *)p >= end) return NULL;
   return page;
 }
 

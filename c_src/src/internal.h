@@ -73,19 +73,31 @@ sa_inline segment_t *sa_segment_of(const void *p) {
   return (segment_t *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
 }
 sa_inline page_t *sa_page_of(const segment_t *segment, const void *p) {
-  size_t idx = ((uintptr_t)p - (uintptr_t)segment) >> segment->page_shift;
+  size_t idx = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
   const page_t *slice = &segment->pages[idx];
   return (page_t *)((uint8_t *)slice - slice->slice_offset);
 }
-sa_inline size_t sa_page_size(const page_t *page) {
-  return page->kind == PAGE_HUGE ? page->block_size : (size_t)page->slice_count * SLICE_SIZE;
+sa_inline bool sa_page_is_huge(const page_t *page) { return page->bin == BIN_COUNT; }
+sa_inline uint8_t *sa_page_start(const page_t *page) {
+  const segment_t *segment = sa_segment_of(page);
+  return (uint8_t *)segment + (size_t)(page - segment->pages) * SLICE_SIZE;
+}
+sa_inline size_t sa_block_size(const page_t *page) {
+  if (sa_likely(!sa_page_is_huge(page))) return page->block_size;
+  return sa_segment_of(page)->segment_size - SLICE_SIZE; /* all but the header */
+}
+/* Blocks that fit in the page. */
+sa_inline size_t sa_page_reserved(const page_t *page) {
+  if (sa_page_is_huge(page)) return 1;
+  return (size_t)page->slice_count * SLICE_SIZE / page->block_size;
 }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
 sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
   if (sa_likely(!page->flags.x.has_aligned)) return (block_t *)p;
-  size_t offset = (size_t)((const uint8_t *)p - page->page_start);
-  return (block_t *)(page->page_start + offset - offset % page->block_size);
+  uint8_t *start = sa_page_start(page);
+  size_t offset = (size_t)((const uint8_t *)p - start);
+  return (block_t *)(start + offset - offset % sa_block_size(page));
 }
 
 /* The cross-thread free word. */
@@ -119,7 +131,9 @@ void _sa_segment_huge_free(segment_t *segment);
 void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
+void _sa_segment_huge_interior(page_t *page, const void *p);
 bool _sa_segment_map_contains(const void *p);
+segment_t *_sa_segment_of_any(const void *p);
 void _sa_segment_cache_collect(bool force);
 void _sa_segments_fork_prepare(void);
 void _sa_segments_fork_parent(void);

@@ -70,13 +70,13 @@ void _sa_page_collect(page_t *page) {
 
 /* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------ */
 static void page_extend(page_t *page) {
-  size_t remaining = (size_t)page->reserved - page->capacity;
+  size_t remaining = sa_page_reserved(page) - page->capacity;
   if (remaining == 0) return;
   size_t count = PAGE_EXTEND_BYTES / page->block_size;
   if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
   if (count > remaining) count = remaining;
   size_t bsize = page->block_size;
-  uint8_t *first = page->page_start + (size_t)page->capacity * bsize;
+  uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
   uint8_t *p = first;
   for (size_t i = 1; i < count; i++, p += bsize) ((block_t *)p)->next = (block_t *)(p + bsize);
   ((block_t *)p)->next = page->free;
@@ -238,10 +238,8 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
     return NULL;
   }
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
-  page->capacity = 1;
-  page->used = 1;
   (void)zero; /* fresh OS memory is zero */
-  return page->page_start;
+  return sa_page_start(page);
 }
 
 void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
@@ -284,7 +282,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   void *p = sa_page_pop(page, block);
   if (zero) {
     if (block_is_zero) block->next = NULL; /* only the link word was ever written */
-    else memset(p, 0, page->block_size);
+    else memset(p, 0, sa_block_size(page));
   }
   return p;
 }
@@ -292,8 +290,8 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
 /* ---- Checks ------------------------------------------------------------------------------- */
 static bool block_in_page(const page_t *page, const block_t *b) {
   const uint8_t *p = (const uint8_t *)b;
-  if (p < page->page_start) return false;
-  size_t offset = (size_t)(p - page->page_start);
+  if (p < sa_page_start(page)) return false;
+  size_t offset = (size_t)(p - sa_page_start(page));
   return offset < (size_t)page->capacity * page->block_size && offset % page->block_size == 0;
 }
 
@@ -307,7 +305,7 @@ static bool list_check(const page_t *page, const block_t *b, size_t *count) {
 
 /* Owner only: the accounting equation and list membership of types.h. */
 bool _sa_page_check(const page_t *page) {
-  if (page->capacity > page->reserved) return false;
+  if (page->capacity > sa_page_reserved(page)) return false;
   if (page->block_size == 0 || page->slice_count == 0) return false;
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;

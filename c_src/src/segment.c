@@ -9,25 +9,44 @@
 
 #include "internal.h"
 
-/* ---- Segment map: one bit per SEGMENT_SIZE unit of a 47-bit address space -------------- */
+/* ---- Segment map: two bits per SEGMENT_SIZE unit of a 47-bit address space -------------
+ * `covered`: the unit belongs to a segment of ours; `starts`: a segment starts there (a huge
+ * segment covers several units). Written on segment creation and release only. */
 #define SEGMENT_MAP_UNITS ((size_t)1 << (47 - SEGMENT_SHIFT))
-static _Atomic(uint64_t) segment_map[SEGMENT_MAP_UNITS / 64];
+static _Atomic(uint64_t) segment_starts[SEGMENT_MAP_UNITS / 64];
+static _Atomic(uint64_t) segment_covered[SEGMENT_MAP_UNITS / 64];
+
+static void map_bit_set(_Atomic(uint64_t) *map, uintptr_t unit, bool on) {
+  uint64_t bit = (uint64_t)1 << (unit % 64);
+  if (on) atomic_fetch_or_explicit(&map[unit / 64], bit, memory_order_release);
+  else atomic_fetch_and_explicit(&map[unit / 64], ~bit, memory_order_release);
+}
+
+static bool map_bit_get(_Atomic(uint64_t) *map, uintptr_t unit) {
+  if (unit >= SEGMENT_MAP_UNITS) return false;
+  return (atomic_load_explicit(&map[unit / 64], memory_order_acquire) >> (unit % 64)) & 1;
+}
 
 static void segment_map_set(const segment_t *segment, bool on) {
   uintptr_t start = (uintptr_t)segment >> SEGMENT_SHIFT;
   uintptr_t end = ((uintptr_t)segment + segment->segment_size - 1) >> SEGMENT_SHIFT;
-  for (uintptr_t unit = start; unit <= end && unit < SEGMENT_MAP_UNITS; unit++) {
-    uint64_t bit = (uint64_t)1 << (unit % 64);
-    if (on) atomic_fetch_or_explicit(&segment_map[unit / 64], bit, memory_order_release);
-    else atomic_fetch_and_explicit(&segment_map[unit / 64], ~bit, memory_order_release);
-  }
+  if (end >= SEGMENT_MAP_UNITS) return;
+  map_bit_set(segment_starts, start, on);
+  for (uintptr_t unit = start; unit <= end; unit++) map_bit_set(segment_covered, unit, on);
 }
 
+/* True when `p` lies in the first SEGMENT_SIZE of a segment of ours: where every pointer
+ * this allocator hands out lies. */
 bool _sa_segment_map_contains(const void *p) {
+  return map_bit_get(segment_starts, (uintptr_t)p >> SEGMENT_SHIFT);
+}
+
+/* The segment holding any address `p`, interior pointers deep into huge blocks included. */
+segment_t *_sa_segment_of_any(const void *p) {
   uintptr_t unit = (uintptr_t)p >> SEGMENT_SHIFT;
-  if (unit >= SEGMENT_MAP_UNITS) return false;
-  uint64_t word = atomic_load_explicit(&segment_map[unit / 64], memory_order_acquire);
-  return (word >> (unit % 64)) & 1;
+  if (!map_bit_get(segment_covered, unit)) return NULL;
+  while (!map_bit_get(segment_starts, unit)) unit--; /* bounded by the huge block's size */
+  return (segment_t *)(unit << SEGMENT_SHIFT);
 }
 
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
@@ -68,23 +87,34 @@ static bool bits_any(const uint64_t *bm, size_t start, size_t n) {
   return false;
 }
 
-/* First run of `n` clear bits; SIZE_MAX if none. At most SLICES_PER_SEGMENT steps. */
+/* Where to put `n` slices: the first free slice for n == 1; otherwise the start of the
+ * smallest run of >= n clear bits (best fit keeps large holes for large pages: first fit
+ * let mixed page sizes spread over, and touch, far more of a segment). SIZE_MAX if none.
+ * At most SLICES_PER_SEGMENT steps. */
 static size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
   if (n == 1) {
     for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++)
       if (~bm[w] != 0) return w * 64 + (size_t)__builtin_ctzll(~bm[w]);
     return SIZE_MAX;
   }
-  size_t run = 0;
-  for (size_t i = 0; i < SLICES_PER_SEGMENT; i++) {
-    if (i % 64 == 0 && run == 0 && bm[i / 64] == UINT64_MAX) { /* skip full words */
-      i += 63;
+  size_t best = SIZE_MAX, best_len = SIZE_MAX, run = 0;
+  for (size_t i = 0; i <= SLICES_PER_SEGMENT; i++) {
+    if (i < SLICES_PER_SEGMENT && i % 64 == 0 && run == 0 && bm[i / 64] == UINT64_MAX) {
+      i += 63; /* skip a full word */
       continue;
     }
-    run = bit_get(bm, i) ? 0 : run + 1;
-    if (run == n) return i + 1 - n;
+    if (i < SLICES_PER_SEGMENT && !bit_get(bm, i)) {
+      run++;
+      continue;
+    }
+    if (run >= n && run < best_len) {
+      best = i - run;
+      best_len = run;
+      if (run == n) break;
+    }
+    run = 0;
   }
-  return SIZE_MAX;
+  return best;
 }
 
 /* ---- Segment lifetime ---------------------------------------------------------------- */
@@ -115,7 +145,6 @@ static segment_t *segment_alloc(thread_t *thread) {
     segment = _sa_os_alloc_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
     if (segment == NULL) return NULL;
     /* fresh memory is zero: every page descriptor reads as a free slice */
-    segment->page_shift = SLICE_SHIFT;
     segment->segment_size = SEGMENT_SIZE;
     segment->kind = SEGMENT_NORMAL;
     bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
@@ -165,16 +194,11 @@ void _sa_segment_cache_collect(bool force) {
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin) {
   page_t *page = &segment->pages[start];
-  for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint32_t)(i * sizeof(page_t));
-  page->slice_count = (uint32_t)slices;
+  for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
+  page->slice_count = (uint16_t)slices;
   page->slice_offset = 0;
-  page->kind = block_size <= SMALL_BLOCK_MAX    ? PAGE_SMALL
-               : block_size <= MEDIUM_BLOCK_MAX ? PAGE_MEDIUM
-                                                : PAGE_LARGE;
   page->bin = (uint8_t)bin;
-  page->block_size = block_size;
-  page->page_start = (uint8_t *)segment + start * SLICE_SIZE;
-  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  page->block_size = (uint32_t)block_size;
   page->is_zero = !bits_any(segment->dirty_slices, start, slices);
   bits_set(segment->used_slices, start, slices, true);
   bits_set(segment->dirty_slices, start, slices, true);
@@ -215,26 +239,33 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
 
-/* ---- Huge segments: one block each, no owner; any thread frees them directly ------------ */
+/* ---- Huge segments: one block each, no owner; any thread frees them directly ------------
+ * The block starts at slice 1 (right after the header), so its descriptor is pages[1]. */
 page_t *_sa_segment_huge_page_alloc(size_t size) {
-  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
   if (size > HUGE_BLOCK_MAX) return NULL;
+  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
   segment_t *segment = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
   if (segment == NULL) return NULL;
-  segment->page_shift = SEGMENT_SHIFT; /* every block address maps to pages[0] */
   segment->segment_size = total;
   segment->kind = SEGMENT_HUGE;
   segment->used_pages = 1;
-  page_t *page = &segment->pages[0];
+  page_t *page = &segment->pages[1];
   page->slice_count = 1;
-  page->kind = PAGE_HUGE;
   page->bin = BIN_COUNT;
-  page->block_size = total - SLICE_SIZE;
-  page->page_start = (uint8_t *)segment + SLICE_SIZE;
-  page->reserved = 1;
+  page->capacity = 1;
+  page->used = 1;
   page->is_zero = 1;
   segment_map_set(segment, true);
   return page;
+}
+
+/* An aligned pointer handed out at `p` inside a huge block: let the slices up to it lead
+ * back to the page, so that page_of(p) finds it. */
+void _sa_segment_huge_interior(page_t *page, const void *p) {
+  segment_t *segment = sa_segment_of(page);
+  size_t last = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
+  sa_assert(last < SLICES_PER_SEGMENT);
+  for (size_t i = 2; i <= last; i++) segment->pages[i].slice_offset = (uint16_t)((i - 1) * sizeof(page_t));
 }
 
 void _sa_segment_huge_free(segment_t *segment) {

@@ -125,18 +125,15 @@ typedef union page_flags_u {
   uint16_t any;
 } page_flags_t;
 
-typedef enum page_kind_e {
-  PAGE_SMALL = 0,  /* one slice, blocks <= SMALL_BLOCK_MAX */
-  PAGE_MEDIUM = 1, /* MEDIUM_PAGE_SLICES slices, blocks <= MEDIUM_BLOCK_MAX */
-  PAGE_LARGE = 2,  /* just enough slices for one block <= LARGE_BLOCK_MAX */
-  PAGE_HUGE = 3,   /* the one page of a huge segment */
-} page_kind_t;
-
-/* A page descriptor. The segment header holds one per slice: the first slice of a page holds
- * the page; the other slices of it only hold `slice_offset`, the byte distance back to it, so
- * page_of(p) is two loads. A free slice's descriptor is all zero.
+/* A page descriptor: 64 bytes, so that finding it from a pointer is a shift, not a multiply.
+ * The segment header holds one per slice: the first slice of a page holds the page; the
+ * other slices of it only hold `slice_offset`, the byte distance back to it, so page_of(p) is
+ * two loads. A free slice's descriptor is all zero. What the descriptor does not store is
+ * derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
+ * a huge page, right after the header); `reserved`, the blocks that fit, is page size / block
+ * size; a huge page (bin == BIN_COUNT) has block_size 0 and the rest of its segment as block.
  *
- * Invariants (checked by sa_page_check in debug builds):
+ * Invariants (checked by _sa_page_check in debug builds):
  *   - used - |xthread_free| == capacity - |free| - |local_free|   (every block is in exactly
  *     one list or in use; blocks in xthread_free still count as used until collected)
  *   - capacity <= reserved; blocks [capacity, reserved) were never touched
@@ -145,30 +142,29 @@ typedef enum page_kind_e {
  *   - in_full <=> the page is in its heap's BIN_FULL queue
  *   - a page with heap != NULL is in exactly one queue of that heap, unless it is huge      */
 typedef struct page_s {
-  uint32_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
-  uint32_t slice_offset; /* bytes back from this descriptor to the page's descriptor */
+  uint16_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
+  uint16_t slice_offset; /* bytes back from this descriptor to the page's descriptor */
   page_flags_t flags;
-  uint8_t kind;          /* page_kind_t */
-  uint8_t is_zero;       /* blocks never handed out are all zero (fresh OS memory) */
   uint8_t bin;           /* size class, or BIN_COUNT for a huge page */
-  uint8_t retire_expire; /* > 0: the page is empty and retired; generic-path calls left */
+  uint8_t retire_expire : 7; /* > 0: the page is empty and retired; generic-path calls left */
+  uint8_t is_zero : 1;   /* blocks never handed out are all zero (fresh OS memory) */
   uint16_t capacity;     /* blocks initialised so far (lazily, see page_extend) */
-  uint16_t reserved;     /* blocks that fit in the page */
-  uint32_t used;         /* blocks in use, including those waiting in xthread_free */
+  uint16_t used;         /* blocks in use, including those waiting in xthread_free */
+  uint32_t block_size;   /* 0 for a huge page: see sa_block_size */
   block_t *free;         /* allocation pops from here: owner only */
   block_t *local_free;   /* same-thread frees push here: owner only */
   _Atomic(uintptr_t) xthread_free; /* cross-thread frees: list head | delayed_state */
-  size_t block_size;
-  uint8_t *page_start;   /* address of block 0 */
   _Atomic(struct mi_heap_s *) heap; /* owner heap; NULL while abandoned */
   struct page_s *next;   /* in the heap's page queue */
   struct page_s *prev;
 } page_t;
+_Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
 
 /* ---- Segments ------------------------------------------------------------------------------
  * Invariants:
- *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment; for a huge segment
- *     page_shift == SEGMENT_SHIFT so that every block address maps to pages[0]
+ *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment (a huge block
+ *     starts at slice 1; an aligned interior pointer into it lies within 16 MiB of that, and
+ *     the slices up to it point back to the page)
  *   - a slice is used (bit set in `used_slices`) <=> it belongs to a page or to the header
  *   - used_pages == number of pages (first slices) allocated from the segment
  *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
@@ -182,7 +178,6 @@ typedef enum segment_kind_e {
 
 typedef struct segment_s {
   _Atomic(uintptr_t) thread_id; /* owner thread, 0 if none */
-  size_t page_shift;            /* SLICE_SHIFT, or SEGMENT_SHIFT for a huge segment */
   size_t segment_size;          /* bytes of address space, SEGMENT_SIZE unless huge */
   uint8_t kind;                 /* segment_kind_t */
   uint32_t used_pages;
