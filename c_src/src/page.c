@@ -40,6 +40,7 @@ static void page_collect_xthread(page_t *page) {
       &page->xthread_free, &x, sa_xthread_make(NULL, sa_xthread_state(x)),
       memory_order_acq_rel, memory_order_relaxed)) {
   }
+  page->is_zero = 0; /* recycled blocks join the free list */
   block_t *head = sa_xthread_block(x);
   block_t *tail = head;
   uint32_t count = 1;
@@ -55,6 +56,7 @@ static void page_collect_xthread(page_t *page) {
 
 void _sa_page_collect(page_t *page) {
   if (page->local_free != NULL) {
+    page->is_zero = 0; /* recycled blocks join the free list */
     if (sa_likely(page->free == NULL)) {
       page->free = page->local_free;
     } else { /* append the (short) free list in front of local_free */
@@ -278,10 +280,11 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   }
   sa_assert_expensive(_sa_heap_check(heap));
   block_t *block = page->free;
-  bool block_is_zero = page->is_zero;
   void *p = sa_page_pop(page, block);
   if (zero) {
-    if (block_is_zero) block->next = NULL; /* only the link word was ever written */
+    /* a free list of never-used blocks of fresh memory: only the link word was written
+     * (debug builds fill popped blocks, so they always clear) */
+    if (page->is_zero && SA_DEBUG == 0) block->next = NULL;
     else memset(p, 0, sa_block_size(page));
   }
   return p;
