@@ -67,7 +67,7 @@ mi_decl_export mi_attr_malloc mi_attr_alloc_size2(1, 2) void *mi_mallocn(size_t 
                                                                           size_t size);
 /* Resize `p` to `count * size` bytes; NULL with ENOMEM on overflow (`p` stays valid). */
 mi_decl_export mi_attr_alloc_size2(2, 3) void *mi_reallocn(void *p, size_t count, size_t size);
-/* Like mi_realloc, but frees `p` when the resize fails (except for newsize 0 on NULL). */
+/* Like mi_realloc, but frees `p` when the resize fails. */
 mi_decl_export mi_attr_alloc_size(2) void *mi_reallocf(void *p, size_t newsize);
 /* Resize `p` in place only: `p` if its block already holds `newsize` bytes, else NULL. */
 mi_decl_export void *mi_expand(void *p, size_t newsize);
@@ -174,8 +174,88 @@ mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) mi_attr_alloc_align(3) void 
 mi_heap_malloc_aligned(mi_heap_t *heap, size_t size, size_t alignment);
 /* True when `p` points into a block that `heap` currently owns. */
 mi_decl_export bool mi_heap_contains_block(mi_heap_t *heap, const void *p);
-/* True when `p` was allocated by this allocator (by any heap and thread). */
+/* True when `p` (any pointer, safely) points into a block of `heap`. */
 mi_decl_export bool mi_heap_check_owned(mi_heap_t *heap, const void *p);
+
+/* ---- Options ------------------------------------------------------------------------------
+ * Each option is read once, at process init, from the environment variable
+ * SHARDALLOC_<NAME> (NAME as in the comment), and can be set from code; options that shape
+ * the reservation of memory (reserve_os_memory, arena_eager_commit) only act when set before
+ * the first allocation. */
+typedef enum mi_option_e {
+  mi_option_show_errors,          /* SHOW_ERRORS: report misuse and OS errors on stderr */
+  mi_option_show_stats,           /* SHOW_STATS: print statistics at process exit */
+  mi_option_verbose,              /* VERBOSE: a line at start (version, mode) and on events */
+  mi_option_purge_delay,          /* PURGE_DELAY: ms before free memory goes back to the OS;
+                                     0: at once, -1: never (default 10) */
+  mi_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: transparent huge pages for segments,
+                                     explicit 2 MiB pages for the reservation (default off) */
+  mi_option_reserve_os_memory,    /* RESERVE_OS_MEMORY: KiB of address space to reserve at start
+                                     (accepts K/M/G suffixes; default 0) */
+  mi_option_arena_eager_commit,   /* ARENA_EAGER_COMMIT: pre-fault the reservation (default off) */
+  mi_option_background_purge,     /* BACKGROUND_PURGE: a thread of ours purges idle memory every
+                                     purge delay even when no thread allocates (default off) */
+  mi_option_segment_cache,        /* SEGMENT_CACHE: empty segments kept for reuse (default 4) */
+  _mi_option_last
+} mi_option_t;
+
+/* True when the option's value is non-zero. */
+mi_decl_export bool mi_option_is_enabled(mi_option_t option);
+/* Set the option to 1. */
+mi_decl_export void mi_option_enable(mi_option_t option);
+/* Set the option to 0. */
+mi_decl_export void mi_option_disable(mi_option_t option);
+/* Set the option to `enable` (1 or 0). */
+mi_decl_export void mi_option_set_enabled(mi_option_t option, bool enable);
+/* The option's value (from the environment, code, or its default). */
+mi_decl_export long mi_option_get(mi_option_t option);
+/* The option's value clamped to [min, max]. */
+mi_decl_export long mi_option_get_clamp(mi_option_t option, long min, long max);
+/* Set the option's value. */
+mi_decl_export void mi_option_set(mi_option_t option, long value);
+/* Set the option's value unless the environment or code already set it. */
+mi_decl_export void mi_option_set_default(mi_option_t option, long value);
+
+/* ---- Statistics ---------------------------------------------------------------------------- */
+
+/* Print the statistics (process-wide) to stderr; `out` is reserved and must be NULL. */
+mi_decl_export void mi_stats_print(void *out);
+/* Reset the peaks and event counters of the statistics. */
+mi_decl_export void mi_stats_reset(void);
+/* Merge the calling thread's counters into the process totals now (done at thread exit). */
+mi_decl_export void mi_stats_merge(void);
+/* Process information, any pointer may be NULL: elapsed, user and system time in ms; current
+ * and peak resident set size, current and peak committed memory, in bytes; minor and major
+ * page faults. */
+mi_decl_export void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs,
+                                    size_t *system_msecs, size_t *current_rss,
+                                    size_t *peak_rss, size_t *current_commit,
+                                    size_t *peak_commit, size_t *page_faults);
+
+/* A snapshot of the allocator's memory, summed over all threads (see shardalloc_stats). */
+typedef struct shardalloc_stats_s {
+  size_t reserved;        /* bytes of address space mapped from the OS */
+  size_t reserved_peak;
+  size_t committed;       /* bytes backed by memory: touched and not purged */
+  size_t committed_peak;
+  size_t in_use;          /* bytes of blocks in use (small/medium/large classes and huge) */
+  size_t in_use_peak;     /* peak of in_use as seen at page-level events */
+  size_t page_bytes;      /* bytes of pages that hold blocks (in use or free) */
+  size_t huge_bytes;      /* bytes of huge blocks */
+  size_t segments;        /* segments mapped (cached and abandoned included) */
+  size_t abandoned;       /* segments of exited threads waiting to be reclaimed */
+  size_t threads;         /* threads with a heap */
+  size_t purges;          /* madvise calls that gave memory back */
+  size_t mmaps;           /* mmap calls */
+  size_t bins;            /* number of entries in the arrays below */
+  size_t bin_block_size[80]; /* block size of each size class */
+  size_t bin_in_use[80];     /* blocks in use per size class */
+  size_t bin_pages[80];      /* pages per size class */
+} shardalloc_stats_t;
+
+/* Fill `stats` with a snapshot: cost is proportional to the number of threads, no allocation,
+ * no stop of other threads (their counters are read as they are). */
+mi_decl_export void shardalloc_stats(shardalloc_stats_t *stats);
 
 /* ---- Process and thread ----------------------------------------------------------------- */
 
@@ -189,8 +269,8 @@ mi_decl_export void mi_thread_init(void);
 mi_decl_export void mi_thread_done(void);
 /* True when `p` points into memory that this allocator reserved from the OS. */
 mi_decl_export bool mi_is_in_heap_region(const void *p);
-/* Check the calling thread's heaps and their pages against every invariant; returns true when
- * all hold (always true in builds without SHARDALLOC_DEBUG checks, which do not walk). */
+/* Walk `heap` (the caller's own) and its pages and check every invariant of the allocator's
+ * tables; true when all hold. Cost: proportional to the heap's pages and free blocks. */
 mi_decl_export bool mi_heap_check(mi_heap_t *heap);
 
 #ifdef __cplusplus

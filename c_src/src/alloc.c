@@ -22,7 +22,7 @@ static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
   block_t *block = page->free;
   if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
   void *p = sa_page_pop(page, block);
-  if (zero) memset(p, 0, page->block_size); /* never a huge page here */
+  if (zero) memset(p, 0, sa_block_size(page)); /* never a huge page here */
   return p;
 }
 
@@ -61,7 +61,7 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
       block_t *block = page->free;
       if (block != NULL && ((uintptr_t)block & (alignment - 1)) == 0) {
         void *p = sa_page_pop(page, block);
-        if (zero) memset(p, 0, page->block_size);
+        if (zero) memset(p, 0, sa_block_size(page));
         return p;
       }
     }
@@ -92,8 +92,8 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
 static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t alignment,
                                bool zero) {
   if (p == NULL) {
-    return alignment <= 16 ? heap_malloc_zero(heap, newsize, zero)
-                           : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
+    return alignment <= SA_INTPTR_SIZE ? heap_malloc_zero(heap, newsize, zero)
+                                       : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   }
   size_t usable = _sa_usable_size(p);
   if (newsize <= usable && newsize >= usable / 2 && ((uintptr_t)p & (alignment - 1)) == 0) {
@@ -104,8 +104,9 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     errno = ENOMEM;
     return NULL;
   }
-  void *q = alignment <= 16 ? heap_malloc_zero(heap, newsize, zero)
-                            : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
+  void *q = alignment <= SA_INTPTR_SIZE
+                ? heap_malloc_zero(heap, newsize, zero)
+                : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
   sa_free(p);

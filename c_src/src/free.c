@@ -12,7 +12,7 @@ static bool list_contains(const page_t *page, const block_t *list, const block_t
   for (size_t n = 0; list != NULL && n <= limit; list = list->next, n++) {
     if (list == block) return true;
     const uint8_t *next = (const uint8_t *)list->next;
-    if (next != NULL && (next < start || next >= start + (size_t)page->capacity * page->block_size))
+    if (next != NULL && (next < start || next >= start + (size_t)page->capacity * sa_block_size(page)))
       return false; /* a corrupted list: stop rather than wander */
   }
   return false;
@@ -23,14 +23,14 @@ static bool list_contains(const page_t *page, const block_t *list, const block_t
  * finding the block there; another thread goes by the fill and the link alone (a live block
  * holding exactly that fill is not a case worth a race). */
 static bool block_is_double_free(const page_t *page, const block_t *block, bool owner) {
-  size_t check = page->block_size < 64 ? page->block_size : 64;
+  size_t check = sa_block_size(page) < 64 ? sa_block_size(page) : 64;
   const uint8_t *bytes = (const uint8_t *)block;
   for (size_t i = sizeof(block_t); i < check; i++)
     if (bytes[i] != SA_DEBUG_FREED) return false;
   const uint8_t *next = (const uint8_t *)block->next;
   const uint8_t *start = sa_page_start(page);
   bool next_plausible =
-      next == NULL || (next >= start && next < start + sa_page_reserved(page) * page->block_size);
+      next == NULL || (next >= start && next < start + sa_page_reserved(page) * sa_block_size(page));
   if (!owner) return next_plausible && check > sizeof(block_t);
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
@@ -58,7 +58,7 @@ static page_t *checked_page_of(segment_t *segment, const void *p) {
 
 static void debug_fill_freed(const page_t *page, block_t *block) {
   if (!sa_page_is_huge(page))
-    memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, page->block_size - sizeof(block_t));
+    memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, sa_block_size(page) - sizeof(block_t));
 }
 #else
 static void debug_fill_freed(const page_t *page, block_t *block) {
@@ -142,7 +142,7 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   }
 #endif
   if (sa_unlikely(sa_page_is_huge(page))) {
-    page->used = 0;
+    _sa_heap_huge_remove(page);
     _sa_segment_huge_free(segment);
     return;
   }

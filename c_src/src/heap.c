@@ -56,6 +56,56 @@ void _sa_pool_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
 void _sa_pool_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
 void _sa_pool_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
 
+/* ---- Huge blocks ---------------------------------------------------------------------------
+ * A huge block has no owner thread: any thread frees it at once (returning its memory then).
+ * So that mi_heap_delete and mi_heap_destroy can find them, the huge pages of a heap are
+ * linked into heap->huge_pages under one global lock: every huge allocation and free calls
+ * mmap or munmap anyway, so the lock costs nothing that shows. Pages of exited threads'
+ * heaps wait in `huge_orphans` (heap NULL). */
+static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+static page_t *huge_orphans;
+
+static page_t **huge_list_of(heap_t *heap) { return heap != NULL ? &heap->huge_pages : &huge_orphans; }
+
+static void huge_push(page_t **list, page_t *page) {
+  page->prev = NULL;
+  page->next = *list;
+  if (*list != NULL) (*list)->prev = page;
+  *list = page;
+}
+
+void _sa_heap_huge_add(heap_t *heap, page_t *page) {
+  pthread_mutex_lock(&huge_lock);
+  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+  huge_push(huge_list_of(heap), page);
+  pthread_mutex_unlock(&huge_lock);
+}
+
+void _sa_heap_huge_remove(page_t *page) {
+  pthread_mutex_lock(&huge_lock);
+  page_t **list = huge_list_of(atomic_load_explicit(&page->heap, memory_order_relaxed));
+  if (page->prev != NULL) page->prev->next = page->next;
+  else *list = page->next;
+  if (page->next != NULL) page->next->prev = page->prev;
+  pthread_mutex_unlock(&huge_lock);
+}
+
+/* Move every huge page of `from` to `to` (NULL: the orphans). */
+static void heap_huge_move(heap_t *from, heap_t *to) {
+  pthread_mutex_lock(&huge_lock);
+  while (from->huge_pages != NULL) {
+    page_t *page = from->huge_pages;
+    from->huge_pages = page->next;
+    atomic_store_explicit(&page->heap, to, memory_order_relaxed);
+    huge_push(huge_list_of(to), page);
+  }
+  pthread_mutex_unlock(&huge_lock);
+}
+
+void _sa_huge_fork_prepare(void) { pthread_mutex_lock(&huge_lock); }
+void _sa_huge_fork_parent(void) { pthread_mutex_unlock(&huge_lock); }
+void _sa_huge_fork_child(void) { pthread_mutex_init(&huge_lock, NULL); }
+
 /* ---- Set-up -------------------------------------------------------------------------------- */
 void _sa_heap_init(heap_t *heap, thread_t *thread) {
   memset(heap, 0, sizeof(*heap));
@@ -99,12 +149,14 @@ void _sa_heap_adopt_page(heap_t *heap, page_t *page) {
 
 /* Thread exit: free the empty pages, detach the rest (their segments get abandoned). */
 void _sa_heap_detach_pages(heap_t *heap) {
+  heap_huge_move(heap, NULL);
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_collect(page);
     if (page->used == 0) {
       _sa_page_free(page, queue);
     } else {
+      sa_page_count_used(page, heap->thread);
       _sa_page_queue_remove(heap, queue, page);
       page->flags.x.in_full = 0;
       page->retire_expire = 0;
@@ -122,7 +174,9 @@ void mi_heap_collect(heap_t *heap, bool force) {
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_collect(page);
     if (page->used == 0) _sa_page_free(page, queue);
+    else sa_page_count_used(page, heap->thread);
   }
+  _sa_purge_housekeeping(heap->thread, force);
   if (force) _sa_segment_cache_collect(true);
 }
 
@@ -156,6 +210,7 @@ void mi_heap_delete(heap_t *heap) {
   if (heap == NULL || heap == &_sa_heap_empty) return;
   thread_t *thread = heap->thread;
   if (heap == &thread->heap) return; /* the backing heap lives as long as its thread */
+  heap_huge_move(heap, &thread->heap);
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_queue_remove(heap, queue, page);
@@ -167,14 +222,18 @@ void mi_heap_delete(heap_t *heap) {
   _sa_pool_free((thread_t *)heap);
 }
 
-/* The heap stops existing and so do all its blocks (huge blocks excepted: they have no heap
- * and stay valid until freed). */
+/* The heap stops existing and so do all its blocks. */
 void mi_heap_destroy(heap_t *heap) {
   if (heap == NULL || heap == &_sa_heap_empty) return;
   thread_t *thread = heap->thread;
   if (heap == &thread->heap) { /* the backing heap cannot go: collect it instead */
     mi_heap_collect(heap, false);
     return;
+  }
+  while (heap->huge_pages != NULL) {
+    page_t *page = heap->huge_pages;
+    _sa_heap_huge_remove(page);
+    _sa_segment_huge_free(sa_segment_of(page));
   }
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
@@ -193,9 +252,9 @@ static page_t *live_page_of(const void *p) {
   if (segment == NULL) return NULL;
   if (segment->kind == SEGMENT_HUGE) return &segment->pages[1];
   page_t *page = sa_page_of(segment, p);
-  if (page->slice_count == 0 || page->block_size == 0) return NULL;
+  if (page->slice_count == 0) return NULL;
   const uint8_t *start = sa_page_start(page);
-  const uint8_t *end = start + sa_page_reserved(page) * page->block_size;
+  const uint8_t *end = start + sa_page_reserved(page) * sa_block_size(page);
   if ((const uint8_t *)p < start || (const uint8_t *)p >= end) return NULL;
   return page;
 }
@@ -224,7 +283,6 @@ bool _sa_heap_check(heap_t *heap) {
       if (atomic_load_explicit(&page->heap, memory_order_relaxed) != heap) return false;
       if (page->flags.x.in_full != (bin == BIN_FULL)) return false;
       if (bin != BIN_FULL && page->bin != bin) return false;
-      if (page->block_size != sa_bin_size(page->bin)) return false;
       if (!_sa_page_check(page)) return false;
       segment_t *segment = sa_segment_of(page);
       if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != heap->thread_id)

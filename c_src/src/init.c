@@ -4,6 +4,7 @@
  * exit: its empty pages are freed and segments still holding blocks are abandoned for other
  * threads to reclaim. A thread that never allocates costs nothing. */
 #include <pthread.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -19,6 +20,7 @@ static void thread_done(thread_t *thread) {
   for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
     _sa_heap_detach_pages(heap);
   _sa_segments_abandon(thread);
+  _sa_stats_thread_done(thread);
   heap_t *heap = thread->heaps;
   while (heap != NULL) {
     heap_t *next = heap->next;
@@ -32,26 +34,68 @@ static void thread_key_destructor(void *value) {
   if (value != NULL) thread_done((thread_t *)value);
 }
 
+/* fork: hold every global lock across it, so the child finds them free and the lists they
+ * guard consistent (the child has only the forking thread; other threads' heaps stay as
+ * they were, their blocks still freeable). */
 static void fork_prepare(void) {
+  _sa_huge_fork_prepare();
   _sa_pool_fork_prepare();
   _sa_segments_fork_prepare();
+  _sa_stats_fork_prepare();
 }
 static void fork_parent(void) {
+  _sa_stats_fork_parent();
   _sa_segments_fork_parent();
   _sa_pool_fork_parent();
+  _sa_huge_fork_parent();
 }
 static void fork_child(void) {
+  _sa_stats_fork_child();
   _sa_segments_fork_child();
   _sa_pool_fork_child();
+  _sa_huge_fork_child();
+}
+
+/* The opt-in background purge: purges the segment cache every purge delay, so that memory
+ * freed by threads that exited goes back to the OS even if no thread allocates again. */
+static void *background_purge_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    long delay = mi_option_get_clamp(mi_option_purge_delay, 1, 10000);
+    struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    _sa_segment_cache_purge(false);
+  }
+  return NULL;
+}
+
+/* At exit (a destructor, not atexit: registering may allocate, inside our own malloc). */
+__attribute__((destructor)) static void process_done(void) {
+  if (mi_option_is_enabled(mi_option_show_stats)) mi_stats_print(NULL);
 }
 
 static void process_init_once(void) {
+  _sa_stats_process_start();
   _sa_options_init();
   thread_key_ok = pthread_key_create(&thread_key, thread_key_destructor) == 0;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  _sa_arena_init();
   _sa_verbose("shardalloc %d.%d.%d (%s build) initialised", SHARDALLOC_VERSION_MAJOR,
               SHARDALLOC_VERSION_MINOR, SHARDALLOC_VERSION_PATCH,
               SA_DEBUG > 0 ? "debug" : "release");
+}
+
+/* After the thread's heap exists: creating a thread allocates (its stack cache, TLS). */
+static void process_start_background(void) {
+  if (!mi_option_is_enabled(mi_option_background_purge)) return;
+  pthread_t thread;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  if (pthread_create(&thread, &attr, background_purge_main, NULL) != 0)
+    _sa_error("could not start the background purge thread");
+  pthread_attr_destroy(&attr);
 }
 
 void _sa_process_init(void) { pthread_once(&process_once, process_init_once); }
@@ -65,6 +109,10 @@ heap_t *_sa_thread_heap_init(void) {
   _sa_heap_init(&thread->heap, thread);
   _sa_heap_default = &thread->heap;
   if (thread_key_ok) pthread_setspecific(thread_key, thread);
+  _sa_stats_thread_start(thread);
+  static _Atomic(bool) background_started;
+  if (!atomic_exchange_explicit(&background_started, true, memory_order_relaxed))
+    process_start_background();
   return &thread->heap;
 }
 

@@ -83,14 +83,11 @@ sa_inline uint8_t *sa_page_start(const page_t *page) {
   return (uint8_t *)segment + (size_t)(page - segment->pages) * SLICE_SIZE;
 }
 sa_inline size_t sa_block_size(const page_t *page) {
-  if (sa_likely(!sa_page_is_huge(page))) return page->block_size;
+  if (sa_likely(!sa_page_is_huge(page))) return sa_bin_size(page->bin);
   return sa_segment_of(page)->segment_size - SLICE_SIZE; /* all but the header */
 }
 /* Blocks that fit in the page. */
-sa_inline size_t sa_page_reserved(const page_t *page) {
-  if (sa_page_is_huge(page)) return 1;
-  return (size_t)page->slice_count * SLICE_SIZE / page->block_size;
-}
+sa_inline size_t sa_page_reserved(const page_t *page) { return page->reserved; }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
 sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
@@ -111,6 +108,11 @@ sa_inline uintptr_t sa_xthread_make(block_t *b, delayed_state_t s) {
 
 /* ---- os.c: the only file that talks to the kernel --------------------------------------- */
 size_t _sa_os_page_size(void);
+/* Milliseconds of a monotonic clock (coarse: a few ms resolution, no system call). */
+int64_t _sa_clock_ms(void);
+/* Reserve a region for the arena: explicit large OS pages if asked (falling back to normal
+ * pages), pre-faulted if `populate`. */
+void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate);
 /* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
 void *_sa_os_alloc_aligned(size_t size, size_t align);
 void _sa_os_free(void *p, size_t size);
@@ -119,7 +121,19 @@ void _sa_os_purge(void *p, size_t size);
 void _sa_os_write_stderr(const char *msg, size_t len);
 void _sa_os_yield(void);
 
+/* ---- arena.c: the optional reservation segments are carved from ------------------------ */
+void _sa_arena_init(void);
+segment_t *_sa_arena_alloc_segment(void);
+/* Take back a segment carved from the arena (purging it); false if it is not from there. */
+bool _sa_arena_free_segment(segment_t *segment);
+
 /* ---- segment.c: address space -> segments -> slices -> pages ---------------------------- */
+size_t _sa_page_size_of_bin(size_t bin);
+/* Purge the thread's segments whose delay is over (all pending ones if `force`), and the
+ * segment cache's; cheap when nothing is pending. */
+void _sa_purge_housekeeping(thread_t *thread, bool force);
+/* Purge the cached empty segments whose delay is over (all if `force`). */
+void _sa_segment_cache_purge(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
@@ -167,6 +181,11 @@ void _sa_heap_detach_pages(heap_t *heap);
 /* Give a page to `heap` (reclaim, or a deleted heap's pages). */
 void _sa_heap_adopt_page(heap_t *heap, page_t *page);
 bool _sa_heap_check(heap_t *heap);
+void _sa_heap_huge_add(heap_t *heap, page_t *page);
+void _sa_heap_huge_remove(page_t *page);
+void _sa_huge_fork_prepare(void);
+void _sa_huge_fork_parent(void);
+void _sa_huge_fork_child(void);
 thread_t *_sa_pool_alloc(void);
 void _sa_pool_free(thread_t *obj);
 void _sa_pool_fork_prepare(void);
@@ -177,6 +196,45 @@ void _sa_pool_fork_child(void);
 /* Set up the process (once) and the calling thread; returns its default heap or NULL. */
 heap_t *_sa_thread_heap_init(void) sa_cold;
 void _sa_process_init(void);
+
+/* ---- stats.c ------------------------------------------------------------------------------
+ * Process-wide counters, defined once: the enum here, the storage, reset and printout in
+ * stats.c. Updated only where a system call or a slow path happens anyway.              */
+#define SA_PROCESS_COUNTERS(X)                                              \
+  X(reserved, "reserved", true)   /* address space mapped */                \
+  X(committed, "committed", true) /* touched and not purged */              \
+  X(huge_bytes, "huge", true)     /* bytes in huge blocks */                \
+  X(segments, "segments", false)  /* segments mapped */                     \
+  X(abandoned, "abandoned", false) /* segments waiting to be reclaimed */   \
+  X(threads, "threads", false)    /* threads with a heap */                 \
+  X(purges, "purges", false)      /* madvise calls giving memory back */    \
+  X(mmaps, "mmaps", false)        /* mmap calls */
+typedef enum sa_stat_e {
+#define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,
+  SA_PROCESS_COUNTERS(SA_STAT_ENUM)
+#undef SA_STAT_ENUM
+} sa_stat_t;
+void _sa_stat_add(sa_stat_t stat, int64_t amount);
+void _sa_stats_thread_start(thread_t *thread);
+void _sa_stats_thread_done(thread_t *thread);
+void _sa_stats_process_start(void);
+void _sa_stats_fork_prepare(void);
+void _sa_stats_fork_parent(void);
+void _sa_stats_fork_child(void);
+
+/* A per-thread counter: only its thread writes it, so no read-modify-write is needed. */
+sa_inline void sa_thread_stat_add(_Atomic(int64_t) *counter, int64_t amount) {
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + amount,
+                        memory_order_relaxed);
+}
+/* Bring the thread's in-use count of the page's size class up to date with `used`. */
+sa_inline void sa_page_count_used(page_t *page, thread_t *thread) {
+  int64_t delta = (int64_t)page->used - (int64_t)page->used_counted;
+  if (delta != 0) {
+    sa_thread_stat_add(&thread->stats.in_use[page->bin], delta);
+    page->used_counted = page->used;
+  }
+}
 
 /* ---- options.c: options and messages ---------------------------------------------------- */
 void _sa_options_init(void);
@@ -193,7 +251,7 @@ sa_inline void *sa_page_pop(page_t *page, block_t *block) {
   page->used++;
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
-  memset(block, SA_DEBUG_UNINIT, page->block_size);
+  memset(block, SA_DEBUG_UNINIT, sa_block_size(page));
 #endif
   return block;
 }

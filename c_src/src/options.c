@@ -4,40 +4,120 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "internal.h"
 
 extern char **environ;
 
-static bool option_verbose;
-static bool option_show_errors = SA_DEBUG > 0;
+/* ---- The options table ------------------------------------------------------------------- */
+typedef enum option_state_e { OPTION_DEFAULT, OPTION_SET } option_state_t;
+
+typedef struct option_desc_s {
+  long value;
+  option_state_t state;
+  const char *name; /* SHARDALLOC_<name> */
+} option_desc_t;
+
+static option_desc_t options[_mi_option_last] = {
+    [mi_option_show_errors] = {SA_DEBUG > 0, OPTION_DEFAULT, "SHOW_ERRORS"},
+    [mi_option_show_stats] = {0, OPTION_DEFAULT, "SHOW_STATS"},
+    [mi_option_verbose] = {0, OPTION_DEFAULT, "VERBOSE"},
+    [mi_option_purge_delay] = {SA_PURGE_DELAY_DEFAULT, OPTION_DEFAULT, "PURGE_DELAY"},
+    [mi_option_allow_large_os_pages] = {0, OPTION_DEFAULT, "ALLOW_LARGE_OS_PAGES"},
+    [mi_option_reserve_os_memory] = {0, OPTION_DEFAULT, "RESERVE_OS_MEMORY"},
+    [mi_option_arena_eager_commit] = {0, OPTION_DEFAULT, "ARENA_EAGER_COMMIT"},
+    [mi_option_background_purge] = {0, OPTION_DEFAULT, "BACKGROUND_PURGE"},
+    [mi_option_segment_cache] = {4, OPTION_DEFAULT, "SEGMENT_CACHE"},
+};
 
 /* The value of SHARDALLOC_<name>, or NULL. */
 static const char *env_lookup(const char *name) {
   static const char prefix[] = "SHARDALLOC_";
   if (environ == NULL) return NULL;
+  size_t n = strlen(name);
   for (char **e = environ; *e != NULL; e++) {
     const char *s = *e;
     if (strncmp(s, prefix, sizeof(prefix) - 1) != 0) continue;
     s += sizeof(prefix) - 1;
-    size_t n = strlen(name);
     if (strncmp(s, name, n) == 0 && s[n] == '=') return s + n + 1;
   }
   return NULL;
 }
 
-static bool env_bool(const char *name, bool fallback) {
-  const char *v = env_lookup(name);
-  if (v == NULL || *v == 0) return fallback;
-  return !(v[0] == '0' || v[0] == 'n' || v[0] == 'N' || v[0] == 'f' || v[0] == 'F' ||
-           ((v[0] == 'o' || v[0] == 'O') && (v[1] == 'f' || v[1] == 'F')));
+static bool text_equal(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+/* "1", "0", "true", "off", "yes", a number with an optional K/M/G suffix (kibibytes for
+ * reserve_os_memory, whose unit is KiB). false if the text is none of these. */
+static bool parse_value(const char *text, mi_option_t option, long *value) {
+  if (text_equal(text, "true") || text_equal(text, "yes") || text_equal(text, "on")) {
+    *value = 1;
+    return true;
+  }
+  if (text_equal(text, "false") || text_equal(text, "no") || text_equal(text, "off")) {
+    *value = 0;
+    return true;
+  }
+  char *end;
+  long v = strtol(text, &end, 10);
+  if (end == text) return false;
+  if (option == mi_option_reserve_os_memory) {
+    long scale = 1; /* KiB */
+    if (*end == 'K' || *end == 'k') scale = 1, end++;
+    else if (*end == 'M' || *end == 'm') scale = 1024, end++;
+    else if (*end == 'G' || *end == 'g') scale = 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'I') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    v *= scale;
+  }
+  if (*end != 0) return false;
+  *value = v;
+  return true;
 }
 
 void _sa_options_init(void) {
-  option_verbose = env_bool("VERBOSE", false);
-  option_show_errors = env_bool("SHOW_ERRORS", option_show_errors) || option_verbose;
+  for (int i = 0; i < _mi_option_last; i++) {
+    option_desc_t *desc = &options[i];
+    const char *text = env_lookup(desc->name);
+    if (text == NULL || desc->state == OPTION_SET) continue;
+    long value;
+    if (parse_value(text, (mi_option_t)i, &value)) {
+      desc->value = value;
+      desc->state = OPTION_SET;
+    } else {
+      _sa_error("SHARDALLOC_%s: cannot read the value \"%s\"; kept %ld", desc->name, text,
+                desc->value);
+    }
+  }
 }
 
+long mi_option_get(mi_option_t option) {
+  if ((unsigned)option >= _mi_option_last) return 0;
+  return __atomic_load_n(&options[option].value, __ATOMIC_RELAXED);
+}
+
+long mi_option_get_clamp(mi_option_t option, long min, long max) {
+  long v = mi_option_get(option);
+  return v < min ? min : v > max ? max : v;
+}
+
+void mi_option_set(mi_option_t option, long value) {
+  if ((unsigned)option >= _mi_option_last) return;
+  __atomic_store_n(&options[option].value, value, __ATOMIC_RELAXED);
+  options[option].state = OPTION_SET;
+}
+
+void mi_option_set_default(mi_option_t option, long value) {
+  if ((unsigned)option >= _mi_option_last || options[option].state == OPTION_SET) return;
+  __atomic_store_n(&options[option].value, value, __ATOMIC_RELAXED);
+}
+
+bool mi_option_is_enabled(mi_option_t option) { return mi_option_get(option) != 0; }
+void mi_option_enable(mi_option_t option) { mi_option_set(option, 1); }
+void mi_option_disable(mi_option_t option) { mi_option_set(option, 0); }
+void mi_option_set_enabled(mi_option_t option, bool enable) { mi_option_set(option, enable); }
+
+/* ---- Messages ----------------------------------------------------------------------------- */
 static void vmessage(const char *prefix, const char *fmt, va_list args) {
   char buf[512];
   size_t n = (size_t)snprintf(buf, sizeof(buf), "%s", prefix);
@@ -48,7 +128,8 @@ static void vmessage(const char *prefix, const char *fmt, va_list args) {
 }
 
 void _sa_error(const char *fmt, ...) {
-  if (!option_show_errors) return;
+  if (!mi_option_is_enabled(mi_option_show_errors) && !mi_option_is_enabled(mi_option_verbose))
+    return;
   va_list args;
   va_start(args, fmt);
   vmessage("shardalloc: error: ", fmt, args);
@@ -64,7 +145,7 @@ void _sa_fatal(const char *fmt, ...) {
 }
 
 void _sa_verbose(const char *fmt, ...) {
-  if (!option_verbose) return;
+  if (!mi_option_is_enabled(mi_option_verbose)) return;
   va_list args;
   va_start(args, fmt);
   vmessage("shardalloc: ", fmt, args);

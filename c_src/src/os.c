@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -16,12 +17,37 @@ size_t _sa_os_page_size(void) {
   return page_size;
 }
 
-static void *os_mmap(void *hint, size_t size) {
+int64_t _sa_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *os_mmap_flags(void *hint, size_t size, int extra_flags) {
   int saved_errno = errno; /* a failed mmap must not leak its errno into a successful call */
-  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void *p = mmap(hint, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
   errno = saved_errno;
-  return p == MAP_FAILED ? NULL : p;
+  if (p == MAP_FAILED) return NULL;
+  _sa_stat_add(SA_STAT_mmaps, 1);
+  return p;
+}
+
+static void *os_mmap(void *hint, size_t size) { return os_mmap_flags(hint, size, 0); }
+
+/* Transparent huge pages for a range, when the allow_large_os_pages option asks for them
+ * (THP mode "madvise" serves only ranges marked so). */
+static void os_advise_huge(void *p, size_t size) {
+#ifdef MADV_HUGEPAGE
+  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) {
+    int saved_errno = errno;
+    madvise(p, size, MADV_HUGEPAGE);
+    errno = saved_errno;
+  }
+#else
+  (void)p;
+  (void)size;
+#endif
 }
 
 void _sa_os_free(void *p, size_t size) {
@@ -42,6 +68,7 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
     void *p = os_mmap((void *)hint, size);
     if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
       atomic_store_explicit(&next_hint, (uintptr_t)p + size, memory_order_relaxed);
+      os_advise_huge(p, size);
       return p;
     }
     if (p != NULL) _sa_os_free(p, size);
@@ -56,7 +83,38 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
   if (head > 0) _sa_os_free(raw, head);
   if (tail > 0) _sa_os_free(aligned + size, tail);
   atomic_store_explicit(&next_hint, (uintptr_t)aligned + size, memory_order_relaxed);
+  os_advise_huge(aligned, size);
   return aligned;
+}
+
+void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate) {
+  int flags = populate ? MAP_POPULATE : 0;
+#ifdef MAP_HUGETLB
+  if (large_pages) { /* explicit 2 MiB pages: only where the system has some configured */
+    size_t huge = (size_t)2 << 20;
+    uint8_t *raw = os_mmap_flags(NULL, size + align, flags | MAP_HUGETLB);
+    if (raw != NULL) {
+      uint8_t *aligned = (uint8_t *)sa_align_up((uintptr_t)raw, align);
+      size_t head = (size_t)(aligned - raw), tail = size + align - head - size;
+      if (head > 0 && head % huge == 0) _sa_os_free(raw, head);
+      if (tail > 0 && tail % huge == 0) _sa_os_free(aligned + size, tail);
+      _sa_verbose("reserved %zu MiB in explicit large OS pages", size >> 20);
+      return aligned;
+    }
+    _sa_verbose("no explicit large OS pages available: using normal pages");
+  }
+#else
+  (void)large_pages;
+#endif
+  void *p = _sa_os_alloc_aligned(size, align);
+  if (p != NULL && populate) {
+#ifdef MADV_POPULATE_WRITE
+    int saved_errno = errno;
+    madvise(p, size, MADV_POPULATE_WRITE);
+    errno = saved_errno;
+#endif
+  }
+  return p;
 }
 
 void _sa_os_purge(void *p, size_t size) {
@@ -66,6 +124,7 @@ void _sa_os_purge(void *p, size_t size) {
   if (madvise(p, size, MADV_DONTNEED) != 0) {
     _sa_error("madvise(DONTNEED) of %zu bytes at %p failed (errno %d)", size, p, errno);
   }
+  _sa_stat_add(SA_STAT_purges, 1);
   errno = saved_errno;
 }
 

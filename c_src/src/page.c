@@ -74,10 +74,10 @@ void _sa_page_collect(page_t *page) {
 static void page_extend(page_t *page) {
   size_t remaining = sa_page_reserved(page) - page->capacity;
   if (remaining == 0) return;
-  size_t count = PAGE_EXTEND_BYTES / page->block_size;
+  size_t count = PAGE_EXTEND_BYTES / sa_block_size(page);
   if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
   if (count > remaining) count = remaining;
-  size_t bsize = page->block_size;
+  size_t bsize = sa_block_size(page);
   uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
   uint8_t *p = first;
   for (size_t i = 1; i < count; i++, p += bsize) ((block_t *)p)->next = (block_t *)(p + bsize);
@@ -151,6 +151,7 @@ static void page_to_full(heap_t *heap, page_queue_t *queue, page_t *page) {
 void _sa_page_unfull(page_t *page) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   sa_assert(page->flags.x.in_full && heap != NULL);
+  sa_page_count_used(page, heap->thread);
   _sa_page_set_delayed(page, DELAYED_NORMAL, false);
   _sa_page_queue_remove(heap, &heap->pages[BIN_FULL], page);
   page->flags.x.in_full = 0;
@@ -161,6 +162,8 @@ void _sa_page_unfull(page_t *page) {
 void _sa_page_free(page_t *page, page_queue_t *queue) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   sa_assert(page->used == 0 && heap != NULL);
+  sa_page_count_used(page, heap->thread);
+  sa_thread_stat_add(&heap->thread->stats.pages[page->bin], -1);
   _sa_page_queue_remove(heap, queue, page);
   heap->page_count--;
   _sa_segment_page_free(page, heap->thread);
@@ -172,7 +175,7 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
 void _sa_page_retire(page_t *page) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_queue_t *queue = _sa_page_queue_of(heap, page);
-  if (sa_likely(page->block_size <= MEDIUM_BLOCK_MAX && queue->first == page &&
+  if (sa_likely(sa_block_size(page) <= MEDIUM_BLOCK_MAX && queue->first == page &&
                 queue->last == page && !page->flags.x.in_full)) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
     if (page->bin < heap->retired_min) heap->retired_min = page->bin;
@@ -212,6 +215,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     page_t *next = page->next;
     page->retire_expire = 0;
     _sa_page_collect(page);
+    sa_page_count_used(page, heap->thread);
     if (page->free == NULL) page_extend(page);
     if (page->free != NULL) {
       queue_move_to_front(heap, queue, page);
@@ -228,6 +232,7 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
   if (page == NULL) return NULL;
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   heap->page_count++;
+  sa_thread_stat_add(&heap->thread->stats.pages[bin], 1);
   page_extend(page);
   queue_push_front(heap, queue, page);
   return page;
@@ -239,7 +244,7 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+  _sa_heap_huge_add(heap, page);
   (void)zero; /* fresh OS memory is zero */
   return sa_page_start(page);
 }
@@ -262,6 +267,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_heap_delayed_free_all(heap);
   if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
+  _sa_purge_housekeeping(heap->thread, false);
 
   size_t bin = sa_bin(size);
   page_queue_t *queue = &heap->pages[bin];
@@ -295,7 +301,7 @@ static bool block_in_page(const page_t *page, const block_t *b) {
   const uint8_t *p = (const uint8_t *)b;
   if (p < sa_page_start(page)) return false;
   size_t offset = (size_t)(p - sa_page_start(page));
-  return offset < (size_t)page->capacity * page->block_size && offset % page->block_size == 0;
+  return offset < (size_t)page->capacity * sa_block_size(page) && offset % sa_block_size(page) == 0;
 }
 
 static bool list_check(const page_t *page, const block_t *b, size_t *count) {
@@ -309,7 +315,7 @@ static bool list_check(const page_t *page, const block_t *b, size_t *count) {
 /* Owner only: the accounting equation and list membership of types.h. */
 bool _sa_page_check(const page_t *page) {
   if (page->capacity > sa_page_reserved(page)) return false;
-  if (page->block_size == 0 || page->slice_count == 0) return false;
+  if (page->slice_count == 0 || page->bin >= BIN_COUNT) return false;
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;

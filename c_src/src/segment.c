@@ -50,7 +50,6 @@ segment_t *_sa_segment_of_any(const void *p) {
 }
 
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
-#define SEGMENT_CACHE_MAX 4
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
 static segment_t *segment_cache;
 static size_t segment_cache_count;
@@ -79,12 +78,6 @@ static void bits_set(uint64_t *bm, size_t start, size_t n, bool on) {
     if (on) bm[i / 64] |= (uint64_t)1 << (i % 64);
     else bm[i / 64] &= ~((uint64_t)1 << (i % 64));
   }
-}
-
-static bool bits_any(const uint64_t *bm, size_t start, size_t n) {
-  for (size_t i = start; i < start + n; i++)
-    if (bit_get(bm, i)) return true;
-  return false;
 }
 
 /* Where to put `n` slices: the first free slice for n == 1; otherwise the start of the
@@ -117,12 +110,85 @@ static size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
   return best;
 }
 
+static size_t bits_count(const uint64_t *bm) {
+  size_t n = 0;
+  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) n += (size_t)__builtin_popcountll(bm[w]);
+  return n;
+}
+
+/* ---- Purging: free slices go back to the OS purge_delay ms after they were freed ---------
+ * A slice is pending (purge_slices) while it is free and dirty; allocating it again cancels
+ * that. Each pending slice is due purge_delay after its own free, so memory that is reused
+ * within the delay is never purged (and never faulted in again): only memory that stays idle
+ * goes back. Runs of due slices are purged with one madvise each. The owner thread purges
+ * its segments (from the generic path, page frees and thread exit); the cache is purged by
+ * any thread's housekeeping, mi_collect, and the optional background thread.             */
+static void segment_purge(segment_t *segment, int64_t now, bool force) {
+  int64_t next = 0;
+  for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
+    if (segment->purge_slices[i / 64] == 0) {
+      i = (i / 64 + 1) * 64;
+      continue;
+    }
+    if (!bit_get(segment->purge_slices, i)) {
+      i++;
+      continue;
+    }
+    if (!force && segment->purge_at[i] > now) {
+      if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
+           (force || segment->purge_at[j] <= now))
+      j++;
+    _sa_os_purge((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
+    bits_set(segment->dirty_slices, i, j - i, false);
+    bits_set(segment->purge_slices, i, j - i, false);
+    _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
+    i = j;
+  }
+  segment->purge_expire = next;
+}
+
+/* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
+static int64_t segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
+  long delay = mi_option_get(mi_option_purge_delay);
+  if (delay < 0) return 0;
+  bits_set(segment->purge_slices, start, n, true);
+  int64_t due = _sa_clock_ms() + delay;
+  for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
+  if (delay == 0) {
+    segment_purge(segment, due, true);
+    return 0;
+  }
+  if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
+  return segment->purge_expire;
+}
+
+static void thread_note_purge(thread_t *thread, int64_t expire) {
+  if (expire != 0 && (thread->purge_next == 0 || expire < thread->purge_next))
+    thread->purge_next = expire;
+}
+
+static void thread_purge(thread_t *thread, int64_t now, bool force) {
+  int64_t next = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    if (s->purge_expire == 0) continue;
+    if (force || s->purge_expire <= now) segment_purge(s, now, force);
+    if (s->purge_expire != 0 && (next == 0 || s->purge_expire < next)) next = s->purge_expire;
+  }
+  thread->purge_next = next;
+}
+
 /* ---- Segment lifetime ---------------------------------------------------------------- */
 static void segment_attach(segment_t *segment, thread_t *thread) {
   segment->owner = thread;
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
   thread->segment_count++;
+  thread_note_purge(thread, segment->purge_expire);
 }
 
 static void segment_detach(segment_t *segment, thread_t *thread) {
@@ -142,15 +208,24 @@ static segment_t *segment_alloc(thread_t *thread) {
   }
   pthread_mutex_unlock(&segments_lock);
   if (segment == NULL) {
-    segment = _sa_os_alloc_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-    if (segment == NULL) return NULL;
-    /* fresh memory is zero: every page descriptor reads as a free slice */
+    bool in_arena = true;
+    segment = _sa_arena_alloc_segment();
+    if (segment == NULL) {
+      in_arena = false;
+      segment = _sa_os_alloc_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+      if (segment == NULL) return NULL;
+      _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
+    }
+    /* fresh (or purged) memory is zero: every page descriptor reads as a free slice */
     segment->segment_size = SEGMENT_SIZE;
     segment->kind = SEGMENT_NORMAL;
+    segment->in_arena = in_arena;
     bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
     bits_set(segment->dirty_slices, 0, SEGMENT_HEADER_SLICES, true);
     segment->used_slice_count = SEGMENT_HEADER_SLICES;
     segment_map_set(segment, true);
+    _sa_stat_add(SA_STAT_segments, 1);
+    _sa_stat_add(SA_STAT_committed, SEGMENT_HEADER_SLICES * SLICE_SIZE);
   }
   sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
   segment_attach(segment, thread);
@@ -159,15 +234,21 @@ static segment_t *segment_alloc(thread_t *thread) {
 
 static void segment_release(segment_t *segment) {
   segment_map_set(segment, false);
+  _sa_stat_add(SA_STAT_committed, -(int64_t)(bits_count(segment->dirty_slices) * SLICE_SIZE));
+  _sa_stat_add(SA_STAT_segments, -1);
+  if (segment->kind == SEGMENT_NORMAL && segment->in_arena && _sa_arena_free_segment(segment))
+    return;
+  _sa_stat_add(SA_STAT_reserved, -(int64_t)segment->segment_size);
   _sa_os_free(segment, segment->segment_size);
 }
 
-/* An empty segment leaves its thread: into the cache, or back to the OS. */
+/* An empty segment leaves its thread: into the cache (its free memory purged after the
+ * delay, so that a thread that starts soon after reuses it warm), or back to the OS. */
 static void segment_free(segment_t *segment, thread_t *thread) {
   sa_assert(segment->used_pages == 0);
   segment_detach(segment, thread);
   pthread_mutex_lock(&segments_lock);
-  bool cached = segment_cache_count < SEGMENT_CACHE_MAX;
+  bool cached = segment_cache_count < (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
   if (cached) {
     list_push(&segment_cache, segment);
     segment_cache_count++;
@@ -190,6 +271,24 @@ void _sa_segment_cache_collect(bool force) {
   }
 }
 
+void _sa_segment_cache_purge(bool force) {
+  if (segment_cache == NULL) return; /* racy peek: a miss only delays the purge */
+  int64_t now = _sa_clock_ms();
+  pthread_mutex_lock(&segments_lock);
+  for (segment_t *s = segment_cache; s != NULL; s = s->next) {
+    if (s->purge_expire != 0 && (force || s->purge_expire <= now)) segment_purge(s, now, force);
+  }
+  pthread_mutex_unlock(&segments_lock);
+}
+
+void _sa_purge_housekeeping(thread_t *thread, bool force) {
+  if (!force && thread->purge_next == 0 && segment_cache == NULL) return;
+  int64_t now = _sa_clock_ms();
+  if (thread->purge_next != 0 && (force || thread->purge_next <= now))
+    thread_purge(thread, now, force);
+  _sa_segment_cache_purge(force);
+}
+
 /* ---- Pages ------------------------------------------------------------------------------ */
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin) {
@@ -198,12 +297,16 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   page->slice_count = (uint16_t)slices;
   page->slice_offset = 0;
   page->bin = (uint8_t)bin;
-  page->block_size = (uint32_t)block_size;
-  page->is_zero = !bits_any(segment->dirty_slices, start, slices);
+  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  size_t fresh = 0;
+  for (size_t i = start; i < start + slices; i++) fresh += !bit_get(segment->dirty_slices, i);
+  page->is_zero = fresh == slices;
   bits_set(segment->used_slices, start, slices, true);
   bits_set(segment->dirty_slices, start, slices, true);
+  bits_set(segment->purge_slices, start, slices, false);
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
+  if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return page;
 }
 
@@ -212,6 +315,8 @@ static size_t page_slices_for(size_t block_size) {
   if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
   return (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
 }
+
+size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
 
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = page_slices_for(block_size);
@@ -236,6 +341,7 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   bits_set(segment->used_slices, start, slices, false);
   segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
+  thread_note_purge(thread, segment_schedule_purge(segment, start, slices));
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
 
@@ -253,9 +359,14 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
   page->slice_count = 1;
   page->bin = BIN_COUNT;
   page->capacity = 1;
+  page->reserved = 1;
   page->used = 1;
   page->is_zero = 1;
   segment_map_set(segment, true);
+  _sa_stat_add(SA_STAT_reserved, (int64_t)total);
+  _sa_stat_add(SA_STAT_committed, (int64_t)total);
+  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)(total - SLICE_SIZE));
+  _sa_stat_add(SA_STAT_segments, 1);
   return page;
 }
 
@@ -265,11 +376,14 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
   segment_t *segment = sa_segment_of(page);
   size_t last = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
   sa_assert(last < SLICES_PER_SEGMENT);
-  for (size_t i = 2; i <= last; i++) segment->pages[i].slice_offset = (uint16_t)((i - 1) * sizeof(page_t));
+  for (size_t i = 2; i <= last; i++)
+    segment->pages[i].slice_offset = (uint16_t)((i - 1) * sizeof(page_t));
 }
 
 void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
+  _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
+  _sa_stat_add(SA_STAT_committed, -(int64_t)segment->segment_size);
   segment_release(segment);
 }
 
@@ -281,11 +395,13 @@ void _sa_segments_abandon(thread_t *thread) {
       segment_free(segment, thread);
       continue;
     }
+    if (segment->purge_expire != 0) segment_purge(segment, 0, true); /* no owner will */
     segment_detach(segment, thread);
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&segments_lock);
+    _sa_stat_add(SA_STAT_abandoned, 1);
   }
 }
 
@@ -299,6 +415,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   }
   pthread_mutex_unlock(&segments_lock);
   if (segment == NULL) return false;
+  _sa_stat_add(SA_STAT_abandoned, -1);
 
   thread_t *thread = heap->thread;
   segment_attach(segment, thread);
@@ -313,13 +430,16 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
     }
     i += page->slice_count;
     bool last = segment->used_pages == 1;
-    _sa_page_set_delayed(page, DELAYED_NORMAL, true);
     _sa_page_collect(page);
     if (page->used == 0) {
+      /* the exited thread counted this page and its blocks; the totals are what count */
+      sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
+      sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
       _sa_segment_page_free(page, thread);
       if (last) break;
     } else {
       _sa_heap_adopt_page(heap, page);
+      sa_page_count_used(page, thread);
     }
   }
   return true;

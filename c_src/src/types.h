@@ -61,6 +61,9 @@
 #define LARGE_BLOCK_MAX ((size_t)16 << 20)        /* larger blocks get a huge segment */
 #define HUGE_BLOCK_MAX ((size_t)1 << 47)          /* beyond this: ENOMEM, no mmap attempt */
 
+/* Default of the purge_delay option (ms): see the README's measurements for the choice. */
+#define SA_PURGE_DELAY_DEFAULT 10
+
 /* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
  * untouched part of a page untouched (no page faults, no RSS). */
 #define PAGE_EXTEND_BYTES ((size_t)4 << 10)
@@ -130,13 +133,15 @@ typedef union page_flags_u {
  * other slices of it only hold `slice_offset`, the byte distance back to it, so page_of(p) is
  * two loads. A free slice's descriptor is all zero. What the descriptor does not store is
  * derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
- * a huge page, right after the header); `reserved`, the blocks that fit, is page size / block
- * size; a huge page (bin == BIN_COUNT) has block_size 0 and the rest of its segment as block.
+ * a huge page, right after the header); the block size is bin_size(bin), and a huge page
+ * (bin == BIN_COUNT) has the rest of its segment as its one block.
  *
  * Invariants (checked by _sa_page_check in debug builds):
  *   - used - |xthread_free| == capacity - |free| - |local_free|   (every block is in exactly
  *     one list or in use; blocks in xthread_free still count as used until collected)
  *   - capacity <= reserved; blocks [capacity, reserved) were never touched
+ *   - the thread's in-use statistics lag `used` by used - used_counted blocks (brought up to
+ *     date at every slow-path event of the page, never on the fast paths)
  *   - every block in free/local_free lies in [page_start, page_start + capacity*block_size)
  *     at a multiple of block_size
  *   - in_full <=> the page is in its heap's BIN_FULL queue
@@ -150,7 +155,8 @@ typedef struct page_s {
   uint8_t is_zero : 1;   /* blocks never handed out are all zero (fresh OS memory) */
   uint16_t capacity;     /* blocks initialised so far (lazily, see page_extend) */
   uint16_t used;         /* blocks in use, including those waiting in xthread_free */
-  uint32_t block_size;   /* 0 for a huge page: see sa_block_size */
+  uint16_t reserved;     /* blocks that fit in the page */
+  uint16_t used_counted; /* `used` as last added to the thread's statistics (stats.c) */
   block_t *free;         /* allocation pops from here: owner only */
   block_t *local_free;   /* same-thread frees push here: owner only */
   _Atomic(uintptr_t) xthread_free; /* cross-thread frees: list head | delayed_state */
@@ -182,8 +188,12 @@ typedef struct segment_s {
   uint8_t kind;                 /* segment_kind_t */
   uint32_t used_pages;
   uint32_t used_slice_count;
-  uint64_t used_slices[SEGMENT_BITMAP_WORDS]; /* owner only */
-  uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* ever handed out since the last purge */
+  bool in_arena;                /* carved from the reservation (arena.c), not mapped alone */
+  uint64_t used_slices[SEGMENT_BITMAP_WORDS];  /* owner only */
+  uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* touched since the last purge */
+  uint64_t purge_slices[SEGMENT_BITMAP_WORDS]; /* free and dirty: to purge when old enough */
+  int64_t purge_expire;                        /* ms: earliest pending expiry; 0: none */
+  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due */
   struct thread_s *owner;       /* owner thread state, NULL if none */
   struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
   struct segment_s *prev;
@@ -212,10 +222,22 @@ struct mi_heap_s {
   struct thread_s *thread;                /* owner thread state */
   struct mi_heap_s *next;                 /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
+  page_t *huge_pages;                     /* huge blocks allocated here (heap.c's huge_lock) */
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
 };
 typedef struct mi_heap_s heap_t;
+
+/* ---- Statistics -------------------------------------------------------------------------------
+ * Per-thread counters, written only by their thread (relaxed loads and stores, no atomic
+ * read-modify-write) and summed by any reader; merged into the process totals at thread exit.
+ * Never touched on a fast path: block counts follow page->used at the page's slow-path events
+ * (see page_t.used_counted). Counters may go negative in one thread (a page reclaimed from an
+ * exited thread frees blocks the old thread counted); only the sums mean something.          */
+typedef struct thread_stats_s {
+  _Atomic(int64_t) in_use[BIN_COUNT]; /* blocks in use per size class */
+  _Atomic(int64_t) pages[BIN_COUNT];  /* pages per size class */
+} thread_stats_t;
 
 /* ---- Threads -------------------------------------------------------------------------------
  * Per-thread state, reached from every heap of the thread. `heap` is the backing heap (the
@@ -229,6 +251,10 @@ typedef struct thread_s {
   heap_t *heaps;             /* all heaps of this thread */
   segment_t *segments;       /* segments this thread owns */
   size_t segment_count;
+  int64_t purge_next;        /* ms: earliest purge_expire of its segments; 0: none pending */
+  thread_stats_t stats;
+  struct thread_s *next_live; /* in the list of live threads (stats.c) */
+  struct thread_s *prev_live;
   struct thread_s *next_free; /* in the heap pool's free list */
 } thread_t;
 

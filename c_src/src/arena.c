@@ -1,0 +1,61 @@
+/* shardalloc: the arena. With the reserve_os_memory option, one large region is reserved at
+ * process start (in explicit large OS pages with allow_large_os_pages, pre-faulted with
+ * arena_eager_commit) and segments are carved from it before any is mapped on its own. A
+ * segment given back to the arena is purged, so it reads as zero when carved again. */
+#include <pthread.h>
+
+#include "internal.h"
+
+#define ARENA_SEGMENTS_MAX 4096 /* 128 GiB */
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *arena_base;
+static size_t arena_segments;
+static uint64_t arena_used[ARENA_SEGMENTS_MAX / 64];
+
+void _sa_arena_init(void) {
+  long kib = mi_option_get(mi_option_reserve_os_memory);
+  if (kib <= 0) return;
+  size_t size = sa_align_up((size_t)kib * 1024, SEGMENT_SIZE);
+  if (size > ARENA_SEGMENTS_MAX * SEGMENT_SIZE) size = ARENA_SEGMENTS_MAX * SEGMENT_SIZE;
+  uint8_t *base = _sa_os_reserve(size, SEGMENT_SIZE,
+                                 mi_option_is_enabled(mi_option_allow_large_os_pages),
+                                 mi_option_is_enabled(mi_option_arena_eager_commit));
+  if (base == NULL) {
+    _sa_error("could not reserve %zu MiB of OS memory", size >> 20);
+    return;
+  }
+  _sa_stat_add(SA_STAT_reserved, (int64_t)size);
+  pthread_mutex_lock(&arena_lock);
+  arena_base = base;
+  arena_segments = size / SEGMENT_SIZE;
+  pthread_mutex_unlock(&arena_lock);
+  _sa_verbose("reserved %zu MiB of OS memory (%zu segments)", size >> 20, arena_segments);
+}
+
+segment_t *_sa_arena_alloc_segment(void) {
+  if (arena_base == NULL) return NULL;
+  segment_t *segment = NULL;
+  pthread_mutex_lock(&arena_lock);
+  for (size_t w = 0; w * 64 < arena_segments && segment == NULL; w++) {
+    uint64_t free_bits = ~arena_used[w];
+    if (w * 64 + 64 > arena_segments) free_bits &= ((uint64_t)1 << (arena_segments % 64)) - 1;
+    if (free_bits == 0) continue;
+    size_t i = w * 64 + (size_t)__builtin_ctzll(free_bits);
+    arena_used[w] |= (uint64_t)1 << (i % 64);
+    segment = (segment_t *)(arena_base + i * SEGMENT_SIZE);
+  }
+  pthread_mutex_unlock(&arena_lock);
+  return segment;
+}
+
+bool _sa_arena_free_segment(segment_t *segment) {
+  uint8_t *p = (uint8_t *)segment;
+  if (arena_base == NULL || p < arena_base || p >= arena_base + arena_segments * SEGMENT_SIZE)
+    return false;
+  _sa_os_purge(p, SEGMENT_SIZE);
+  size_t i = (size_t)(p - arena_base) / SEGMENT_SIZE;
+  pthread_mutex_lock(&arena_lock);
+  arena_used[i / 64] &= ~((uint64_t)1 << (i % 64));
+  pthread_mutex_unlock(&arena_lock);
+  return true;
+}
