@@ -19,7 +19,7 @@ static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
   } else {
     return _sa_malloc_generic(heap, size, zero);
   }
-  block_t *block = page->free;
+  block_t *block = sa_page_next_block(page);
   if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
   void *p = sa_page_pop(page, block);
   if (zero) memset(p, 0, sa_block_size(page)); /* never a huge page here */
@@ -39,11 +39,21 @@ static bool alignment_ok(size_t alignment) {
   return sa_is_power_of_two(alignment) && alignment <= MI_ALIGNMENT_MAX;
 }
 
-/* Alignment up to a slice: take the smallest size class >= size whose blocks all sit at
- * multiples of `alignment` (pages start slice-aligned; blocks above MEDIUM_BLOCK_MAX start
- * their page). No interior pointer, so free stays on its fast path. Larger alignments, and an
- * offset, over-allocate and hand out an interior pointer; the page is marked so that free
- * finds the block start. */
+/* Alignment up to a slice needs no interior pointer: round the size up to a multiple of the
+ * alignment. The class of such a size is itself a multiple of the alignment (within a power
+ * of two the classes are multiples of their spacing; an alignment at least that spacing
+ * makes the rounded size a class of its own), pages start slice-aligned, and blocks sit at
+ * multiples of their size from the page start; large and huge blocks start their page. So
+ * every block of that class is aligned and free stays on its fast path. Larger alignments,
+ * and an offset, over-allocate and hand out an interior pointer; the page is marked so that
+ * free finds the block start. */
+sa_inline bool alignment_fits_class(size_t alignment) {
+  return alignment - 1 < SLICE_SIZE && (alignment & (alignment - 1)) == 0; /* 0 fails */
+}
+sa_inline size_t aligned_class_size(size_t size, size_t alignment) {
+  return sa_align_up(size == 0 ? 1 : size, alignment);
+}
+
 static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset,
                                     bool zero) {
   if (sa_unlikely(!alignment_ok(alignment))) {
@@ -54,27 +64,8 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
     errno = ENOMEM;
     return NULL;
   }
-  if (offset == 0) {
-    if (alignment <= 16) return heap_malloc_zero(heap, size < alignment ? alignment : size, zero);
-    if (size <= DIRECT_SIZE_MAX) { /* the next free block may happen to be aligned */
-      page_t *page = heap->pages_direct[(size + 7) >> 3];
-      block_t *block = page->free;
-      if (block != NULL && ((uintptr_t)block & (alignment - 1)) == 0) {
-        void *p = sa_page_pop(page, block);
-        if (zero) memset(p, 0, sa_block_size(page));
-        return p;
-      }
-    }
-    if (alignment <= SLICE_SIZE) {
-      size_t n = size < alignment ? alignment : size;
-      while (n <= MEDIUM_BLOCK_MAX) {
-        size_t block_size = sa_bin_size(sa_bin(n));
-        if (block_size % alignment == 0) break;
-        n = block_size + 1;
-      }
-      return heap_malloc_zero(heap, n, zero);
-    }
-  }
+  if (offset == 0 && alignment <= SLICE_SIZE)
+    return heap_malloc_zero(heap, aligned_class_size(size, alignment), zero);
   size_t over = size + alignment - 1 + offset % alignment;
   void *p = heap_malloc_zero(heap, over, zero);
   if (p == NULL) return NULL;
@@ -203,9 +194,8 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
 
 /* ---- Aligned allocation ---------------------------------------------------------------------- */
 void *mi_malloc_aligned(size_t size, size_t alignment) {
-  if (sa_likely(alignment <= 16 && alignment != 0 && sa_is_power_of_two(alignment) &&
-                size >= alignment))
-    return sa_heap_malloc(_sa_heap_default, size);
+  if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX))
+    return sa_heap_malloc(_sa_heap_default, aligned_class_size(size, alignment));
   return heap_malloc_aligned_at(_sa_heap_default, size, alignment, 0, false);
 }
 

@@ -87,10 +87,6 @@ static void page_extend(page_t *page) {
 }
 
 /* ---- Page queues ------------------------------------------------------------------------- */
-page_queue_t *_sa_page_queue_of(heap_t *heap, const page_t *page) {
-  return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];
-}
-
 /* Point the direct-table slots of a small bin at the queue's first page. */
 static void direct_update(heap_t *heap, page_queue_t *queue) {
   size_t bin = (size_t)(queue - heap->pages);
@@ -171,12 +167,18 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
 
 /* The page's last block was freed by its owner. Keep a small or medium page for a while if
  * it is the only page of its bin (a single object allocated and freed in a loop must not
- * free and re-create the page each time); otherwise give its slices back. */
+ * free and re-create the page each time); otherwise give its slices back. A page retired
+ * before and still first in its queue only has its time renewed: that is the lone-object
+ * loop, which this keeps to a handful of instructions. */
 void _sa_page_retire(page_t *page) {
+  if (sa_likely(page->retire_expire != 0)) {
+    page->retire_expire = PAGE_RETIRE_CYCLES;
+    return;
+  }
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  page_queue_t *queue = _sa_page_queue_of(heap, page);
-  if (sa_likely(sa_block_size(page) <= MEDIUM_BLOCK_MAX && queue->first == page &&
-                queue->last == page && !page->flags.x.in_full)) {
+  page_queue_t *queue = sa_page_queue_of(heap, page);
+  if (sa_block_size(page) <= MEDIUM_BLOCK_MAX && queue->first == page && queue->last == page &&
+      !page->flags.x.in_full) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
     if (page->bin < heap->retired_min) heap->retired_min = page->bin;
     if (page->bin > heap->retired_max) heap->retired_max = page->bin;
@@ -216,7 +218,8 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     page->retire_expire = 0;
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
-    if (page->free == NULL) page_extend(page);
+    /* a single collected block would send the next allocation straight back here */
+    if (page->free == NULL || page->free->next == NULL) page_extend(page);
     if (page->free != NULL) {
       queue_move_to_front(heap, queue, page);
       return page;

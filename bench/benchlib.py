@@ -1,0 +1,140 @@
+"""Shared by bench/run_c_bench.py and bench/callgrind_fastpath.py: the allocator list, building
+the C programs, and a description of the machine for the result files.
+
+Standard library only.
+"""
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+BUILD_DIR = os.path.join(BENCH_DIR, "build")
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+
+
+
+def _multiarch_libdir():
+    try:
+        triple = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        triple = ""
+    return "/usr/lib/" + (triple or "x86_64-linux-gnu")
+
+
+LIBDIR = _multiarch_libdir()
+
+# name, shared library to LD_PRELOAD (None: the system allocator), Debian package (for the
+# version and the install hint), how to get it when missing.
+ALLOCATORS = [
+    ("glibc", None, "libc6", None),
+    ("jemalloc", LIBDIR + "/libjemalloc.so.2", "libjemalloc2", "apt-get install libjemalloc2"),
+    ("mimalloc", LIBDIR + "/libmimalloc.so.2", "libmimalloc2.0",
+     "apt-get install libmimalloc2.0"),
+    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4", "libtcmalloc-minimal4",
+     "apt-get install libtcmalloc-minimal4"),
+    ("shardalloc", os.path.join(REPO_ROOT, "c_src", "build", "libshardalloc.so"), None,
+     "build it: make -C c_src (c_src/build/libshardalloc.so)"),
+]
+
+
+def package_version(pkg):
+    if pkg is None:
+        return None
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                             capture_output=True, text=True, check=False)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def select_allocators(names=None, extra=()):
+    """Returns (available, notes). available: list of dicts {name, path, version}; notes: one line
+    per allocator that was skipped. `names` selects among the known allocators; `extra` holds
+    "NAME=PATH" strings for more libraries (a mimalloc built from source, say), always added."""
+    entries = list(ALLOCATORS)
+    if names:
+        wanted = set(names)
+        unknown = wanted - {e[0] for e in entries}
+        if unknown:
+            sys.exit("unknown allocator(s): %s" % ", ".join(sorted(unknown)))
+        entries = [e for e in entries if e[0] in wanted]
+    for spec in extra:  # always run, whatever `names` says
+        if "=" not in spec:
+            sys.exit("--lib wants NAME=PATH, got %r" % spec)
+        name, path = spec.split("=", 1)
+        entries.append((name, os.path.abspath(path), None, "check the path given to --lib"))
+    available, notes = [], []
+    for name, path, pkg, hint in entries:
+        if path is not None and not os.path.exists(path):
+            notes.append("%s: %s is missing, skipped (%s)" % (name, path, hint))
+            continue
+        version = package_version(pkg)
+        if name == "shardalloc":
+            version = shardalloc_version()
+        available.append({"name": name, "path": path, "version": version})
+    return available, notes
+
+
+def shardalloc_version():
+    header = os.path.join(REPO_ROOT, "c_src", "include", "shardalloc.h")
+    try:
+        text = open(header).read()
+    except OSError:
+        return None
+    parts = [re.search(r"#define SHARDALLOC_VERSION_%s (\d+)" % p, text) for p in
+             ("MAJOR", "MINOR", "PATCH")]
+    if not all(parts):
+        return None
+    return ".".join(m.group(1) for m in parts)
+
+
+def preload_env(path):
+    """The environment for a run under the allocator at `path` (None: no preload)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if path is not None:
+        env["LD_PRELOAD"] = path
+    return env
+
+
+def build_programs():
+    """Builds bench/c into bench/build; exits when the build fails."""
+    proc = subprocess.run(["make", "-s", "-C", os.path.join(BENCH_DIR, "c")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        sys.exit("building bench/c failed")
+
+
+def machine_info():
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": None,
+        "glibc": platform.libc_ver()[1] or None,
+    }
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"^Model name:\s*(.+)$", out, re.M)
+        if m:
+            info["cpu"] = m.group(1).strip()
+    except OSError:
+        pass
+    return info
+
+
+def machine_line(info):
+    return "%s, nproc %s, Linux %s, glibc %s, %s" % (
+        info["cpu"], info["nproc"], info["kernel"], info["glibc"], info["date"])
+
+
+def versions_line(allocs):
+    return ", ".join("%s %s" % (a["name"], a["version"] or "?") for a in allocs)

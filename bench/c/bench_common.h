@@ -1,0 +1,102 @@
+/* Helpers shared by the C benchmark programs in bench/c/.
+ *
+ * Header-only so that every program is one compile: a small PRNG (xorshift64*, seeded per
+ * thread so runs are repeatable), a monotonic clock, positional-argument parsing, and a
+ * check that ends the program when an allocation fails or a block's content is wrong.
+ *
+ * The programs call plain malloc/free/realloc/calloc so that LD_PRELOAD swaps the allocator.
+ */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct {
+  uint64_t s;
+} rng_t;
+
+static inline void rng_seed(rng_t *r, uint64_t seed) {
+  r->s = (seed + 1) * 0x9E3779B97F4A7C15ULL;
+  if (r->s == 0) r->s = 1;
+}
+
+static inline uint64_t rng_next(rng_t *r) {
+  uint64_t x = r->s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  r->s = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Uniform in [0, n) without a division. */
+static inline uint64_t rng_below(rng_t *r, uint64_t n) {
+  return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
+}
+
+/* Uniform in [lo, hi]. */
+static inline size_t rng_range(rng_t *r, size_t lo, size_t hi) {
+  return lo + (size_t)rng_below(r, (uint64_t)(hi - lo) + 1);
+}
+
+static inline double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void bench_fail(const char *what) {
+  fprintf(stderr, "FAIL: %s\n", what);
+  exit(2);
+}
+
+static inline void *bench_check(void *p) {
+  if (p == NULL) bench_fail("allocation returned NULL");
+  return p;
+}
+
+/* Positional argument i (1-based) as a positive integer, or def when absent. "-" also means
+ * the default, so a later argument can be given alone: `larson - 5000`. */
+static inline long arg_long(int argc, char **argv, int i, long def) {
+  if (i >= argc || strcmp(argv[i], "-") == 0) return def;
+  char *end;
+  errno = 0;
+  long v = strtol(argv[i], &end, 0);
+  if (errno != 0 || *end != '\0' || v <= 0) {
+    fprintf(stderr, "argument %d ('%s') must be a positive integer\n", i, argv[i]);
+    exit(1);
+  }
+  return v;
+}
+
+/* Prints usage and exits when the first argument asks for help. */
+static inline void usage_if_asked(int argc, char **argv, const char *usage) {
+  if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+    fputs(usage, stdout);
+    exit(0);
+  }
+}
+
+/* This process's peak RSS in MiB (VmHWM: unlike getrusage's ru_maxrss it does not include the
+ * memory of the process image before exec, e.g. a Python parent's) and its minor page faults. */
+static inline void self_usage(double *maxrss_mib, long *minflt) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  *maxrss_mib = (double)ru.ru_maxrss / 1024.0;
+  *minflt = ru.ru_minflt;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) return;
+  char line[256];
+  long kib;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) *maxrss_mib = (double)kib / 1024.0;
+  fclose(f);
+}
+
+#endif
