@@ -52,7 +52,7 @@ segment_t *_sa_segment_of_any(const void *p) {
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
 static segment_t *segment_cache;
-static size_t segment_cache_count;
+static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
 static segment_t *abandoned;
 static _Atomic(size_t) abandoned_count;
 
@@ -272,7 +272,7 @@ void _sa_segment_cache_collect(bool force) {
 }
 
 void _sa_segment_cache_purge(bool force) {
-  if (segment_cache == NULL) return; /* racy peek: a miss only delays the purge */
+  if (atomic_load_explicit(&segment_cache_count, memory_order_relaxed) == 0) return;
   int64_t now = _sa_clock_ms();
   pthread_mutex_lock(&segments_lock);
   for (segment_t *s = segment_cache; s != NULL; s = s->next) {
@@ -282,7 +282,9 @@ void _sa_segment_cache_purge(bool force) {
 }
 
 void _sa_purge_housekeeping(thread_t *thread, bool force) {
-  if (!force && thread->purge_next == 0 && segment_cache == NULL) return;
+  if (!force && thread->purge_next == 0 &&
+      atomic_load_explicit(&segment_cache_count, memory_order_relaxed) == 0)
+    return;
   int64_t now = _sa_clock_ms();
   if (thread->purge_next != 0 && (force || thread->purge_next <= now))
     thread_purge(thread, now, force);
