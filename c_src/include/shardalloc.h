@@ -187,7 +187,7 @@ typedef enum mi_option_e {
   mi_option_show_stats,           /* SHOW_STATS: print statistics at process exit */
   mi_option_verbose,              /* VERBOSE: a line at start (version, mode) and on events */
   mi_option_purge_delay,          /* PURGE_DELAY: ms before free memory goes back to the OS;
-                                     0: at once, -1: never (default 10) */
+                                     0: at once, -1: never (default 25) */
   mi_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: transparent huge pages for segments,
                                      explicit 2 MiB pages for the reservation (default off) */
   mi_option_reserve_os_memory,    /* RESERVE_OS_MEMORY: KiB of address space to reserve at start

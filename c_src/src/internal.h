@@ -116,6 +116,8 @@ void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate)
 /* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
 void *_sa_os_alloc_aligned(size_t size, size_t align);
 void _sa_os_free(void *p, size_t size);
+/* Ask for transparent huge pages on [p, p+size). */
+void _sa_os_advise_huge_pages(void *p, size_t size);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. */
 void _sa_os_purge(void *p, size_t size);
 void _sa_os_write_stderr(const char *msg, size_t len);

@@ -35,19 +35,20 @@ static void *os_mmap_flags(void *hint, size_t size, int extra_flags) {
 
 static void *os_mmap(void *hint, size_t size) { return os_mmap_flags(hint, size, 0); }
 
-/* Transparent huge pages for a range, when the allow_large_os_pages option asks for them
- * (THP mode "madvise" serves only ranges marked so). */
-static void os_advise_huge(void *p, size_t size) {
+void _sa_os_advise_huge_pages(void *p, size_t size) {
 #ifdef MADV_HUGEPAGE
-  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) {
-    int saved_errno = errno;
-    madvise(p, size, MADV_HUGEPAGE);
-    errno = saved_errno;
-  }
+  int saved_errno = errno;
+  madvise(p, size, MADV_HUGEPAGE); /* THP mode "madvise" serves only ranges marked so */
+  errno = saved_errno;
 #else
   (void)p;
   (void)size;
 #endif
+}
+
+/* Transparent huge pages for every segment, when the allow_large_os_pages option asks. */
+static void os_advise_huge(void *p, size_t size) {
+  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) _sa_os_advise_huge_pages(p, size);
 }
 
 void _sa_os_free(void *p, size_t size) {

@@ -248,8 +248,9 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
     return NULL;
   }
   _sa_heap_huge_add(heap, page);
-  (void)zero; /* fresh OS memory is zero */
-  return sa_page_start(page);
+  void *p = sa_page_start(page);
+  if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
+  return p;
 }
 
 void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {

@@ -55,6 +55,22 @@ static segment_t *segment_cache;
 static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
 static segment_t *abandoned;
 static _Atomic(size_t) abandoned_count;
+#define HUGE_CACHE_MAX 4
+static segment_t *huge_cache; /* freed huge segments, see "Huge segments" */
+static size_t huge_cache_count;
+static void huge_cache_collect(int64_t now, bool all);
+/* ms: earliest purge due in a cached or abandoned segment; 0: none. Read without the lock so
+ * that housekeeping takes the lock only when a purge is due. */
+static _Atomic(int64_t) unowned_purge_next;
+
+static void unowned_note_purge(int64_t expire) {
+  if (expire == 0) return;
+  int64_t next = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
+  while ((next == 0 || expire < next) &&
+         !atomic_compare_exchange_weak_explicit(&unowned_purge_next, &next, expire,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
 
 static void list_push(segment_t **list, segment_t *segment) {
   segment->prev = NULL;
@@ -252,6 +268,7 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   if (cached) {
     list_push(&segment_cache, segment);
     segment_cache_count++;
+    unowned_note_purge(segment->purge_expire);
   }
   pthread_mutex_unlock(&segments_lock);
   if (!cached) segment_release(segment);
@@ -259,6 +276,7 @@ static void segment_free(segment_t *segment, thread_t *thread) {
 
 void _sa_segment_cache_collect(bool force) {
   (void)force;
+  huge_cache_collect(0, true);
   pthread_mutex_lock(&segments_lock);
   segment_t *list = segment_cache;
   segment_cache = NULL;
@@ -271,23 +289,34 @@ void _sa_segment_cache_collect(bool force) {
   }
 }
 
+/* Purge the segments that no thread owns: cached and abandoned ones (a thread that reclaims
+ * an abandoned segment soon gets its free memory back warm, so it keeps its purge delay). */
 void _sa_segment_cache_purge(bool force) {
-  if (atomic_load_explicit(&segment_cache_count, memory_order_relaxed) == 0) return;
+  int64_t due = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
+  if (due == 0) return;
   int64_t now = _sa_clock_ms();
+  if (!force && now < due) return;
   pthread_mutex_lock(&segments_lock);
-  for (segment_t *s = segment_cache; s != NULL; s = s->next) {
-    if (s->purge_expire != 0 && (force || s->purge_expire <= now)) segment_purge(s, now, force);
+  int64_t next = 0;
+  segment_t *lists[2] = {segment_cache, abandoned};
+  for (size_t l = 0; l < 2; l++) {
+    for (segment_t *s = lists[l]; s != NULL; s = s->next) {
+      if (s->purge_expire != 0 && (force || s->purge_expire <= now)) segment_purge(s, now, force);
+      if (s->purge_expire != 0 && (next == 0 || s->purge_expire < next)) next = s->purge_expire;
+    }
   }
+  for (segment_t *s = huge_cache; s != NULL; s = s->next)
+    if (next == 0 || s->purge_expire < next) next = s->purge_expire;
+  atomic_store_explicit(&unowned_purge_next, next, memory_order_relaxed);
   pthread_mutex_unlock(&segments_lock);
+  huge_cache_collect(now, force);
 }
 
 void _sa_purge_housekeeping(thread_t *thread, bool force) {
-  if (!force && thread->purge_next == 0 &&
-      atomic_load_explicit(&segment_cache_count, memory_order_relaxed) == 0)
-    return;
-  int64_t now = _sa_clock_ms();
-  if (thread->purge_next != 0 && (force || thread->purge_next <= now))
-    thread_purge(thread, now, force);
+  if (thread->purge_next != 0) {
+    int64_t now = _sa_clock_ms();
+    if (force || thread->purge_next <= now) thread_purge(thread, now, force);
+  }
   _sa_segment_cache_purge(force);
 }
 
@@ -348,28 +377,78 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
 }
 
 /* ---- Huge segments: one block each, no owner; any thread frees them directly ------------
- * The block starts at slice 1 (right after the header), so its descriptor is pages[1]. */
+ * The block starts at slice 1 (right after the header), so its descriptor is pages[1]. Huge
+ * blocks get transparent huge pages (a first touch costs per 2 MiB instead of per 4 KiB), and
+ * a freed one waits purge_delay ms in a small cache for a request of about its size, so a
+ * program that frees and allocates big buffers in a loop reuses warm memory.            */
+static segment_t *huge_cache_take(size_t total) {
+  segment_t *best = NULL;
+  pthread_mutex_lock(&segments_lock);
+  for (segment_t *s = huge_cache; s != NULL; s = s->next) {
+    if (s->segment_size >= total && s->segment_size - total <= total / 2 &&
+        (best == NULL || s->segment_size < best->segment_size))
+      best = s;
+  }
+  if (best != NULL) {
+    list_remove(&huge_cache, best);
+    huge_cache_count--;
+  }
+  pthread_mutex_unlock(&segments_lock);
+  return best;
+}
+
 page_t *_sa_segment_huge_page_alloc(size_t size) {
   if (size > HUGE_BLOCK_MAX) return NULL;
   size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
-  segment_t *segment = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
-  if (segment == NULL) return NULL;
-  segment->segment_size = total;
-  segment->kind = SEGMENT_HUGE;
+  segment_t *segment = huge_cache_take(total);
+  bool fresh = segment == NULL;
+  if (fresh) {
+    segment = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+    if (segment == NULL) return NULL;
+    _sa_os_advise_huge_pages(segment, total);
+    segment->segment_size = total;
+    segment->kind = SEGMENT_HUGE;
+    segment_map_set(segment, true);
+    _sa_stat_add(SA_STAT_reserved, (int64_t)total);
+    _sa_stat_add(SA_STAT_committed, (int64_t)total);
+    _sa_stat_add(SA_STAT_segments, 1);
+  }
   segment->used_pages = 1;
+  segment->purge_expire = 0;
   page_t *page = &segment->pages[1];
+  memset(page, 0, sizeof(*page));
   page->slice_count = 1;
   page->bin = BIN_COUNT;
   page->capacity = 1;
   page->reserved = 1;
   page->used = 1;
-  page->is_zero = 1;
-  segment_map_set(segment, true);
-  _sa_stat_add(SA_STAT_reserved, (int64_t)total);
-  _sa_stat_add(SA_STAT_committed, (int64_t)total);
-  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)(total - SLICE_SIZE));
-  _sa_stat_add(SA_STAT_segments, 1);
+  page->is_zero = fresh;
+  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)(segment->segment_size - SLICE_SIZE));
   return page;
+}
+
+static void huge_release(segment_t *segment) {
+  _sa_stat_add(SA_STAT_committed, -(int64_t)segment->segment_size);
+  segment_release(segment);
+}
+
+static void huge_cache_collect(int64_t now, bool all) {
+  segment_t *expired = NULL;
+  pthread_mutex_lock(&segments_lock);
+  for (segment_t *s = huge_cache, *next; s != NULL; s = next) {
+    next = s->next;
+    if (all || s->purge_expire <= now) {
+      list_remove(&huge_cache, s);
+      huge_cache_count--;
+      list_push(&expired, s);
+    }
+  }
+  pthread_mutex_unlock(&segments_lock);
+  while (expired != NULL) {
+    segment_t *s = expired;
+    expired = s->next;
+    huge_release(s);
+  }
 }
 
 /* An aligned pointer handed out at `p` inside a huge block: let the slices up to it lead
@@ -385,8 +464,24 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
 void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
   _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
-  _sa_stat_add(SA_STAT_committed, -(int64_t)segment->segment_size);
-  segment_release(segment);
+  long delay = mi_option_get(mi_option_purge_delay);
+  if (delay > 0) {
+    if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
+      memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));
+    segment->purge_expire = _sa_clock_ms() + delay;
+    pthread_mutex_lock(&segments_lock);
+    bool cached = huge_cache_count < HUGE_CACHE_MAX;
+    if (cached) {
+      list_push(&huge_cache, segment);
+      huge_cache_count++;
+    }
+    pthread_mutex_unlock(&segments_lock);
+    if (cached) {
+      unowned_note_purge(segment->purge_expire);
+      return;
+    }
+  }
+  huge_release(segment);
 }
 
 /* ---- Abandon and reclaim ------------------------------------------------------------- */
@@ -397,11 +492,11 @@ void _sa_segments_abandon(thread_t *thread) {
       segment_free(segment, thread);
       continue;
     }
-    if (segment->purge_expire != 0) segment_purge(segment, 0, true); /* no owner will */
     segment_detach(segment, thread);
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+    unowned_note_purge(segment->purge_expire);
     pthread_mutex_unlock(&segments_lock);
     _sa_stat_add(SA_STAT_abandoned, 1);
   }

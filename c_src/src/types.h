@@ -62,7 +62,7 @@
 #define HUGE_BLOCK_MAX ((size_t)1 << 47)          /* beyond this: ENOMEM, no mmap attempt */
 
 /* Default of the purge_delay option (ms): see the README's measurements for the choice. */
-#define SA_PURGE_DELAY_DEFAULT 10
+#define SA_PURGE_DELAY_DEFAULT 25
 
 /* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
  * untouched part of a page untouched (no page faults, no RSS). */
