@@ -12,9 +12,7 @@
 #define sa_likely(x) __builtin_expect(!!(x), 1)
 #define sa_unlikely(x) __builtin_expect(!!(x), 0)
 #define sa_cold __attribute__((cold, noinline))
-#define sa_noinline __attribute__((noinline))
 #define sa_inline static inline __attribute__((always_inline))
-#define sa_hidden __attribute__((visibility("hidden")))
 
 /* The thread-local default heap. Initial-exec TLS is one `mov %fs:off`; a library meant to
  * be loaded with dlopen builds with SA_TLS_DYNAMIC, which uses the general model instead. */

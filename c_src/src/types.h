@@ -136,7 +136,8 @@ typedef union page_flags_u {
  * a huge page, right after the header); the block size is bin_size(bin), and a huge page
  * (bin == BIN_COUNT) has the rest of its segment as its one block.
  *
- * Invariants (checked by _sa_page_check in debug builds):
+ * Invariants (checked by _sa_page_check: from mi_heap_check, and after every generic-path
+ * call in SA_DEBUG=2 builds):
  *   - used - |xthread_free| == capacity - |free| - |local_free|   (every block is in exactly
  *     one list or in use; blocks in xthread_free still count as used until collected)
  *   - capacity <= reserved; blocks [capacity, reserved) were never touched
@@ -199,6 +200,8 @@ typedef struct segment_s {
   struct segment_s *prev;
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
 } segment_t;
+_Static_assert(sizeof(segment_t) <= SEGMENT_HEADER_SLICES * SLICE_SIZE,
+               "the segment header fits in its header slices");
 
 /* ---- Heaps -------------------------------------------------------------------------------- */
 typedef struct page_queue_s {
