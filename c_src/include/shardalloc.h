@@ -179,7 +179,7 @@ mi_decl_export bool mi_heap_check_owned(mi_heap_t *heap, const void *p);
 
 /* ---- Options ------------------------------------------------------------------------------
  * Each option is read once, at process init, from the environment variable
- * SHARDALLOC_<NAME> (NAME as in the comment), and can be set from code; options that shape
+ * `SHARDALLOC_NAME` (NAME as in the comment), and can be set from code; options that shape
  * the reservation of memory (reserve_os_memory, arena_eager_commit) only act when set before
  * the first allocation. */
 typedef enum mi_option_e {

@@ -1,0 +1,80 @@
+//! Builds the C allocator in `c_src/` into a static library with the `cc` crate.
+//!
+//! One list of sources: every `c_src/src/*.c` except `override.c` (the malloc/free exports of
+//! the shared library, which a Rust binary must not get by default), the same set that
+//! `c_src/Makefile` builds. Everything about the target is read from Cargo's `CARGO_CFG_*`
+//! variables and the profile from its environment, never from `cfg!`, which would describe the
+//! machine and profile that build this script rather than the ones it builds for.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let include = root.join("c_src/include");
+    let src = root.join("c_src/src");
+
+    // Only the inputs of the library: watching all of c_src would rebuild the crate whenever
+    // the standalone make build writes to c_src/build.
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=c_src/include");
+    println!("cargo:rerun-if-changed=c_src/src");
+
+    let family = env::var("CARGO_CFG_TARGET_FAMILY").unwrap_or_default();
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if !family.split(',').any(|f| f == "unix") {
+        panic!("shardalloc supports Unix targets (Linux first); this target's OS is `{os}`");
+    }
+
+    // The profile's debug-assertions setting, as Cargo reports it for the target. `DEBUG` only
+    // says whether debug info is generated, which a release profile may also turn on for
+    // profiling; that must not switch on the allocator's assertions.
+    let debug = env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some();
+
+    let sources = c_sources(&src);
+    if sources.is_empty() {
+        panic!("no C sources found in {}", src.display());
+    }
+
+    let mut build = cc::Build::new();
+    build
+        .files(&sources)
+        .include(&include)
+        .include(&src)
+        .std("gnu11")
+        .pic(true)
+        .flag("-pthread")
+        // The private symbol prefix: shardalloc.h includes shardalloc_rename.h, so every
+        // public mi_ function is compiled as shardalloc_mi_... (src/ffi.rs links to those).
+        .define("SHARDALLOC_RENAME", None)
+        .define("SA_DEBUG", if debug { "1" } else { "0" });
+    build.compile("shardalloc");
+
+    if os != "macos" {
+        println!("cargo:rustc-link-lib=pthread");
+    }
+
+    // For crates that depend on this one (DEP_SHARDALLOC_INCLUDE) and for our own tests, which
+    // inspect the archive's symbols.
+    println!("cargo:include={}", include.display());
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    println!(
+        "cargo:rustc-env=SHARDALLOC_STATIC_LIB={}",
+        out_dir.join("libshardalloc.a").display()
+    );
+}
+
+/// `dir/*.c` except `override.c`, sorted so that the archive is built the same way each time.
+fn c_sources(dir: &Path) -> Vec<PathBuf> {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut sources: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "c")
+                && path.file_name().is_some_and(|name| name != "override.c")
+        })
+        .collect();
+    sources.sort();
+    sources
+}
