@@ -193,7 +193,12 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
 }
 
 /* ---- Aligned allocation ---------------------------------------------------------------------- */
+/* Rust's GlobalAlloc calls this for every allocation, so the common case (alignment <= 16,
+ * a small size) is a malloc with a size adjustment; see aligned_class_size. */
 void *mi_malloc_aligned(size_t size, size_t alignment) {
+  if (sa_likely(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0 &&
+                size <= DIRECT_SIZE_MAX)) /* every block is 8-aligned, those >= 16 16-aligned */
+    return sa_heap_malloc_small(_sa_heap_default, size < alignment ? alignment : size);
   if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX))
     return sa_heap_malloc(_sa_heap_default, aligned_class_size(size, alignment));
   return heap_malloc_aligned_at(_sa_heap_default, size, alignment, 0, false);

@@ -46,7 +46,10 @@ segment_t *_sa_segment_of_any(const void *p) {
   uintptr_t unit = (uintptr_t)p >> SEGMENT_SHIFT;
   if (!map_bit_get(segment_covered, unit)) return NULL;
   while (!map_bit_get(segment_starts, unit)) unit--; /* bounded by the huge block's size */
-  return (segment_t *)(unit << SEGMENT_SHIFT);
+  segment_t *segment = (segment_t *)(unit << SEGMENT_SHIFT);
+  /* a huge segment need not fill its last unit: the rest may be anyone's mapping */
+  if ((uintptr_t)p >= (uintptr_t)segment + segment->segment_size) return NULL;
+  return segment;
 }
 
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
