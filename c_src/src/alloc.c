@@ -194,14 +194,19 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
 
 /* ---- Aligned allocation ---------------------------------------------------------------------- */
 /* Rust's GlobalAlloc calls this for every allocation, so the common case (alignment <= 16,
- * a small size) is a malloc with a size adjustment; see aligned_class_size. */
-void *mi_malloc_aligned(size_t size, size_t alignment) {
+ * a small size) is a malloc with a size adjustment; see aligned_class_size. All the aligned
+ * entry points share it, so each is one call deep. */
+static inline void *heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
   if (sa_likely(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0 &&
                 size <= DIRECT_SIZE_MAX)) /* every block is 8-aligned, those >= 16 16-aligned */
-    return sa_heap_malloc_small(_sa_heap_default, size < alignment ? alignment : size);
+    return sa_heap_malloc_small(heap, size < alignment ? alignment : size);
   if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX))
-    return sa_heap_malloc(_sa_heap_default, aligned_class_size(size, alignment));
-  return heap_malloc_aligned_at(_sa_heap_default, size, alignment, 0, false);
+    return sa_heap_malloc(heap, aligned_class_size(size, alignment));
+  return heap_malloc_aligned_at(heap, size, alignment, 0, false);
+}
+
+void *mi_malloc_aligned(size_t size, size_t alignment) {
+  return heap_malloc_aligned(_sa_heap_default, size, alignment);
 }
 
 void *mi_malloc_aligned_at(size_t size, size_t alignment, size_t offset) {
@@ -249,23 +254,20 @@ void *mi_recalloc_aligned(void *p, size_t count, size_t size, size_t alignment) 
 /* ---- POSIX and C11 ---------------------------------------------------------------------------- */
 int mi_posix_memalign(void **p, size_t alignment, size_t size) {
   if (p == NULL || alignment < sizeof(void *) || !sa_is_power_of_two(alignment)) return EINVAL;
-  int saved_errno = errno;
-  void *q = mi_malloc_aligned(size, alignment);
-  errno = saved_errno;
+  void *q = heap_malloc_aligned(_sa_heap_default, size, alignment);
   if (q == NULL) return ENOMEM;
   *p = q;
   return 0;
 }
 
+/* memalign and aligned_alloc: a non-power-of-two alignment fails with EINVAL. */
 void *mi_memalign(size_t alignment, size_t size) {
-  if (!sa_is_power_of_two(alignment)) {
-    errno = EINVAL;
-    return NULL;
-  }
-  return mi_malloc_aligned(size, alignment);
+  return heap_malloc_aligned(_sa_heap_default, size, alignment);
 }
 
-void *mi_aligned_alloc(size_t alignment, size_t size) { return mi_memalign(alignment, size); }
+void *mi_aligned_alloc(size_t alignment, size_t size) {
+  return heap_malloc_aligned(_sa_heap_default, size, alignment);
+}
 
 void *mi_valloc(size_t size) { return mi_malloc_aligned(size, _sa_os_page_size()); }
 
@@ -288,5 +290,5 @@ void *mi_heap_realloc(heap_t *heap, void *p, size_t newsize) {
   return heap_realloc_zero(heap, p, newsize, 1, false);
 }
 void *mi_heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
-  return heap_malloc_aligned_at(heap, size, alignment, 0, false);
+  return heap_malloc_aligned(heap, size, alignment);
 }

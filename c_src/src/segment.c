@@ -1,10 +1,11 @@
 /* shardalloc: segments. Address space comes from the OS in SEGMENT_SIZE-aligned segments;
  * a segment is carved into 64 KiB slices; a page is a run of slices. Also here: the segment
- * map (which addresses are ours), the cache of empty segments, huge segments, and the
- * abandoned list through which the memory of exited threads is reclaimed.
+ * map (which addresses are ours), delayed purging, the caches of empty and of huge segments,
+ * and the abandoned list through which the memory of exited threads is reclaimed.
  *
- * Locks: `segments_lock` guards the cache and the abandoned list. It is taken only on slow
- * paths (a new or an empty segment, thread exit, reclaim), never around a system call. */
+ * Locks: `segments_lock` guards the two caches and the abandoned list. It is taken only on
+ * slow paths (a new or an empty segment, thread exit, reclaim, a due purge of segments no
+ * thread owns, which madvises under it: those segments must not be taken meanwhile). */
 #include <pthread.h>
 
 #include "internal.h"
