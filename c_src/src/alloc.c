@@ -7,18 +7,9 @@
 
 /* ---- Core helpers --------------------------------------------------------------------------- */
 
-/* Pop from the first page of the size's queue if it has a free block; else the generic path.
- * Sizes above the direct table pay for the bin computation but still skip the generic path. */
+/* sa_heap_malloc, zeroing the block when asked. */
 static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
-  page_t *page;
-  if (sa_likely(size <= DIRECT_SIZE_MAX)) {
-    page = heap->pages_direct[(size + 7) >> 3];
-  } else if (size <= MEDIUM_BLOCK_MAX) {
-    page = heap->pages[sa_bin(size)].first;
-    if (page == NULL) page = &_sa_page_empty;
-  } else {
-    return _sa_malloc_generic(heap, size, zero);
-  }
+  page_t *page = sa_heap_page_for(heap, size);
   block_t *block = sa_page_next_block(page);
   if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
   void *p = sa_page_pop(page, block);

@@ -280,9 +280,23 @@ sa_inline void *sa_heap_malloc_small(heap_t *heap, size_t size) {
   return sa_page_pop(page, block);
 }
 
+/* The page to take a block of `size` bytes from without the slow path: the direct table for
+ * small sizes, the first page of the size class's queue for medium ones (one bin computation
+ * more), the empty page for large and huge sizes (always the generic path). */
+sa_inline page_t *sa_heap_page_for(heap_t *heap, size_t size) {
+  if (sa_likely(size <= DIRECT_SIZE_MAX)) return heap->pages_direct[(size + 7) >> 3];
+  if (size <= MEDIUM_BLOCK_MAX) {
+    page_t *page = heap->pages[sa_bin(size)].first;
+    if (page != NULL) return page;
+  }
+  return &_sa_page_empty;
+}
+
 sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
-  if (sa_likely(size <= DIRECT_SIZE_MAX)) return sa_heap_malloc_small(heap, size);
-  return _sa_malloc_generic(heap, size, false);
+  page_t *page = sa_heap_page_for(heap, size);
+  block_t *block = sa_page_next_block(page);
+  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, false);
+  return sa_page_pop(page, block);
 }
 
 /* ---- The free fast path ------------------------------------------------------------------
