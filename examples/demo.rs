@@ -1,19 +1,20 @@
-//! The main demo: real Rust workloads timed on shardalloc and on the system allocator.
+//! The main demo, the headline comparison: real Rust workloads timed on shardalloc, the system
+//! allocator, mimalloc and jemalloc.
 //!
 //! ```text
-//! cargo run --release --example demo            # 3 rounds, about 30-50 s on 2 cores
+//! cargo run --release --example demo            # 3 rounds, about 45-60 s on 2 cores
 //! cargo run --release --example demo -- --rounds 1
 //! ```
 //!
-//! A process has one global allocator, so the demo runs itself as child processes: one with
-//! the system allocator, one with shardalloc, alternating for several rounds. Both children are
-//! the same binary with the same global allocator wrapper, which reads the environment
-//! variable `SHARDALLOC_DEMO_ALLOCATOR` once, at its first allocation, and then sends every
-//! call to the chosen allocator; the dispatch costs both sides the same well-predicted branch.
-//! Every block is allocated and freed by one allocator, from the first allocation of the
-//! process to its exit. For each workload the table shows the best time over the rounds and
-//! the ratio; each child also reports a checksum of what the workload computed, which must be
-//! the same for both allocators.
+//! A process has one global allocator, so the demo runs itself as child processes, one per
+//! allocator, in an order that rotates from round to round. All children are the same binary
+//! with the same global allocator wrapper, which reads the environment variable
+//! `SHARDALLOC_DEMO_ALLOCATOR` once, at its first allocation, and then sends every call to the
+//! chosen allocator; the dispatch costs every allocator the same well-predicted branch. Every
+//! block is allocated and freed by one allocator, from the first allocation of the process to
+//! its exit. For each workload the table shows the best time over the rounds and shardalloc's
+//! speed relative to each peer; each child also reports a checksum of what the workload
+//! computed, which must be the same for every allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{BTreeMap, HashMap};
@@ -24,15 +25,22 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
+use mimalloc::MiMalloc;
 use shardalloc::ShardAlloc;
+use tikv_jemallocator::Jemalloc;
 
 const ENV_VAR: &str = "SHARDALLOC_DEMO_ALLOCATOR";
+
+/// The allocators, by the name the environment variable takes; the first is the baseline.
+const ALLOCATORS: [&str; 4] = ["system", "shardalloc", "mimalloc", "jemalloc"];
 
 // ---- The switchable global allocator ------------------------------------------------------
 
 const UNSET: u8 = 0;
 const SYSTEM: u8 = 1;
 const SHARD: u8 = 2;
+const MIMALLOC: u8 = 3;
+const JEMALLOC: u8 = 4;
 
 static MODE: AtomicU8 = AtomicU8::new(UNSET);
 
@@ -55,8 +63,17 @@ fn init_mode() -> u8 {
     }
     // SAFETY: getenv with a NUL-terminated name; the result is only read, right away.
     let value = unsafe { getenv(c"SHARDALLOC_DEMO_ALLOCATOR".as_ptr()) };
-    let chosen = if !value.is_null() && unsafe { CStr::from_ptr(value) } == c"shardalloc" {
+    let value = if value.is_null() {
+        c""
+    } else {
+        unsafe { CStr::from_ptr(value) }
+    };
+    let chosen = if value == c"shardalloc" {
         SHARD
+    } else if value == c"mimalloc" {
+        MIMALLOC
+    } else if value == c"jemalloc" {
+        JEMALLOC
     } else {
         SYSTEM
     };
@@ -64,38 +81,34 @@ fn init_mode() -> u8 {
     chosen
 }
 
+/// Sends one `GlobalAlloc` call to the chosen allocator.
+macro_rules! dispatch {
+    ($method:ident($($arg:expr),*)) => {
+        match mode() {
+            SHARD => ShardAlloc.$method($($arg),*),
+            MIMALLOC => MiMalloc.$method($($arg),*),
+            JEMALLOC => Jemalloc.$method($($arg),*),
+            _ => System.$method($($arg),*),
+        }
+    };
+}
+
 unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if mode() == SHARD {
-            ShardAlloc.alloc(layout)
-        } else {
-            System.alloc(layout)
-        }
+        dispatch!(alloc(layout))
     }
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if mode() == SHARD {
-            ShardAlloc.alloc_zeroed(layout)
-        } else {
-            System.alloc_zeroed(layout)
-        }
+        dispatch!(alloc_zeroed(layout))
     }
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if mode() == SHARD {
-            ShardAlloc.dealloc(ptr, layout)
-        } else {
-            System.dealloc(ptr, layout)
-        }
+        dispatch!(dealloc(ptr, layout))
     }
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if mode() == SHARD {
-            ShardAlloc.realloc(ptr, layout, new_size)
-        } else {
-            System.realloc(ptr, layout, new_size)
-        }
+        dispatch!(realloc(ptr, layout, new_size))
     }
 }
 
@@ -301,12 +314,23 @@ const WORKLOADS: &[Workload] = &[
 
 // ---- Child: run the workloads on one allocator ----------------------------------------------
 
+/// Which allocator served a fresh box: shardalloc and mimalloc can tell whether a pointer is
+/// theirs; a block that is neither's came from the system allocator or jemalloc, which the
+/// parent tells apart by the mode it chose.
+fn served_by() -> &'static str {
+    let probe = Box::new(0u64);
+    let p: *const u64 = &*probe;
+    if shardalloc::is_in_heap(p) {
+        "shardalloc"
+    } else if unsafe { libmimalloc_sys::mi_is_in_heap_region(p.cast()) } {
+        "mimalloc"
+    } else {
+        "other"
+    }
+}
+
 fn run_child() {
-    let served_by_shardalloc = {
-        let probe = Box::new(0u64);
-        shardalloc::is_in_heap(&*probe)
-    };
-    println!("served_by_shardalloc {served_by_shardalloc}");
+    println!("served_by {}", served_by());
     for (i, (_, workload)) in WORKLOADS.iter().enumerate() {
         let start = Instant::now();
         let checksum = workload();
@@ -325,7 +349,7 @@ fn peak_rss_kib() -> Option<u64> {
 // ---- Parent: run the children, print the table ----------------------------------------------
 
 struct ChildRun {
-    served_by_shardalloc: bool,
+    served_by: String,
     micros: Vec<u128>,
     checksums: Vec<u64>,
     peak_rss_kib: u64,
@@ -348,7 +372,7 @@ fn spawn_child(allocator: &str) -> ChildRun {
     }
     let text = String::from_utf8(output.stdout).expect("child output is UTF-8");
     let mut run = ChildRun {
-        served_by_shardalloc: false,
+        served_by: String::new(),
         micros: vec![0; WORKLOADS.len()],
         checksums: vec![0; WORKLOADS.len()],
         peak_rss_kib: 0,
@@ -356,7 +380,7 @@ fn spawn_child(allocator: &str) -> ChildRun {
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
-            ["served_by_shardalloc", v] => run.served_by_shardalloc = *v == "true",
+            ["served_by", v] => run.served_by = v.to_string(),
             ["result", i, micros, checksum] => {
                 let i: usize = i.parse().unwrap();
                 run.micros[i] = micros.parse().unwrap();
@@ -385,78 +409,86 @@ fn main() {
     };
 
     println!(
-        "shardalloc {} demo: {} workloads, {rounds} round(s) per allocator, best time of the rounds",
+        "shardalloc {} demo: {} workloads on {} allocators, {rounds} round(s), best time of the rounds",
         shardalloc::version(),
-        WORKLOADS.len()
+        WORKLOADS.len(),
+        ALLOCATORS.len()
     );
-    let mut best_system = vec![u128::MAX; WORKLOADS.len()];
-    let mut best_shard = vec![u128::MAX; WORKLOADS.len()];
-    let mut peak_system = 0;
-    let mut peak_shard = 0;
+    let n = ALLOCATORS.len();
+    let mut best = vec![vec![u128::MAX; WORKLOADS.len()]; n];
+    let mut peak = vec![0u64; n];
+    let mut reference: Option<Vec<u64>> = None;
     for round in 0..rounds {
-        // Alternate which goes first, so neither always runs on a cooler or warmer machine.
-        let order: [&str; 2] = if round % 2 == 0 {
-            ["system", "shardalloc"]
-        } else {
-            ["shardalloc", "system"]
-        };
-        let mut runs = Vec::new();
-        for allocator in order {
-            eprint!("  round {}/{rounds}: {allocator}...", round + 1);
+        // Rotate the order, so no allocator always runs first on a cooler machine.
+        eprint!("  round {}/{rounds}:", round + 1);
+        for k in 0..n {
+            let a = (round + k) % n;
+            let allocator = ALLOCATORS[a];
+            eprint!(" {allocator}");
             let run = spawn_child(allocator);
-            eprintln!(" done");
+            let expected = match allocator {
+                "shardalloc" | "mimalloc" => allocator,
+                _ => "other",
+            };
             assert_eq!(
-                run.served_by_shardalloc,
-                allocator == "shardalloc",
+                run.served_by, expected,
                 "the {allocator} child was served by the wrong allocator"
             );
-            runs.push((allocator, run));
-        }
-        let (a, b) = (&runs[0].1, &runs[1].1);
-        assert_eq!(
-            a.checksums, b.checksums,
-            "the workloads computed different results"
-        );
-        for (allocator, run) in &runs {
-            let (best, peak) = if *allocator == "system" {
-                (&mut best_system, &mut peak_system)
-            } else {
-                (&mut best_shard, &mut peak_shard)
-            };
-            for (b, &m) in best.iter_mut().zip(&run.micros) {
+            match &reference {
+                None => reference = Some(run.checksums.clone()),
+                Some(r) => assert_eq!(
+                    r, &run.checksums,
+                    "the workloads computed different results on {allocator}"
+                ),
+            }
+            for (b, &m) in best[a].iter_mut().zip(&run.micros) {
                 *b = (*b).min(m);
             }
-            *peak = (*peak).max(run.peak_rss_kib);
+            peak[a] = peak[a].max(run.peak_rss_kib);
         }
+        eprintln!();
     }
 
+    // Columns: each allocator's best time, then shardalloc's speed relative to each peer.
+    let shard = ALLOCATORS.iter().position(|&a| a == "shardalloc").unwrap();
+    let peers: Vec<usize> = (0..n).filter(|&a| a != shard).collect();
     println!();
-    println!(
-        "{:<28} {:>12} {:>16} {:>12}",
-        "workload", "system (ms)", "shardalloc (ms)", "ratio"
-    );
-    println!("{}", "-".repeat(71));
-    let mut log_sum = 0.0;
-    for (i, (name, _)) in WORKLOADS.iter().enumerate() {
-        let sys = best_system[i] as f64 / 1000.0;
-        let shard = best_shard[i] as f64 / 1000.0;
-        let ratio = sys / shard;
-        log_sum += ratio.ln();
-        println!("{name:<28} {sys:>12.1} {shard:>16.1} {ratio:>11.2}x");
+    print!("{:<26}", "workload (best ms)");
+    for a in ALLOCATORS {
+        print!(" {a:>10}");
     }
-    println!("{}", "-".repeat(71));
-    let geomean = (log_sum / WORKLOADS.len() as f64).exp();
-    println!(
-        "{:<28} {:>12} {:>16} {:>11.2}x",
-        "geometric mean", "", "", geomean
-    );
-    println!(
-        "{:<28} {:>12.1} {:>16.1}",
-        "peak RSS of a run (MiB)",
-        peak_system as f64 / 1024.0,
-        peak_shard as f64 / 1024.0
-    );
+    for &p in &peers {
+        print!(" {:>8}", format!("vs {}", &ALLOCATORS[p][..3]));
+    }
     println!();
-    println!("ratio = system time / shardalloc time: above 1 means shardalloc was faster.");
-    println!("Results of every workload were identical on both allocators.");
+    let width = 26 + 11 * n + 9 * peers.len();
+    println!("{}", "-".repeat(width));
+    let mut log_sum = vec![0.0; n];
+    for (i, (name, _)) in WORKLOADS.iter().enumerate() {
+        print!("{name:<26}");
+        for times in &best {
+            print!(" {:>10.1}", times[i] as f64 / 1000.0);
+        }
+        for &p in &peers {
+            let ratio = best[p][i] as f64 / best[shard][i] as f64;
+            log_sum[p] += ratio.ln();
+            print!(" {:>7.2}x", ratio);
+        }
+        println!();
+    }
+    println!("{}", "-".repeat(width));
+    print!("{:<26}", "geometric mean");
+    print!("{}", " ".repeat(11 * n));
+    for &p in &peers {
+        print!(" {:>7.2}x", (log_sum[p] / WORKLOADS.len() as f64).exp());
+    }
+    println!();
+    print!("{:<26}", "peak RSS of a run (MiB)");
+    for kib in &peak {
+        print!(" {:>10.1}", *kib as f64 / 1024.0);
+    }
+    println!();
+    println!();
+    println!("vs X = X's time / shardalloc's time: above 1 means shardalloc was faster than X.");
+    println!("Results of every workload were identical on every allocator.");
 }

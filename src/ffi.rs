@@ -42,6 +42,43 @@ pub const _mi_option_last: mi_option_e = 9;
 pub type mi_option_e = ::core::ffi::c_uint;
 #[doc = " ---- Options ------------------------------------------------------------------------------\n Each option is read once, at process init, from the environment variable\n `SHARDALLOC_NAME` (NAME as in the comment), and can be set from code; options that shape\n the reservation of memory (reserve_os_memory, arena_eager_commit) only act when set before\n the first allocation."]
 pub use self::mi_option_e as mi_option_t;
+#[doc = " A snapshot of the allocator's memory, summed over all threads (see mi_stats_snapshot)."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct mi_stats_snapshot_s {
+    #[doc = " bytes of address space mapped from the OS"]
+    pub reserved: usize,
+    pub reserved_peak: usize,
+    #[doc = " bytes backed by memory: touched and not purged"]
+    pub committed: usize,
+    pub committed_peak: usize,
+    #[doc = " bytes of blocks in use (small/medium/large classes and huge), as\nof each page's last slow-path event (lags by at most a page per\nsize class and thread)"]
+    pub in_use: usize,
+    #[doc = " bytes of pages that hold blocks (in use or free)"]
+    pub page_bytes: usize,
+    #[doc = " bytes of huge blocks"]
+    pub huge_bytes: usize,
+    #[doc = " segments mapped (cached and abandoned included)"]
+    pub segments: usize,
+    #[doc = " segments of exited threads waiting to be reclaimed"]
+    pub abandoned: usize,
+    #[doc = " threads with a heap"]
+    pub threads: usize,
+    #[doc = " madvise calls that gave memory back"]
+    pub purges: usize,
+    #[doc = " mmap calls"]
+    pub mmaps: usize,
+    #[doc = " number of entries in the arrays below"]
+    pub bins: usize,
+    #[doc = " block size of each size class"]
+    pub bin_block_size: [usize; 80usize],
+    #[doc = " blocks in use per size class"]
+    pub bin_in_use: [usize; 80usize],
+    #[doc = " pages per size class"]
+    pub bin_pages: [usize; 80usize],
+}
+#[doc = " A snapshot of the allocator's memory, summed over all threads (see mi_stats_snapshot)."]
+pub type mi_stats_snapshot_t = mi_stats_snapshot_s;
 extern "C" {
     #[doc = " Allocate `size` bytes, 16-byte aligned (8 for size <= 8); size 0 gives a unique pointer.\n NULL with errno = ENOMEM when the request cannot be met."]
     #[link_name = "\u{1}shardalloc_mi_malloc"]
@@ -282,7 +319,10 @@ extern "C" {
         peak_commit: *mut usize,
         page_faults: *mut usize,
     );
-    #[doc = " Give memory back: free retired pages and cached segments; `force` also purges at once."]
+    #[doc = " Fill `stats` with a snapshot: cost is proportional to the number of threads, no allocation,\n no stop of other threads (their counters are read as they are)."]
+    #[link_name = "\u{1}shardalloc_mi_stats_snapshot"]
+    pub fn mi_stats_snapshot(stats: *mut mi_stats_snapshot_t);
+    #[doc = " Give memory back: free the calling thread's retired and empty pages and purge what is due;\n `force` also purges at once, releases cached segments, and takes in the memory of exited\n threads (collecting what other threads freed there)."]
     #[link_name = "\u{1}shardalloc_mi_collect"]
     pub fn mi_collect(force: bool);
     #[doc = " The library version, major*100 + minor*10 + patch."]

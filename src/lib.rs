@@ -27,6 +27,9 @@
 #![deny(missing_docs)]
 #![no_std]
 
+// The vector of size classes in `stats::Stats`.
+extern crate alloc;
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 
@@ -40,6 +43,14 @@ use core::ffi::c_void;
     rustdoc::all
 )]
 pub mod ffi;
+
+pub mod options;
+pub mod stats;
+
+pub use options::{Config, Configured};
+pub use stats::{
+    process_info, stats, stats_merge, stats_print, stats_reset, ProcessInfo, SizeClass, Stats,
+};
 
 /// The largest alignment shardalloc serves (16 MiB); a [`Layout`] with a larger one makes
 /// [`ShardAlloc`] return null, which Rust reports as an allocation failure.

@@ -232,14 +232,15 @@ mi_decl_export void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs,
                                     size_t *peak_rss, size_t *current_commit,
                                     size_t *peak_commit, size_t *page_faults);
 
-/* A snapshot of the allocator's memory, summed over all threads (see shardalloc_stats). */
-typedef struct shardalloc_stats_s {
+/* A snapshot of the allocator's memory, summed over all threads (see mi_stats_snapshot). */
+typedef struct mi_stats_snapshot_s {
   size_t reserved;        /* bytes of address space mapped from the OS */
   size_t reserved_peak;
   size_t committed;       /* bytes backed by memory: touched and not purged */
   size_t committed_peak;
-  size_t in_use;          /* bytes of blocks in use (small/medium/large classes and huge) */
-  size_t in_use_peak;     /* peak of in_use as seen at page-level events */
+  size_t in_use;          /* bytes of blocks in use (small/medium/large classes and huge), as
+                             of each page's last slow-path event (lags by at most a page per
+                             size class and thread) */
   size_t page_bytes;      /* bytes of pages that hold blocks (in use or free) */
   size_t huge_bytes;      /* bytes of huge blocks */
   size_t segments;        /* segments mapped (cached and abandoned included) */
@@ -251,15 +252,17 @@ typedef struct shardalloc_stats_s {
   size_t bin_block_size[80]; /* block size of each size class */
   size_t bin_in_use[80];     /* blocks in use per size class */
   size_t bin_pages[80];      /* pages per size class */
-} shardalloc_stats_t;
+} mi_stats_snapshot_t;
 
 /* Fill `stats` with a snapshot: cost is proportional to the number of threads, no allocation,
  * no stop of other threads (their counters are read as they are). */
-mi_decl_export void shardalloc_stats(shardalloc_stats_t *stats);
+mi_decl_export void mi_stats_snapshot(mi_stats_snapshot_t *stats);
 
 /* ---- Process and thread ----------------------------------------------------------------- */
 
-/* Give memory back: free retired pages and cached segments; `force` also purges at once. */
+/* Give memory back: free the calling thread's retired and empty pages and purge what is due;
+ * `force` also purges at once, releases cached segments, and takes in the memory of exited
+ * threads (collecting what other threads freed there). */
 mi_decl_export void mi_collect(bool force);
 /* The library version, major*100 + minor*10 + patch. */
 mi_decl_export int mi_version(void);

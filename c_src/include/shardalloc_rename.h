@@ -62,6 +62,7 @@
 #define mi_stats_merge shardalloc_mi_stats_merge
 #define mi_stats_print shardalloc_mi_stats_print
 #define mi_stats_reset shardalloc_mi_stats_reset
+#define mi_stats_snapshot shardalloc_mi_stats_snapshot
 #define mi_strdup shardalloc_mi_strdup
 #define mi_strndup shardalloc_mi_strndup
 #define mi_thread_done shardalloc_mi_thread_done

@@ -169,6 +169,10 @@ void _sa_heap_detach_pages(heap_t *heap) {
 /* ---- Collection ------------------------------------------------------------------------- */
 void mi_heap_collect(heap_t *heap, bool force) {
   if (heap == NULL || heap == &_sa_heap_empty) return;
+  if (force) { /* take in exited threads' memory: their empty pages go back below */
+    while (_sa_segment_try_reclaim(heap)) {
+    }
+  }
   _sa_heap_delayed_free_all(heap);
   _sa_heap_collect_retired(heap, true);
   heap_for_each_page(heap, queue, page, next) {

@@ -7,10 +7,13 @@
  * malloc and free inline the fast paths of internal.h: no extra call layer. The rest jump
  * to the mi_* function of the same meaning.
  *
- * operator new cannot throw from C: on exhaustion it calls the installed std::new_handler
- * until one frees memory, and with none installed it reports the failure and aborts (the
- * nothrow forms return NULL), which is what a C++ program without a handler sees anyway
- * unless it catches std::bad_alloc. */
+ * operator new on exhaustion does what the C++ standard asks: it calls the installed
+ * std::new_handler until one frees memory, and with none installed it throws std::bad_alloc
+ * through libstdc++'s std::__throw_bad_alloc() (the nothrow forms return NULL). C cannot
+ * throw, but it can call a function that does: the exception unwinds through this file's
+ * frames with the unwind tables gcc emits by default on x86-64 and aarch64. Without
+ * libstdc++ in the process (a C++ runtime loaded later with dlopen, or another one) it
+ * reports the failure and aborts. */
 #include <errno.h>
 
 #include "internal.h"
@@ -50,8 +53,10 @@ sa_export void *__libc_pvalloc(size_t size) { return mi_pvalloc(size); }
 
 /* ---- C++ operator new and delete (Itanium C++ ABI names) ---------------------------------- */
 typedef void (*new_handler_t)(void);
-/* std::get_new_handler(): weak, so C programs without libstdc++ still link and load */
+/* std::get_new_handler() and std::__throw_bad_alloc(): weak, so C programs without
+ * libstdc++ still link and load */
 extern new_handler_t _ZSt15get_new_handlerv(void) __attribute__((weak));
+extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
 static void *new_retry(size_t size, size_t alignment, bool nothrow) {
   for (;;) {
@@ -60,6 +65,7 @@ static void *new_retry(size_t size, size_t alignment, bool nothrow) {
     new_handler_t handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
     if (handler == NULL) {
       if (nothrow) return NULL;
+      if (_ZSt17__throw_bad_allocv) _ZSt17__throw_bad_allocv();
       _sa_fatal("operator new: out of memory allocating %zu bytes", size);
     }
     handler();

@@ -63,6 +63,7 @@ static _Atomic(size_t) abandoned_count;
 static segment_t *huge_cache; /* freed huge segments, see "Huge segments" */
 static size_t huge_cache_count;
 static void huge_cache_collect(int64_t now, bool all);
+static void huge_release(segment_t *segment);
 /* ms: earliest purge due in a cached or abandoned segment; 0: none. Read without the lock so
  * that housekeeping takes the lock only when a purge is due. */
 static _Atomic(int64_t) unowned_purge_next;
@@ -393,11 +394,21 @@ static segment_t *huge_cache_take(size_t total) {
         (best == NULL || s->segment_size < best->segment_size))
       best = s;
   }
+  segment_t *misfits = NULL;
   if (best != NULL) {
     list_remove(&huge_cache, best);
     huge_cache_count--;
+  } else { /* none fits: the sizes moved on, so keeping these would only raise the peak */
+    misfits = huge_cache;
+    huge_cache = NULL;
+    huge_cache_count = 0;
   }
   pthread_mutex_unlock(&segments_lock);
+  while (misfits != NULL) {
+    segment_t *next = misfits->next;
+    huge_release(misfits);
+    misfits = next;
+  }
   return best;
 }
 

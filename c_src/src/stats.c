@@ -102,7 +102,7 @@ void _sa_stats_fork_child(void) { pthread_mutex_init(&threads_lock, NULL); }
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 static size_t clamp0(int64_t v) { return v < 0 ? 0 : (size_t)v; }
 
-void shardalloc_stats(shardalloc_stats_t *out) {
+void mi_stats_snapshot(mi_stats_snapshot_t *out) {
   if (out == NULL) return;
   memset(out, 0, sizeof(*out));
   int64_t in_use[BIN_COUNT], pages[BIN_COUNT];
@@ -178,6 +178,7 @@ static size_t current_rss(void) {
 void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs, size_t *system_msecs,
                      size_t *current_rss_out, size_t *peak_rss, size_t *current_commit,
                      size_t *peak_commit, size_t *page_faults) {
+  _sa_process_init(); /* the start time */
   struct rusage ru;
   memset(&ru, 0, sizeof(ru));
   getrusage(RUSAGE_SELF, &ru);
@@ -216,8 +217,8 @@ static void print_amount(const char *label, int64_t value, int64_t peak, bool by
 
 void mi_stats_print(void *out) {
   (void)out;
-  shardalloc_stats_t s;
-  shardalloc_stats(&s);
+  mi_stats_snapshot_t s;
+  mi_stats_snapshot(&s);
   print_line("shardalloc statistics (process):\n");
   print_line("  %-12s %14.1f MiB\n", "in use", (double)s.in_use / 1048576.0);
   print_line("  %-12s %14.1f MiB\n", "in pages", (double)s.page_bytes / 1048576.0);

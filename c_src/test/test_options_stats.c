@@ -108,16 +108,16 @@ static void test_code_options(void) {
 }
 
 static void test_stats(void) {
-  SECTION("shardalloc_stats: in-use bytes follow allocation and free; counters are sane");
-  shardalloc_stats_t before, during, after;
+  SECTION("mi_stats_snapshot: in-use bytes follow allocation and free; counters are sane");
+  mi_stats_snapshot_t before, during, after;
   mi_collect(true);
-  shardalloc_stats(&before);
+  mi_stats_snapshot(&before);
   enum { N = 20000 };
   static void *blocks[N];
   for (int i = 0; i < N; i++) blocks[i] = mi_malloc(100 + (size_t)(i % 7) * 300);
   void *huge = mi_malloc((size_t)40 << 20);
   mi_collect(false); /* brings the page-level counts up to date */
-  shardalloc_stats(&during);
+  mi_stats_snapshot(&during);
   size_t expect = 0;
   for (int i = 0; i < N; i++) expect += mi_usable_size(blocks[i]);
   size_t grown = during.in_use - before.in_use;
@@ -138,13 +138,13 @@ static void test_stats(void) {
   for (int i = 0; i < N; i++) mi_free(blocks[i]);
   mi_free(huge);
   mi_collect(true);
-  shardalloc_stats(&after);
+  mi_stats_snapshot(&after);
   CHECKF(after.in_use <= before.in_use + (64 << 10), "in_use %zu after free, %zu before",
          after.in_use, before.in_use);
   CHECK(after.huge_bytes == before.huge_bytes);
   CHECK(after.purges > before.purges);
   mi_stats_reset();
-  shardalloc_stats(&after);
+  mi_stats_snapshot(&after);
   CHECK(after.committed_peak == after.committed || after.committed_peak >= after.committed);
 }
 

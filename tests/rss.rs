@@ -1,0 +1,171 @@
+//! Free memory goes back to the OS: about 1.5 GiB allocated in small and medium blocks on four
+//! threads, then freed, must leave the resident set size (RSS) below 10% of its peak.
+//!
+//! The C library purges on allocator activity, so the test follows what is documented
+//! (README, "Memory: purging and options"):
+//!
+//! 1. Threads that free everything and exit: their empty segments are unmapped at exit, except
+//!    the few kept in the segment cache, whose free memory the background purge thread
+//!    (enabled below through `Config`, the option `BACKGROUND_PURGE`) gives back within the
+//!    purge delay. RSS must fall below 10% of the peak within the purge delay plus 1 s.
+//! 2. Threads that free everything and live on: each calls `collect(true)`, after which RSS
+//!    must be below 10% of the peak at once, while the threads are still alive.
+//!
+//! RSS is process-wide, so this file holds one test and runs the phases in order. The numbers
+//! it measured are printed (`cargo test --test rss -- --nocapture`).
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use shardalloc::{Config, Configured, ShardAlloc};
+
+const PURGE_DELAY_MS: i64 = 50;
+
+#[global_allocator]
+static GLOBAL: Configured = ShardAlloc::with_config(
+    Config::new()
+        .purge_delay_ms(PURGE_DELAY_MS)
+        .background_purge(true)
+        .override_env(),
+);
+
+const THREADS: usize = 4;
+/// Bytes each thread allocates: 4 x 384 MiB = 1.5 GiB.
+const BYTES_PER_THREAD: usize = 384 << 20;
+
+/// The resident set size now, from /proc/self/status (independent of the allocator's view).
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Allocate `BYTES_PER_THREAD` in blocks cycling through small (16 B - 8 KiB) and medium
+/// (8 - 64 KiB) sizes, touching every 4 KiB of each block so the memory is really resident.
+fn allocate(seed: usize) -> Vec<Box<[u8]>> {
+    const SIZES: [usize; 12] = [
+        16, 48, 128, 400, 1000, 3000, 8000, 12_000, 20_000, 33_000, 50_000, 64_000,
+    ];
+    let mut blocks = Vec::new();
+    let mut total = 0;
+    let mut i = seed;
+    while total < BYTES_PER_THREAD {
+        let size = SIZES[i % SIZES.len()];
+        i += 1;
+        let mut b = vec![0u8; size].into_boxed_slice();
+        for off in (0..size).step_by(4096) {
+            b[off] = 1;
+        }
+        total += size;
+        blocks.push(b);
+    }
+    blocks
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+#[test]
+fn rss_falls_after_free() {
+    let base = rss();
+
+    // Phase 1: threads allocate, free everything and exit.
+    let start = Barrier::new(THREADS + 1);
+    let allocated = Barrier::new(THREADS + 1);
+    let peak = thread::scope(|s| {
+        for t in 0..THREADS {
+            let (start, allocated) = (&start, &allocated);
+            s.spawn(move || {
+                start.wait();
+                let blocks = allocate(t);
+                allocated.wait(); // main reads the peak
+                allocated.wait();
+                drop(blocks);
+            });
+        }
+        start.wait();
+        allocated.wait();
+        let peak = rss();
+        allocated.wait();
+        peak
+    });
+    let freed_at = Instant::now();
+    assert!(
+        peak - base > (BYTES_PER_THREAD * THREADS) * 9 / 10,
+        "the allocations were not resident: peak {:.0} MiB, base {:.0} MiB",
+        mib(peak),
+        mib(base)
+    );
+    let limit = peak / 10;
+    let deadline = Duration::from_millis(PURGE_DELAY_MS as u64) + Duration::from_secs(1);
+    let after_exit = rss();
+    let mut now_rss = after_exit;
+    while now_rss >= limit && freed_at.elapsed() < deadline {
+        thread::sleep(Duration::from_millis(5));
+        now_rss = rss();
+    }
+    let waited = freed_at.elapsed();
+    println!(
+        "phase 1 (threads free and exit): base {:.0} MiB, peak {:.0} MiB, right after exit \
+         {:.0} MiB, after {:?} {:.0} MiB (limit {:.0} MiB)",
+        mib(base),
+        mib(peak),
+        mib(after_exit),
+        waited,
+        mib(now_rss),
+        mib(limit)
+    );
+    println!("  stats: {:?}", shardalloc::stats());
+    assert!(
+        now_rss < limit,
+        "RSS {:.0} MiB is not below 10% of the peak {:.0} MiB {:?} after the threads exited",
+        mib(now_rss),
+        mib(peak),
+        waited
+    );
+
+    // Phase 2: threads allocate and free, call collect(true) and live on.
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                let blocks = allocate(t + 7);
+                barrier.wait(); // main reads the peak
+                barrier.wait();
+                drop(blocks);
+                shardalloc::collect(true);
+                barrier.wait(); // main reads RSS while this thread is alive
+                barrier.wait();
+            })
+        })
+        .collect();
+    barrier.wait();
+    let peak = rss();
+    barrier.wait();
+    barrier.wait();
+    shardalloc::collect(true);
+    let after_collect = rss();
+    println!(
+        "phase 2 (threads free, collect(true), stay alive): peak {:.0} MiB, after collect \
+         {:.0} MiB",
+        mib(peak),
+        mib(after_collect)
+    );
+    barrier.wait();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(
+        after_collect < peak / 10,
+        "RSS {:.0} MiB is not below 10% of the peak {:.0} MiB right after collect(true)",
+        mib(after_collect),
+        mib(peak)
+    );
+}
