@@ -23,6 +23,18 @@
 //! The C functions are linked under private names (`shardalloc_mi_malloc`, ...), so this crate
 //! links into the same binary as another library with the mimalloc API, such as the `mimalloc`
 //! crate, without a symbol clash. [`ffi`] holds the raw declarations.
+//!
+//! # The `override` feature
+//!
+//! With `features = ["override"]` the final executable also exports `malloc`, `free`,
+//! `calloc`, `realloc`, `posix_memalign`, ..., glibc's `__libc_*` names and C++'s
+//! `operator new`/`delete`, so C and C++ code linked into it (a `-sys` crate) and libc's own
+//! internal allocations come from shardalloc too. The risks: every allocation of the process
+//! goes through shardalloc; only one allocator may override malloc in a process (not beside
+//! another override or an `LD_PRELOAD`ed allocator); memory from another allocator must never
+//! reach `free`; and it is for executables only: in a `cdylib` it binds only that library's
+//! calls to a private copy of the allocator. A `cdylib` uses [`ShardAlloc`] as its global
+//! allocator without the feature and loads with `dlopen`.
 
 #![deny(missing_docs)]
 #![no_std]

@@ -78,15 +78,17 @@ static void process_init_once(void) {
   _sa_stats_process_start();
   _sa_options_init();
   thread_key_ok = pthread_key_create(&thread_key, thread_key_destructor) == 0;
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
   _sa_arena_init();
   _sa_verbose("shardalloc %d.%d.%d (%s build) initialised", SHARDALLOC_VERSION_MAJOR,
               SHARDALLOC_VERSION_MINOR, SHARDALLOC_VERSION_PATCH,
               SA_DEBUG > 0 ? "debug" : "release");
 }
 
-/* After the thread's heap exists: creating a thread allocates (its stack cache, TLS). */
-static void process_start_background(void) {
+/* What may allocate runs once the first thread's heap exists, outside pthread_once: a
+ * nested allocation is then served instead of re-entering the once (pthread_atfork may grow
+ * its list; creating a thread allocates its TLS). */
+static void process_start_late(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
   if (!mi_option_is_enabled(mi_option_background_purge)) return;
   pthread_t thread;
   pthread_attr_t attr;
@@ -110,9 +112,8 @@ heap_t *_sa_thread_heap_init(void) {
   _sa_heap_default = &thread->heap;
   if (thread_key_ok) pthread_setspecific(thread_key, thread);
   _sa_stats_thread_start(thread);
-  static _Atomic(bool) background_started;
-  if (!atomic_exchange_explicit(&background_started, true, memory_order_relaxed))
-    process_start_background();
+  static _Atomic(bool) late_started;
+  if (!atomic_exchange_explicit(&late_started, true, memory_order_relaxed)) process_start_late();
   return &thread->heap;
 }
 
