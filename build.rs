@@ -47,19 +47,20 @@ fn main() {
         // public mi_ function is compiled as shardalloc_mi_... (src/ffi.rs links to those).
         .define("SHARDALLOC_RENAME", None)
         .define("SA_DEBUG", if debug { "1" } else { "0" });
-    // Thread-local storage: the general-dynamic model, so that a cdylib with ShardAlloc as
-    // its global allocator can be loaded with dlopen (initial-exec TLS needs a slot in the
-    // static TLS block, which glibc only keeps a small surplus of for late libraries). In an
-    // executable the linker relaxes the access to local-exec (`%fs:`, no __tls_get_addr
-    // call); TLS descriptors (gnu2) make even the unrelaxed access in a cdylib a call that
-    // clobbers no registers. The price, measured with callgrind on a Rust executable
-    // (x86-64, release, Box<[u8; 40]> alloc/free pairs): mi_malloc_aligned 20 instructions
-    // instead of 14 with initial-exec (the relaxed sequence keeps a nop and the function a
-    // stack frame); free unchanged (it uses the thread pointer, not the TLS variable).
-    // Chosen for correctness; the LD_PRELOAD library (Makefile) keeps initial-exec.
-    build.define("SA_TLS_DYNAMIC", None);
-    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
-        build.flag_if_supported("-mtls-dialect=gnu2");
+    // Thread-local storage. By default the initial-exec model: the malloc fast path reads the
+    // thread's heap with one `%fs:` load (mi_malloc_aligned: 14 instructions, callgrind,
+    // x86-64 release). Under the `dynamic-tls` feature the general-dynamic model with TLS
+    // descriptors (gnu2) instead, for a cdylib that is loaded with dlopen into a process that
+    // has used up glibc's small surplus of static TLS: the access then works in any library.
+    // Linked into an executable the linker relaxes it to a `%fs:` access again, but the
+    // function keeps the frame of the call it might have made (20 instructions instead of
+    // 14, measured the same way); free is unchanged (it reads the thread pointer, not the
+    // variable). The LD_PRELOAD library (Makefile) always uses initial-exec.
+    if env::var_os("CARGO_FEATURE_DYNAMIC_TLS").is_some() {
+        build.define("SA_TLS_DYNAMIC", None);
+        if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+            build.flag_if_supported("-mtls-dialect=gnu2");
+        }
     }
     // Under `override`, override.c (malloc/free/new/delete) goes into a second archive that is
     // linked whole: no symbol of it is referenced from Rust, so a plain archive would leave it

@@ -1,8 +1,9 @@
 //! A shared library (cdylib) with `ShardAlloc` as its global allocator, meant to be loaded
 //! with `dlopen` (tests/dlopen.rs does). Its exported function allocates and frees from the
 //! calling thread and from threads of its own, and reports whether its memory was
-//! shardalloc's. shardalloc's thread-local heap pointer uses a TLS model that a library
-//! loaded late may use (see build.rs).
+//! shardalloc's. shardalloc's thread-local heap pointer uses the initial-exec TLS model by
+//! default, which glibc serves for a library loaded late from its static-TLS surplus; the
+//! `dynamic-tls` feature switches to a model any library may use (see build.rs).
 //!
 //! Build: `cargo build --example plugin` (target/<profile>/examples/libplugin.so).
 

@@ -34,7 +34,8 @@
 //! another override or an `LD_PRELOAD`ed allocator); memory from another allocator must never
 //! reach `free`; and it is for executables only: in a `cdylib` it binds only that library's
 //! calls to a private copy of the allocator. A `cdylib` uses [`ShardAlloc`] as its global
-//! allocator without the feature and loads with `dlopen`.
+//! allocator without the feature and loads with `dlopen`; build it with the `dynamic-tls`
+//! feature where the process may be short of static TLS (see build.rs for the cost).
 
 #![deny(missing_docs)]
 #![no_std]
