@@ -181,7 +181,10 @@ void mi_heap_collect(heap_t *heap, bool force) {
     else sa_page_count_used(page, heap->thread);
   }
   _sa_purge_housekeeping(heap->thread, force);
-  if (force) _sa_segment_cache_collect(true);
+  if (force) {
+    _sa_segments_purge_all(true); /* other threads' free memory too, as malloc_trim does */
+    _sa_segment_cache_collect(true);
+  }
 }
 
 void mi_collect(bool force) { mi_heap_collect(_sa_heap_default, force); }

@@ -56,15 +56,16 @@ static void fork_child(void) {
   _sa_huge_fork_child();
 }
 
-/* The opt-in background purge: purges the segment cache every purge delay, so that memory
- * freed by threads that exited goes back to the OS even if no thread allocates again. */
+/* The opt-in background purge: every purge delay, purges what is due in every segment (of
+ * live threads, exited threads and the caches), so that freed memory goes back to the OS even
+ * when the threads that freed it stay idle. */
 static void *background_purge_main(void *arg) {
   (void)arg;
   for (;;) {
     long delay = mi_option_get_clamp(mi_option_purge_delay, 1, 10000);
     struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    _sa_segment_cache_purge(false);
+    _sa_segments_purge_all(false);
   }
   return NULL;
 }

@@ -134,6 +134,8 @@ size_t _sa_page_size_of_bin(size_t bin);
 void _sa_purge_housekeeping(thread_t *thread, bool force);
 /* Purge the cached empty segments whose delay is over (all if `force`). */
 void _sa_segment_cache_purge(bool force);
+/* Purge what is due in every thread's segments and the caches (all pending if `force`). */
+void _sa_segments_purge_all(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */

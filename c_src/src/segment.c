@@ -91,6 +91,22 @@ static void list_remove(segment_t **list, segment_t *segment) {
   segment->next = segment->prev = NULL;
 }
 
+/* ---- All owned segments, so that any thread can purge any thread's free memory -----------
+ * (mi_collect(true) from any thread, the background purge). `owned_lock` guards the list;
+ * a segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
+ * holds the lock never touches a segment that is going away. Lock order: owned_lock, then a
+ * segment's purge_lock; segments_lock and owned_lock are never held together. */
+static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+static segment_t *owned_all;
+
+static void segment_lock(segment_t *segment) {
+  while (atomic_exchange_explicit(&segment->purge_lock, true, memory_order_acquire))
+    _sa_os_yield();
+}
+static void segment_unlock(segment_t *segment) {
+  atomic_store_explicit(&segment->purge_lock, false, memory_order_release);
+}
+
 /* ---- Slice bitmaps -------------------------------------------------------------------- */
 static bool bit_get(const uint64_t *bm, size_t i) { return (bm[i / 64] >> (i % 64)) & 1; }
 
@@ -193,14 +209,31 @@ static void thread_note_purge(thread_t *thread, int64_t expire) {
     thread->purge_next = expire;
 }
 
+/* Purge what is due in `segment` (everything pending if `force`); returns its next expiry. */
+static int64_t segment_purge_due(segment_t *segment, int64_t now, bool force) {
+  segment_lock(segment);
+  if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
+    segment_purge(segment, now, force);
+  int64_t next = segment->purge_expire;
+  segment_unlock(segment);
+  return next;
+}
+
 static void thread_purge(thread_t *thread, int64_t now, bool force) {
   int64_t next = 0;
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
-    if (s->purge_expire == 0) continue;
-    if (force || s->purge_expire <= now) segment_purge(s, now, force);
-    if (s->purge_expire != 0 && (next == 0 || s->purge_expire < next)) next = s->purge_expire;
+    int64_t expire = segment_purge_due(s, now, force);
+    if (expire != 0 && (next == 0 || expire < next)) next = expire;
   }
   thread->purge_next = next;
+}
+
+void _sa_segments_purge_all(bool force) {
+  int64_t now = _sa_clock_ms();
+  pthread_mutex_lock(&owned_lock);
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) segment_purge_due(s, now, force);
+  pthread_mutex_unlock(&owned_lock);
+  _sa_segment_cache_purge(force);
 }
 
 /* ---- Segment lifetime ---------------------------------------------------------------- */
@@ -210,9 +243,21 @@ static void segment_attach(segment_t *segment, thread_t *thread) {
   list_push(&thread->segments, segment);
   thread->segment_count++;
   thread_note_purge(thread, segment->purge_expire);
+  pthread_mutex_lock(&owned_lock);
+  segment->owned_prev = NULL;
+  segment->owned_next = owned_all;
+  if (owned_all != NULL) owned_all->owned_prev = segment;
+  owned_all = segment;
+  pthread_mutex_unlock(&owned_lock);
 }
 
 static void segment_detach(segment_t *segment, thread_t *thread) {
+  pthread_mutex_lock(&owned_lock);
+  if (segment->owned_prev != NULL) segment->owned_prev->owned_next = segment->owned_next;
+  else owned_all = segment->owned_next;
+  if (segment->owned_next != NULL) segment->owned_next->owned_prev = segment->owned_prev;
+  segment->owned_next = segment->owned_prev = NULL;
+  pthread_mutex_unlock(&owned_lock);
   list_remove(&thread->segments, segment);
   thread->segment_count--;
   segment->owner = NULL;
@@ -306,8 +351,8 @@ void _sa_segment_cache_purge(bool force) {
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      if (s->purge_expire != 0 && (force || s->purge_expire <= now)) segment_purge(s, now, force);
-      if (s->purge_expire != 0 && (next == 0 || s->purge_expire < next)) next = s->purge_expire;
+      int64_t expire = segment_purge_due(s, now, force);
+      if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }
   for (segment_t *s = huge_cache; s != NULL; s = s->next)
@@ -335,11 +380,13 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   page->bin = (uint8_t)bin;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
   size_t fresh = 0;
+  segment_lock(segment);
   for (size_t i = start; i < start + slices; i++) fresh += !bit_get(segment->dirty_slices, i);
-  page->is_zero = fresh == slices;
   bits_set(segment->used_slices, start, slices, true);
   bits_set(segment->dirty_slices, start, slices, true);
   bits_set(segment->purge_slices, start, slices, false);
+  segment_unlock(segment);
+  page->is_zero = fresh == slices;
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
@@ -374,10 +421,13 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
   memset(page, 0, slices * sizeof(page_t)); /* free slices read as all-zero descriptors */
-  bits_set(segment->used_slices, start, slices, false);
   segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
-  thread_note_purge(thread, segment_schedule_purge(segment, start, slices));
+  segment_lock(segment);
+  bits_set(segment->used_slices, start, slices, false);
+  int64_t expire = segment_schedule_purge(segment, start, slices);
+  segment_unlock(segment);
+  thread_note_purge(thread, expire);
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
 
@@ -558,6 +608,15 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
 }
 
 /* ---- fork: the child must find the lock free and the lists consistent ------------------ */
-void _sa_segments_fork_prepare(void) { pthread_mutex_lock(&segments_lock); }
-void _sa_segments_fork_parent(void) { pthread_mutex_unlock(&segments_lock); }
-void _sa_segments_fork_child(void) { pthread_mutex_init(&segments_lock, NULL); }
+void _sa_segments_fork_prepare(void) {
+  pthread_mutex_lock(&owned_lock);
+  pthread_mutex_lock(&segments_lock);
+}
+void _sa_segments_fork_parent(void) {
+  pthread_mutex_unlock(&segments_lock);
+  pthread_mutex_unlock(&owned_lock);
+}
+void _sa_segments_fork_child(void) {
+  pthread_mutex_init(&segments_lock, NULL);
+  pthread_mutex_init(&owned_lock, NULL);
+}

@@ -176,8 +176,9 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - used_pages == number of pages (first slices) allocated from the segment
  *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
  *     owner: any thread frees its one block directly)
- *   - a segment is in exactly one of: its owner's segment list, the abandoned list, the
- *     segment cache; a huge segment is in none                                              */
+ *   - a segment is in exactly one of: its owner's segment list (and then also in the list of
+ *     all owned segments), the abandoned list, the segment cache; a huge segment is in none
+ *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock  */
 typedef enum segment_kind_e {
   SEGMENT_NORMAL = 0,
   SEGMENT_HUGE = 1,
@@ -198,6 +199,10 @@ typedef struct segment_s {
   struct thread_s *owner;       /* owner thread state, NULL if none */
   struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
   struct segment_s *prev;
+  struct segment_s *owned_next; /* in the list of all owned segments (segment.c) */
+  struct segment_s *owned_prev;
+  _Atomic(bool) purge_lock;     /* guards the slice bitmaps and purge times against a purge
+                                   from another thread (taken on slow paths only) */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
 } segment_t;
 _Static_assert(sizeof(segment_t) <= SEGMENT_HEADER_SLICES * SLICE_SIZE,
