@@ -2,7 +2,7 @@
 //! allocator, mimalloc and jemalloc.
 //!
 //! ```text
-//! cargo run --release --example demo            # 3 rounds, about 45-60 s on 2 cores
+//! cargo run --release --example demo            # 3 rounds, under a minute on 2 cores
 //! cargo run --release --example demo -- --rounds 1
 //! ```
 //!

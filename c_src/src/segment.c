@@ -209,29 +209,35 @@ static void thread_note_purge(thread_t *thread, int64_t expire) {
     thread->purge_next = expire;
 }
 
-/* Purge what is due in `segment` (everything pending if `force`); returns its next expiry. */
-static int64_t segment_purge_due(segment_t *segment, int64_t now, bool force) {
+/* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
+ * and adds the slices still pending to `*pending`. */
+static int64_t segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
     segment_purge(segment, now, force);
   int64_t next = segment->purge_expire;
+  if (next != 0) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
   return next;
 }
 
 static void thread_purge(thread_t *thread, int64_t now, bool force) {
   int64_t next = 0;
+  size_t pending = 0;
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
-    int64_t expire = segment_purge_due(s, now, force);
+    int64_t expire = segment_purge_due(s, now, force, &pending);
     if (expire != 0 && (next == 0 || expire < next)) next = expire;
   }
   thread->purge_next = next;
+  thread->purge_pending = pending;
 }
 
 void _sa_segments_purge_all(bool force) {
   int64_t now = _sa_clock_ms();
   pthread_mutex_lock(&owned_lock);
-  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) segment_purge_due(s, now, force);
+  size_t pending = 0;
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next)
+    segment_purge_due(s, now, force, &pending);
   pthread_mutex_unlock(&owned_lock);
   _sa_segment_cache_purge(force);
 }
@@ -348,10 +354,11 @@ void _sa_segment_cache_purge(bool force) {
   if (!force && now < due) return;
   pthread_mutex_lock(&segments_lock);
   int64_t next = 0;
+  size_t pending = 0; /* not needed here */
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      int64_t expire = segment_purge_due(s, now, force);
+      int64_t expire = segment_purge_due(s, now, force, &pending);
       if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }
@@ -428,6 +435,10 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   int64_t expire = segment_schedule_purge(segment, start, slices);
   segment_unlock(segment);
   thread_note_purge(thread, expire);
+  if (expire != 0) {
+    thread->purge_pending += slices;
+    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_purge(thread, 0, true);
+  }
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
 

@@ -63,6 +63,9 @@
 
 /* Default of the purge_delay option (ms): see the README's measurements for the choice. */
 #define SA_PURGE_DELAY_DEFAULT 25
+/* Free memory a thread may keep pending purge before it purges it all at once, delay or not:
+ * bounds what a burst of large frees adds to the peak RSS. */
+#define PURGE_PENDING_MAX ((size_t)32 << 20)
 
 /* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
  * untouched part of a page untouched (no page faults, no RSS). */
@@ -260,6 +263,8 @@ typedef struct thread_s {
   segment_t *segments;       /* segments this thread owns */
   size_t segment_count;
   int64_t purge_next;        /* ms: earliest purge_expire of its segments; 0: none pending */
+  size_t purge_pending;      /* slices pending purge in its segments (an upper bound: purges
+                                by other threads are noticed at its own next purge) */
   thread_stats_t stats;
   struct thread_s *next_live; /* in the list of live threads (stats.c) */
   struct thread_s *prev_live;
