@@ -184,15 +184,15 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
 }
 
 /* ---- Aligned allocation ---------------------------------------------------------------------- */
-/* Rust's GlobalAlloc calls this for every allocation, so the common case (alignment <= 16,
- * a small size) is a malloc with a size adjustment; see aligned_class_size. All the aligned
- * entry points share it, so each is one call deep. */
+/* Rust's GlobalAlloc calls this for every allocation, so the common case (a small size) is
+ * the small malloc with a size adjustment; see aligned_class_size. All the aligned entry
+ * points share it, so each is one call deep. */
 static inline void *heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
-  if (sa_likely(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0 &&
-                size <= DIRECT_SIZE_MAX)) /* every block is 8-aligned, those >= 16 16-aligned */
-    return sa_heap_malloc_small(heap, size < alignment ? alignment : size);
-  if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX))
-    return sa_heap_malloc(heap, aligned_class_size(size, alignment));
+  if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX)) {
+    size_t n = aligned_class_size(size, alignment);
+    if (sa_likely(n <= DIRECT_SIZE_MAX)) return sa_heap_malloc_small(heap, n);
+    return sa_heap_malloc(heap, n);
+  }
   return heap_malloc_aligned_at(heap, size, alignment, 0, false);
 }
 

@@ -283,11 +283,11 @@ sa_inline void *sa_heap_malloc_small(heap_t *heap, size_t size) {
 }
 
 /* The page to take a block of `size` bytes from without the slow path: the direct table for
- * small sizes, the first page of the size class's queue for medium ones (one bin computation
- * more), the empty page for large and huge sizes (always the generic path). */
+ * small sizes, the first page of the size class's queue for larger ones (one bin computation
+ * more), the empty page for huge sizes (always the generic path). */
 sa_inline page_t *sa_heap_page_for(heap_t *heap, size_t size) {
   if (sa_likely(size <= DIRECT_SIZE_MAX)) return heap->pages_direct[(size + 7) >> 3];
-  if (size <= MEDIUM_BLOCK_MAX) {
+  if (size <= LARGE_BLOCK_MAX) {
     page_t *page = heap->pages[sa_bin(size)].first;
     if (page != NULL) return page;
   }
@@ -315,7 +315,10 @@ sa_inline void sa_free(void *p) {
       block_t *block = (block_t *)p;
       block->next = page->local_free;
       page->local_free = block;
-      if (sa_unlikely(--page->used == 0)) _sa_page_retire(page);
+      if (sa_unlikely(--page->used == 0)) {
+        if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
+        else _sa_page_retire(page);
+      }
       return;
     }
     _sa_free_generic(segment, page, p);

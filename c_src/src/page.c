@@ -165,11 +165,10 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
   _sa_segment_page_free(page, heap->thread);
 }
 
-/* The page's last block was freed by its owner. Keep a small or medium page for a while if
- * it is the only page of its bin (a single object allocated and freed in a loop must not
- * free and re-create the page each time); otherwise give its slices back. A page retired
- * before and still first in its queue only has its time renewed: that is the lone-object
- * loop, which this keeps to a handful of instructions. */
+/* The page's last block was freed by its owner. Keep the page for a while if it is the only
+ * page of its bin (a single object allocated and freed in a loop must not free and re-create
+ * the page each time; for a large block that is a slice search and page faults); otherwise
+ * give its slices back. A page retired before only has its time renewed, inline in free. */
 void _sa_page_retire(page_t *page) {
   if (sa_likely(page->retire_expire != 0)) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
@@ -177,8 +176,7 @@ void _sa_page_retire(page_t *page) {
   }
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_queue_t *queue = sa_page_queue_of(heap, page);
-  if (sa_block_size(page) <= MEDIUM_BLOCK_MAX && queue->first == page && queue->last == page &&
-      !page->flags.x.in_full) {
+  if (queue->first == page && queue->last == page && !page->flags.x.in_full) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
     if (page->bin < heap->retired_min) heap->retired_min = page->bin;
     if (page->bin > heap->retired_max) heap->retired_max = page->bin;

@@ -111,38 +111,48 @@ static void segment_unlock(segment_t *segment) {
 static bool bit_get(const uint64_t *bm, size_t i) { return (bm[i / 64] >> (i % 64)) & 1; }
 
 static void bits_set(uint64_t *bm, size_t start, size_t n, bool on) {
-  for (size_t i = start; i < start + n; i++) {
-    if (on) bm[i / 64] |= (uint64_t)1 << (i % 64);
-    else bm[i / 64] &= ~((uint64_t)1 << (i % 64));
+  while (n > 0) {
+    size_t bit = start % 64, take = 64 - bit < n ? 64 - bit : n;
+    uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
+    if (on) bm[start / 64] |= mask;
+    else bm[start / 64] &= ~mask;
+    start += take;
+    n -= take;
   }
 }
 
 /* Where to put `n` slices: the first free slice for n == 1; otherwise the start of the
  * smallest run of >= n clear bits (best fit keeps large holes for large pages: first fit
  * let mixed page sizes spread over, and touch, far more of a segment). SIZE_MAX if none.
- * At most SLICES_PER_SEGMENT steps. */
+ * Word at a time: O(words + runs), never a bit-by-bit walk. */
 static size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
+  const size_t words = SEGMENT_BITMAP_WORDS;
   if (n == 1) {
-    for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++)
+    for (size_t w = 0; w < words; w++)
       if (~bm[w] != 0) return w * 64 + (size_t)__builtin_ctzll(~bm[w]);
     return SIZE_MAX;
   }
-  size_t best = SIZE_MAX, best_len = SIZE_MAX, run = 0;
-  for (size_t i = 0; i <= SLICES_PER_SEGMENT; i++) {
-    if (i < SLICES_PER_SEGMENT && i % 64 == 0 && run == 0 && bm[i / 64] == UINT64_MAX) {
-      i += 63; /* skip a full word */
-      continue;
+  size_t best = SIZE_MAX, best_len = SIZE_MAX;
+  size_t i = 0;
+  while (i < SLICES_PER_SEGMENT) {
+    /* the next clear bit at or after i */
+    size_t w = i / 64;
+    uint64_t clear = ~bm[w] & (~(uint64_t)0 << (i % 64));
+    while (clear == 0 && ++w < words) clear = ~bm[w];
+    if (clear == 0) break;
+    size_t run_start = w * 64 + (size_t)__builtin_ctzll(clear);
+    /* the next set bit after it: the end of the run */
+    w = run_start / 64;
+    uint64_t set = bm[w] & (~(uint64_t)0 << (run_start % 64));
+    while (set == 0 && ++w < words) set = bm[w];
+    size_t run_end = set == 0 ? SLICES_PER_SEGMENT : w * 64 + (size_t)__builtin_ctzll(set);
+    size_t len = run_end - run_start;
+    if (len >= n && len < best_len) {
+      best = run_start;
+      best_len = len;
+      if (len == n) break;
     }
-    if (i < SLICES_PER_SEGMENT && !bit_get(bm, i)) {
-      run++;
-      continue;
-    }
-    if (run >= n && run < best_len) {
-      best = i - run;
-      best_len = run;
-      if (run == n) break;
-    }
-    run = 0;
+    i = run_end;
   }
   return best;
 }
