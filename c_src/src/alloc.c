@@ -188,6 +188,11 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
  * the small malloc with a size adjustment; see aligned_class_size. All the aligned entry
  * points share it, so each is one call deep. */
 static inline void *heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
+  /* alignment 1, 2, 4, 8 or 16 (the bits of the mask) and a small size: every block of 8
+   * bytes is 8-aligned and every larger one 16-aligned, so only a size below the alignment
+   * needs rounding up. The common case of Rust's GlobalAlloc. */
+  if (sa_likely(alignment <= 16 && ((0x10116u >> alignment) & 1) && size <= DIRECT_SIZE_MAX))
+    return sa_heap_malloc_small(heap, size < alignment ? alignment : size);
   if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX)) {
     size_t n = aligned_class_size(size, alignment);
     if (sa_likely(n <= DIRECT_SIZE_MAX)) return sa_heap_malloc_small(heap, n);
