@@ -86,6 +86,11 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     errno = ENOMEM;
     return NULL;
   }
+  if (newsize > usable && newsize <= LARGE_BLOCK_MAX && usable > MEDIUM_BLOCK_MAX &&
+      alignment <= SLICE_SIZE && _sa_page_try_grow(p, newsize)) {
+    if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p) - usable);
+    return p;
+  }
   void *q = alignment <= SA_INTPTR_SIZE
                 ? heap_malloc_zero(heap, newsize, zero)
                 : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);

@@ -140,6 +140,8 @@ void _sa_segments_purge_all(bool force);
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);
+/* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
+bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
 /* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
 page_t *_sa_segment_huge_page_alloc(size_t size);
 void _sa_segment_huge_free(segment_t *segment);
@@ -166,6 +168,8 @@ void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_nev
 void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
 void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
 bool _sa_page_check(const page_t *page);
+/* Realloc in place: grow the large block at `p` (owner thread) to hold `newsize` bytes. */
+bool _sa_page_try_grow(void *p, size_t newsize);
 
 sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
   return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];

@@ -205,6 +205,37 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
   heap->retired_max = max;
 }
 
+/* ---- Growing a large block in place ----------------------------------------------------- */
+bool _sa_page_try_grow(void *p, size_t newsize) {
+  segment_t *segment = sa_segment_of(p);
+  if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
+    return false;
+  page_t *page = sa_page_of(segment, p);
+  size_t old_size = sa_block_size(page);
+  if (sa_page_is_huge(page) || old_size <= MEDIUM_BLOCK_MAX || page->flags.x.has_aligned ||
+      page->capacity != 1 || page->used != 1 || p != sa_page_start(page))
+    return false;
+  size_t bin = sa_bin(newsize);
+  size_t block_size = sa_bin_size(bin);
+  size_t slices = (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+  if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))
+    return false;
+  /* the page changes size class: move it between queues and keep the counters true */
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  thread_t *thread = heap->thread;
+  sa_page_count_used(page, thread);
+  sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
+  sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
+  if (!page->flags.x.in_full) _sa_page_queue_remove(heap, &heap->pages[page->bin], page);
+  page->bin = (uint8_t)bin;
+  page->retire_expire = 0;
+  page->reserved = (uint16_t)((size_t)page->slice_count * SLICE_SIZE / block_size);
+  if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
+  sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
+  sa_thread_stat_add(&thread->stats.pages[bin], 1);
+  return true;
+}
+
 /* ---- The generic path -------------------------------------------------------------------- */
 
 /* Find a page with a free block in `queue`, looking at a bounded number of pages: each page

@@ -452,6 +452,34 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
 
+/* Grow a large page in place to `slices` slices when the slices after it are free (owner
+ * only): realloc of a large block then keeps its memory instead of copying it. */
+bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
+  segment_t *segment = sa_segment_of(page);
+  size_t start = (size_t)(page - segment->pages);
+  size_t old = page->slice_count;
+  if (start + slices > SLICES_PER_SEGMENT) return false;
+  segment_lock(segment);
+  for (size_t i = start + old; i < start + slices; i++) {
+    if (bit_get(segment->used_slices, i)) {
+      segment_unlock(segment);
+      return false;
+    }
+  }
+  size_t fresh = 0;
+  for (size_t i = start + old; i < start + slices; i++) fresh += !bit_get(segment->dirty_slices, i);
+  bits_set(segment->used_slices, start + old, slices - old, true);
+  bits_set(segment->dirty_slices, start + old, slices - old, true);
+  bits_set(segment->purge_slices, start + old, slices - old, false);
+  segment_unlock(segment);
+  for (size_t i = old; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
+  page->slice_count = (uint16_t)slices;
+  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  segment->used_slice_count += (uint32_t)(slices - old);
+  if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
+  return true;
+}
+
 /* ---- Huge segments: one block each, no owner; any thread frees them directly ------------
  * The block starts at slice 1 (right after the header), so its descriptor is pages[1]. Huge
  * blocks get transparent huge pages (a first touch costs per 2 MiB instead of per 4 KiB), and
