@@ -280,12 +280,13 @@ bool mi_is_in_heap_region(const void *p) { return live_page_of(p) != NULL; }
 
 /* ---- The validity walk: every invariant of types.h that one thread can see ------------- */
 bool _sa_heap_check(heap_t *heap) {
-  size_t pages = 0;
+  size_t pages = 0, retired_bytes = 0;
   for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
     page_queue_t *queue = &heap->pages[bin];
     page_t *prev = NULL;
     for (page_t *page = queue->first; page != NULL; prev = page, page = page->next) {
       pages++;
+      if (page->retire_expire != 0) retired_bytes += (size_t)page->slice_count * SLICE_SIZE;
       if (page->prev != prev) return false;
       if (atomic_load_explicit(&page->heap, memory_order_relaxed) != heap) return false;
       if (page->flags.x.in_full != (bin == BIN_FULL)) return false;
@@ -297,7 +298,7 @@ bool _sa_heap_check(heap_t *heap) {
     }
     if (queue->last != prev) return false;
   }
-  if (pages != heap->page_count) return false;
+  if (pages != heap->page_count || retired_bytes != heap->retired_bytes) return false;
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
     const page_t *page = heap->pages_direct[w];
     const page_queue_t *queue = &heap->pages[sa_bin_of_wsize(w)];

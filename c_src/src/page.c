@@ -155,9 +155,11 @@ void _sa_page_unfull(page_t *page) {
 }
 
 /* ---- Freeing and retiring pages ------------------------------------------------------- */
+static void page_unretire(heap_t *heap, page_t *page);
 void _sa_page_free(page_t *page, page_queue_t *queue) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   sa_assert(page->used == 0 && heap != NULL);
+  page_unretire(heap, page);
   sa_page_count_used(page, heap->thread);
   sa_thread_stat_add(&heap->thread->stats.pages[page->bin], -1);
   _sa_page_queue_remove(heap, queue, page);
@@ -165,10 +167,20 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
   _sa_segment_page_free(page, heap->thread);
 }
 
-/* The page's last block was freed by its owner. Keep the page for a while if it is the only
- * page of its bin (a single object allocated and freed in a loop must not free and re-create
- * the page each time; for a large block that is a slice search and page faults); otherwise
- * give its slices back. A page retired before only has its time renewed, inline in free. */
+/* The page's last block was freed by its owner. Keep it for a while, at the front of its
+ * queue, if it is a small or medium page and the only one of its bin (a single object
+ * allocated and freed in a loop must not free and re-create the page each time), or while the
+ * heap's retired pages stay under PAGE_RETIRE_BYTES_MAX (a batch of blocks freed and
+ * allocated again, large ones above all); otherwise give its slices back. A page retired
+ * before only has its time renewed (inline in free). */
+static size_t page_bytes(const page_t *page) { return (size_t)page->slice_count * SLICE_SIZE; }
+
+static void page_unretire(heap_t *heap, page_t *page) {
+  if (page->retire_expire == 0) return;
+  page->retire_expire = 0;
+  heap->retired_bytes -= page_bytes(page);
+}
+
 void _sa_page_retire(page_t *page) {
   if (sa_likely(page->retire_expire != 0)) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
@@ -176,8 +188,13 @@ void _sa_page_retire(page_t *page) {
   }
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_queue_t *queue = sa_page_queue_of(heap, page);
-  if (queue->first == page && queue->last == page && !page->flags.x.in_full) {
+  bool only_small = queue->first == page && queue->last == page &&
+                    page->slice_count <= MEDIUM_PAGE_SLICES;
+  if (!page->flags.x.in_full &&
+      (only_small || heap->retired_bytes + page_bytes(page) <= PAGE_RETIRE_BYTES_MAX)) {
+    queue_move_to_front(heap, queue, page);
     page->retire_expire = PAGE_RETIRE_CYCLES;
+    heap->retired_bytes += page_bytes(page);
     if (page->bin < heap->retired_min) heap->retired_min = page->bin;
     if (page->bin > heap->retired_max) heap->retired_max = page->bin;
     return;
@@ -185,20 +202,24 @@ void _sa_page_retire(page_t *page) {
   _sa_page_free(page, queue);
 }
 
-/* Free retired pages whose time is up (every generic-path call counts one cycle). */
+/* Free retired pages whose time is up (every generic-path call counts one cycle). Retired
+ * pages sit at the front of their queues; a retired page in use again is simply kept. */
 void _sa_heap_collect_retired(heap_t *heap, bool force) {
   size_t min = BIN_COUNT, max = 0;
   for (size_t bin = heap->retired_min; bin <= heap->retired_max && bin < BIN_COUNT; bin++) {
     page_queue_t *queue = &heap->pages[bin];
-    page_t *page = queue->first;
-    if (page == NULL || page->retire_expire == 0) continue;
-    if (page->used != 0) {
-      page->retire_expire = 0;
-    } else if (force || --page->retire_expire == 0) {
-      _sa_page_free(page, queue);
-    } else {
-      if (bin < min) min = bin;
-      if (bin > max) max = bin;
+    page_t *next;
+    for (page_t *page = queue->first; page != NULL && page->retire_expire != 0; page = next) {
+      next = page->next;
+      if (page->used != 0) {
+        page_unretire(heap, page);
+      } else if (force || page->retire_expire == 1) {
+        _sa_page_free(page, queue);
+      } else {
+        page->retire_expire--;
+        if (bin < min) min = bin;
+        if (bin > max) max = bin;
+      }
     }
   }
   heap->retired_min = min;
@@ -218,17 +239,17 @@ bool _sa_page_try_grow(void *p, size_t newsize) {
   size_t bin = sa_bin(newsize);
   size_t block_size = sa_bin_size(bin);
   size_t slices = (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))
     return false;
   /* the page changes size class: move it between queues and keep the counters true */
-  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   thread_t *thread = heap->thread;
   sa_page_count_used(page, thread);
   sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
   if (!page->flags.x.in_full) _sa_page_queue_remove(heap, &heap->pages[page->bin], page);
   page->bin = (uint8_t)bin;
-  page->retire_expire = 0;
   page->reserved = (uint16_t)((size_t)page->slice_count * SLICE_SIZE / block_size);
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
@@ -244,7 +265,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
   page_t *page = queue->first;
   for (size_t n = 0; page != NULL && n < PAGE_QUEUE_SEARCH_MAX; n++) {
     page_t *next = page->next;
-    page->retire_expire = 0;
+    page_unretire(heap, page);
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */

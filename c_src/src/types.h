@@ -75,6 +75,9 @@
 /* A retired (empty) page stays in its queue for this many generic-path calls before its
  * slices go back to the segment: a malloc/free of one object must not thrash a page. */
 #define PAGE_RETIRE_CYCLES 16
+/* Empty pages a heap keeps retired beyond the one per size class, in bytes: a batch that
+ * allocates and frees many pages of one class reuses them instead of re-making them. */
+#define PAGE_RETIRE_BYTES_MAX ((size_t)16 << 20)
 /* Pages a generic-path call looks at before it takes a fresh page: bounded work. */
 #define PAGE_QUEUE_SEARCH_MAX 8
 
@@ -224,7 +227,8 @@ typedef struct page_queue_s {
  *     path pops from it or falls to the generic path, never anything else
  *   - every page in pages[b] has bin b and heap == this heap; pages[BIN_FULL] holds full
  *     pages of any bin with flags.in_full set
- *   - retired pages (retire_expire > 0) have bins in [retired_min, retired_max]           */
+ *   - retired pages (retire_expire > 0) have bins in [retired_min, retired_max] and were
+ *     moved to the front of their queue when retired; retired_bytes is their total size     */
 struct mi_heap_s {
   page_t *pages_direct[DIRECT_WSIZE_MAX + 1];
   page_queue_t pages[BIN_QUEUES];
@@ -236,6 +240,7 @@ struct mi_heap_s {
   page_t *huge_pages;                     /* huge blocks allocated here (heap.c's huge_lock) */
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
+  size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
 };
 typedef struct mi_heap_s heap_t;
 
