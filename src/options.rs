@@ -76,9 +76,9 @@ pub enum Opt {
     /// later). Start-up only.
     ArenaEagerCommit,
     /// `SHARDALLOC_BACKGROUND_PURGE` (default off): start one thread of the allocator's own
-    /// that, every purge delay, purges the memory no thread owns (segments of exited threads,
-    /// the segment cache, freed huge blocks), so it goes back to the OS even when no thread
-    /// allocates any more. Read when the first thread heap is made: set it with a [`Config`]
+    /// that, every purge delay, purges what is due in every thread's segments, the segments
+    /// of exited threads, the segment cache and freed huge blocks, so free memory goes back to
+    /// the OS even when no thread allocates any more. Read when the first thread heap is made: set it with a [`Config`]
     /// or the environment.
     BackgroundPurge,
     /// `SHARDALLOC_SEGMENT_CACHE` (default 4, at most 64): empty 32 MiB segments kept for
@@ -413,7 +413,7 @@ impl Config {
         self.with(Opt::ArenaEagerCommit, on as i64)
     }
 
-    /// [`Opt::BackgroundPurge`]: a thread of the allocator's own purges memory no thread owns.
+    /// [`Opt::BackgroundPurge`]: a thread of the allocator's own purges due free memory.
     ///
     /// # Example
     ///
