@@ -214,6 +214,12 @@ static int64_t segment_schedule_purge(segment_t *segment, size_t start, size_t n
   return segment->purge_expire;
 }
 
+/* Pending slices taken into use again no longer count against the thread's budget. */
+static void thread_unpend(thread_t *thread, size_t slices) {
+  if (thread == NULL) return;
+  thread->purge_pending = thread->purge_pending > slices ? thread->purge_pending - slices : 0;
+}
+
 static void thread_note_purge(thread_t *thread, int64_t expire) {
   if (expire != 0 && (thread->purge_next == 0 || expire < thread->purge_next))
     thread->purge_next = expire;
@@ -396,13 +402,17 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   page->slice_offset = 0;
   page->bin = (uint8_t)bin;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
-  size_t fresh = 0;
+  size_t fresh = 0, reused = 0;
   segment_lock(segment);
-  for (size_t i = start; i < start + slices; i++) fresh += !bit_get(segment->dirty_slices, i);
+  for (size_t i = start; i < start + slices; i++) {
+    fresh += !bit_get(segment->dirty_slices, i);
+    reused += bit_get(segment->purge_slices, i);
+  }
   bits_set(segment->used_slices, start, slices, true);
   bits_set(segment->dirty_slices, start, slices, true);
   bits_set(segment->purge_slices, start, slices, false);
   segment_unlock(segment);
+  thread_unpend(segment->owner, reused);
   page->is_zero = fresh == slices;
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
@@ -466,12 +476,16 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
       return false;
     }
   }
-  size_t fresh = 0;
-  for (size_t i = start + old; i < start + slices; i++) fresh += !bit_get(segment->dirty_slices, i);
+  size_t fresh = 0, reused = 0;
+  for (size_t i = start + old; i < start + slices; i++) {
+    fresh += !bit_get(segment->dirty_slices, i);
+    reused += bit_get(segment->purge_slices, i);
+  }
   bits_set(segment->used_slices, start + old, slices - old, true);
   bits_set(segment->dirty_slices, start + old, slices - old, true);
   bits_set(segment->purge_slices, start + old, slices - old, false);
   segment_unlock(segment);
+  thread_unpend(segment->owner, reused);
   for (size_t i = old; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
   page->slice_count = (uint16_t)slices;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
