@@ -7,23 +7,13 @@
 
 /* ---- Core helpers --------------------------------------------------------------------------- */
 
-/* sa_heap_malloc, zeroing the block when asked. */
-static inline void *heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
-  page_t *page = sa_heap_page_for(heap, size);
-  block_t *block = sa_page_next_block(page);
-  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
-  void *p = sa_page_pop(page, block);
-  if (zero) memset(p, 0, sa_block_size(page)); /* never a huge page here */
-  return p;
-}
-
 static void *heap_calloc(heap_t *heap, size_t count, size_t size) {
   size_t total;
   if (sa_mul_overflow(count, size, &total)) {
     errno = ENOMEM;
     return NULL;
   }
-  return heap_malloc_zero(heap, total, true);
+  return sa_heap_malloc_zero(heap, total, true);
 }
 
 static bool alignment_ok(size_t alignment) {
@@ -56,9 +46,9 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
     return NULL;
   }
   if (offset == 0 && alignment <= SLICE_SIZE)
-    return heap_malloc_zero(heap, aligned_class_size(size, alignment), zero);
+    return sa_heap_malloc_zero(heap, aligned_class_size(size, alignment), zero);
   size_t over = size + alignment - 1 + offset % alignment;
-  void *p = heap_malloc_zero(heap, over, zero);
+  void *p = sa_heap_malloc_zero(heap, over, zero);
   if (p == NULL) return NULL;
   uintptr_t aligned = sa_align_up((uintptr_t)p + offset, alignment) - offset;
   if (aligned != (uintptr_t)p) {
@@ -74,7 +64,7 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
 static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t alignment,
                                bool zero) {
   if (p == NULL) {
-    return alignment <= SA_INTPTR_SIZE ? heap_malloc_zero(heap, newsize, zero)
+    return alignment <= SA_INTPTR_SIZE ? sa_heap_malloc_zero(heap, newsize, zero)
                                        : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   }
   size_t usable = _sa_usable_size(p);
@@ -92,7 +82,7 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     return p;
   }
   void *q = alignment <= SA_INTPTR_SIZE
-                ? heap_malloc_zero(heap, newsize, zero)
+                ? sa_heap_malloc_zero(heap, newsize, zero)
                 : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
@@ -111,7 +101,7 @@ static void *heap_realloc_n(heap_t *heap, void *p, size_t count, size_t size, bo
 
 /* ---- Basic allocation ------------------------------------------------------------------------ */
 void *mi_malloc(size_t size) { return sa_heap_malloc(_sa_heap_default, size); }
-void *mi_zalloc(size_t size) { return heap_malloc_zero(_sa_heap_default, size, true); }
+void *mi_zalloc(size_t size) { return sa_heap_malloc_zero(_sa_heap_default, size, true); }
 void *mi_calloc(size_t count, size_t size) { return heap_calloc(_sa_heap_default, count, size); }
 
 void *mi_mallocn(size_t count, size_t size) {
@@ -130,7 +120,7 @@ void *mi_malloc_small(size_t size) {
 
 void *mi_zalloc_small(size_t size) {
   sa_assert(size <= MI_SMALL_SIZE_MAX);
-  return heap_malloc_zero(_sa_heap_default, size, true);
+  return sa_heap_malloc_zero(_sa_heap_default, size, true);
 }
 
 void *mi_realloc(void *p, size_t newsize) {
@@ -283,7 +273,7 @@ void *mi_pvalloc(size_t size) {
 
 /* ---- Heap allocation --------------------------------------------------------------------------- */
 void *mi_heap_malloc(heap_t *heap, size_t size) { return sa_heap_malloc(heap, size); }
-void *mi_heap_zalloc(heap_t *heap, size_t size) { return heap_malloc_zero(heap, size, true); }
+void *mi_heap_zalloc(heap_t *heap, size_t size) { return sa_heap_malloc_zero(heap, size, true); }
 void *mi_heap_calloc(heap_t *heap, size_t count, size_t size) {
   return heap_calloc(heap, count, size);
 }

@@ -30,7 +30,7 @@ static bool block_is_double_free(const page_t *page, const block_t *block, bool 
   const uint8_t *next = (const uint8_t *)block->next;
   const uint8_t *start = sa_page_start(page);
   bool next_plausible =
-      next == NULL || (next >= start && next < start + sa_page_reserved(page) * sa_block_size(page));
+      next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
   if (!owner) return next_plausible && check > sizeof(block_t);
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
@@ -46,7 +46,7 @@ static page_t *checked_page_of(segment_t *segment, const void *p) {
   uint8_t *start = page->slice_count == 0 ? NULL : sa_page_start(page);
   size_t bsize = page->slice_count == 0 ? 0 : sa_block_size(page);
   if (start == NULL || bsize == 0 || (uint8_t *)p < start ||
-      (uint8_t *)p >= start + sa_page_reserved(page) * bsize) {
+      (uint8_t *)p >= start + (size_t)page->reserved * bsize) {
     _sa_fatal("invalid free: %p is not in an allocated block (or was already freed)", p);
   }
   size_t offset = (size_t)((uint8_t *)p - start);

@@ -112,7 +112,6 @@ void _sa_heap_init(heap_t *heap, thread_t *thread) {
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) heap->pages_direct[w] = &_sa_page_empty;
   for (size_t bin = 0; bin < BIN_COUNT; bin++) heap->pages[bin].block_size = sa_bin_size(bin);
   heap->pages[BIN_FULL].block_size = LARGE_BLOCK_MAX + 1;
-  heap->thread_id = thread->thread_id;
   heap->thread = thread;
   heap->retired_min = BIN_COUNT;
   heap->retired_max = 0;
@@ -183,7 +182,7 @@ void mi_heap_collect(heap_t *heap, bool force) {
   _sa_purge_housekeeping(heap->thread, force);
   if (force) {
     _sa_segments_purge_all(true); /* other threads' free memory too, as malloc_trim does */
-    _sa_segment_cache_collect(true);
+    _sa_segment_caches_release();
   }
 }
 
@@ -261,7 +260,7 @@ static page_t *live_page_of(const void *p) {
   page_t *page = sa_page_of(segment, p);
   if (page->slice_count == 0) return NULL;
   const uint8_t *start = sa_page_start(page);
-  const uint8_t *end = start + sa_page_reserved(page) * sa_block_size(page);
+  const uint8_t *end = start + (size_t)page->reserved * sa_block_size(page);
   if ((const uint8_t *)p < start || (const uint8_t *)p >= end) return NULL;
   return page;
 }
@@ -293,7 +292,7 @@ bool _sa_heap_check(heap_t *heap) {
       if (bin != BIN_FULL && page->bin != bin) return false;
       if (!_sa_page_check(page)) return false;
       segment_t *segment = sa_segment_of(page);
-      if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != heap->thread_id)
+      if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != heap->thread->thread_id)
         return false;
     }
     if (queue->last != prev) return false;

@@ -84,8 +84,6 @@ sa_inline size_t sa_block_size(const page_t *page) {
   if (sa_likely(!sa_page_is_huge(page))) return sa_bin_size(page->bin);
   return sa_segment_of(page)->segment_size - SLICE_SIZE; /* all but the header */
 }
-/* Blocks that fit in the page. */
-sa_inline size_t sa_page_reserved(const page_t *page) { return page->reserved; }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
 sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
@@ -152,7 +150,8 @@ bool _sa_segment_try_reclaim(heap_t *heap);
 void _sa_segment_huge_interior(page_t *page, const void *p);
 bool _sa_segment_map_contains(const void *p);
 segment_t *_sa_segment_of_any(const void *p);
-void _sa_segment_cache_collect(bool force);
+/* Release every cached segment (empty and huge) to the OS. */
+void _sa_segment_caches_release(void);
 void _sa_segments_fork_prepare(void);
 void _sa_segments_fork_parent(void);
 void _sa_segments_fork_child(void);
@@ -279,11 +278,18 @@ sa_inline block_t *sa_page_next_block(page_t *page) {
   return block;
 }
 
-sa_inline void *sa_heap_malloc_small(heap_t *heap, size_t size) {
-  page_t *page = heap->pages_direct[(size + 7) >> 3];
+/* Take a block from `page`, or fall to the generic path; `zero` clears it (a constant at
+ * every call site, so it costs the plain malloc nothing). */
+sa_inline void *sa_page_malloc(heap_t *heap, page_t *page, size_t size, bool zero) {
   block_t *block = sa_page_next_block(page);
-  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, false);
-  return sa_page_pop(page, block);
+  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
+  void *p = sa_page_pop(page, block);
+  if (zero) memset(p, 0, sa_block_size(page)); /* never a huge page here */
+  return p;
+}
+
+sa_inline void *sa_heap_malloc_small(heap_t *heap, size_t size) {
+  return sa_page_malloc(heap, heap->pages_direct[(size + 7) >> 3], size, false);
 }
 
 /* The page to take a block of `size` bytes from without the slow path: the direct table for
@@ -298,11 +304,12 @@ sa_inline page_t *sa_heap_page_for(heap_t *heap, size_t size) {
   return &_sa_page_empty;
 }
 
+sa_inline void *sa_heap_malloc_zero(heap_t *heap, size_t size, bool zero) {
+  return sa_page_malloc(heap, sa_heap_page_for(heap, size), size, zero);
+}
+
 sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
-  page_t *page = sa_heap_page_for(heap, size);
-  block_t *block = sa_page_next_block(page);
-  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, false);
-  return sa_page_pop(page, block);
+  return sa_heap_malloc_zero(heap, size, false);
 }
 
 /* ---- The free fast path ------------------------------------------------------------------

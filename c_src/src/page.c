@@ -72,7 +72,7 @@ void _sa_page_collect(page_t *page) {
 
 /* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------ */
 static void page_extend(page_t *page) {
-  size_t remaining = sa_page_reserved(page) - page->capacity;
+  size_t remaining = (size_t)page->reserved - page->capacity;
   if (remaining == 0) return;
   size_t count = PAGE_EXTEND_BYTES / sa_block_size(page);
   if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
@@ -368,7 +368,7 @@ static bool list_check(const page_t *page, const block_t *b, size_t *count) {
 
 /* Owner only: the accounting equation and list membership of types.h. */
 bool _sa_page_check(const page_t *page) {
-  if (page->capacity > sa_page_reserved(page)) return false;
+  if (page->capacity > (size_t)page->reserved) return false;
   if (page->slice_count == 0 || page->bin >= BIN_COUNT) return false;
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;

@@ -226,13 +226,13 @@ static void thread_note_purge(thread_t *thread, int64_t expire) {
 }
 
 /* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
- * and adds the slices still pending to `*pending`. */
+ * and adds the slices still pending to `*pending` (if not NULL). */
 static int64_t segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
     segment_purge(segment, now, force);
   int64_t next = segment->purge_expire;
-  if (next != 0) *pending += bits_count(segment->purge_slices);
+  if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
   return next;
 }
@@ -251,9 +251,8 @@ static void thread_purge(thread_t *thread, int64_t now, bool force) {
 void _sa_segments_purge_all(bool force) {
   int64_t now = _sa_clock_ms();
   pthread_mutex_lock(&owned_lock);
-  size_t pending = 0;
   for (segment_t *s = owned_all; s != NULL; s = s->owned_next)
-    segment_purge_due(s, now, force, &pending);
+    segment_purge_due(s, now, force, NULL);
   pthread_mutex_unlock(&owned_lock);
   _sa_segment_cache_purge(force);
 }
@@ -346,8 +345,7 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   if (!cached) segment_release(segment);
 }
 
-void _sa_segment_cache_collect(bool force) {
-  (void)force;
+void _sa_segment_caches_release(void) {
   huge_cache_collect(0, true);
   pthread_mutex_lock(&segments_lock);
   segment_t *list = segment_cache;
@@ -370,11 +368,10 @@ void _sa_segment_cache_purge(bool force) {
   if (!force && now < due) return;
   pthread_mutex_lock(&segments_lock);
   int64_t next = 0;
-  size_t pending = 0; /* not needed here */
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      int64_t expire = segment_purge_due(s, now, force, &pending);
+      int64_t expire = segment_purge_due(s, now, force, NULL);
       if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }

@@ -233,8 +233,7 @@ struct mi_heap_s {
   page_t *pages_direct[DIRECT_WSIZE_MAX + 1];
   page_queue_t pages[BIN_QUEUES];
   _Atomic(block_t *) thread_delayed_free; /* blocks of full pages freed by other threads */
-  uintptr_t thread_id;                    /* owner thread */
-  struct thread_s *thread;                /* owner thread state */
+  struct thread_s *thread;                /* owner thread state (and its id) */
   struct mi_heap_s *next;                 /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
   page_t *huge_pages;                     /* huge blocks allocated here (heap.c's huge_lock) */
