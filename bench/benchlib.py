@@ -138,3 +138,13 @@ def machine_line(info):
 
 def versions_line(allocs):
     return ", ".join("%s %s" % (a["name"], a["version"] or "?") for a in allocs)
+
+
+def add_common_args(ap, results_name):
+    """The options every benchmark script shares: which allocators, extra libraries, where
+    the results go (bench/results/RESULTS_NAME.{json,md} by default)."""
+    ap.add_argument("--alloc", help="comma-separated allocator names (default: all found)")
+    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
+                    help="another allocator library to preload (repeatable)")
+    ap.add_argument("--out-prefix", default=os.path.join(RESULTS_DIR, results_name),
+                    help=f"write PREFIX.json and PREFIX.md (default bench/results/{results_name})")

@@ -124,11 +124,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 20000 instead of 100000")
     ap.add_argument("--n", type=int, help="iterations of the shorter run")
-    ap.add_argument("--alloc", help="comma-separated allocator names (default: all found)")
-    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
-                    help="another allocator library to preload (repeatable)")
-    ap.add_argument("--out-prefix", default=os.path.join(benchlib.RESULTS_DIR, "fastpath"),
-                    help="write PREFIX.json and PREFIX.md (default bench/results/fastpath)")
+    benchlib.add_common_args(ap, "fastpath")
     args = ap.parse_args()
     n = args.n or (20000 if args.quick else 100000)
 

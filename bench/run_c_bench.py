@@ -146,11 +146,7 @@ def main():
                     help="one repetition with shorter arguments (about 1 minute)")
     ap.add_argument("--reps", type=int, help="repetitions (default 5, 1 with --quick)")
     ap.add_argument("--only", help="comma-separated program names (default: all)")
-    ap.add_argument("--alloc", help="comma-separated allocator names (default: all found)")
-    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
-                    help="another allocator library to preload (repeatable)")
-    ap.add_argument("--out-prefix", default=os.path.join(benchlib.RESULTS_DIR, "c_bench"),
-                    help="write PREFIX.json and PREFIX.md (default bench/results/c_bench)")
+    benchlib.add_common_args(ap, "c_bench")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 5)
 

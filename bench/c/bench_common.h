@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -59,6 +60,21 @@ static inline void bench_fail(const char *what) {
 static inline void *bench_check(void *p) {
   if (p == NULL) bench_fail("allocation returned NULL");
   return p;
+}
+
+/* Run fn on each of `threads` jobs (an array of `job_size`-byte structs), each on its own
+ * thread, and wait for all; one job runs on the calling thread. */
+static inline void bench_run_jobs(long threads, void *(*fn)(void *), void *jobs, size_t job_size) {
+  if (threads == 1) {
+    fn(jobs);
+    return;
+  }
+  pthread_t *tid = (pthread_t *)bench_check(malloc((size_t)threads * sizeof(pthread_t)));
+  for (long t = 0; t < threads; t++)
+    if (pthread_create(&tid[t], NULL, fn, (char *)jobs + (size_t)t * job_size) != 0)
+      bench_fail("pthread_create");
+  for (long t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+  free(tid);
 }
 
 /* Positional argument i (1-based) as a positive integer, or def when absent. "-" also means

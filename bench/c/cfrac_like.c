@@ -224,26 +224,18 @@ int main(int argc, char **argv) {
   long steps = arg_long(argc, argv, 2, 1500000);
 
   job_t *jobs = bench_check(calloc((size_t)threads, sizeof(job_t)));
-  pthread_t *tid = bench_check(malloc((size_t)threads * sizeof(pthread_t)));
   double t0 = now_s();
-  if (threads == 1) {
-    jobs[0].steps = steps;
-    run_job(&jobs[0]);
-  } else {
-    for (long t = 0; t < threads; t++) {
-      jobs[t].id = t;
-      jobs[t].steps = steps;
-      if (pthread_create(&tid[t], NULL, run_job, &jobs[t]) != 0) bench_fail("pthread_create");
-    }
-    for (long t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+  for (long t = 0; t < threads; t++) {
+    jobs[t].id = t;
+    jobs[t].steps = steps;
   }
+  bench_run_jobs(threads, run_job, jobs, sizeof(job_t));
   double elapsed = now_s() - t0;
 
   uint64_t checksum = 0;
   for (long t = 0; t < threads; t++) checksum ^= jobs[t].checksum;
   printf("cfrac_like: %ld threads x %ld steps (bignums + trees): %.3f s, checksum %016llx\n",
          threads, steps, elapsed, (unsigned long long)checksum);
-  free(tid);
   free(jobs);
   return 0;
 }

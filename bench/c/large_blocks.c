@@ -61,20 +61,12 @@ int main(int argc, char **argv) {
   if (g_min > g_max) bench_fail("min > max");
 
   job_t *jobs = bench_check(calloc((size_t)threads, sizeof(job_t)));
-  pthread_t *tid = bench_check(malloc((size_t)threads * sizeof(pthread_t)));
   double maxrss0;
   long flt0;
   self_usage(&maxrss0, &flt0);
   double t0 = now_s();
-  if (threads == 1) {
-    run_job(&jobs[0]);
-  } else {
-    for (long t = 0; t < threads; t++) {
-      jobs[t].id = t;
-      if (pthread_create(&tid[t], NULL, run_job, &jobs[t]) != 0) bench_fail("pthread_create");
-    }
-    for (long t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-  }
+  for (long t = 0; t < threads; t++) jobs[t].id = t;
+  bench_run_jobs(threads, run_job, jobs, sizeof(job_t));
   double elapsed = now_s() - t0;
   double maxrss;
   long flt;
@@ -86,7 +78,6 @@ int main(int argc, char **argv) {
          "%.3f s, %ld minor faults, peak RSS %.0f MiB\n",
          threads, g_blocks, g_min / MIB, g_max / MIB, g_live, bytes / (double)(1 << 30),
          elapsed, flt - flt0, maxrss);
-  free(tid);
   free(jobs);
   return 0;
 }

@@ -95,17 +95,9 @@ int main(int argc, char **argv) {
   g_big_max = (size_t)arg_long(argc, argv, 4, 8 << 20);
 
   job_t *jobs = bench_check(calloc((size_t)threads, sizeof(job_t)));
-  pthread_t *tid = bench_check(malloc((size_t)threads * sizeof(pthread_t)));
   double t0 = now_s();
-  if (threads == 1) {
-    run_job(&jobs[0]);
-  } else {
-    for (long t = 0; t < threads; t++) {
-      jobs[t].id = t;
-      if (pthread_create(&tid[t], NULL, run_job, &jobs[t]) != 0) bench_fail("pthread_create");
-    }
-    for (long t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-  }
+  for (long t = 0; t < threads; t++) jobs[t].id = t;
+  bench_run_jobs(threads, run_job, jobs, sizeof(job_t));
   double elapsed = now_s() - t0;
 
   long reallocs = 0;
@@ -113,7 +105,6 @@ int main(int argc, char **argv) {
   printf("realloc_heavy: %ld threads x %ld rounds, %d buffers to %zu B by 1-64 B, %d to %zu B "
          "by doubling: %ld reallocs, %.3f s\n",
          threads, g_rounds, SMALL_BUFS, g_small_max, BIG_BUFS, g_big_max, reallocs, elapsed);
-  free(tid);
   free(jobs);
   return 0;
 }
