@@ -67,7 +67,11 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     return alignment <= SA_INTPTR_SIZE ? sa_heap_malloc_zero(heap, newsize, zero)
                                        : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   }
-  size_t usable = _sa_usable_size(p);
+  size_t usable = _sa_usable_size(p, "realloc");
+  if (sa_unlikely(usable == 0)) { /* not a live block of ours: leave it alone */
+    errno = EINVAL;
+    return NULL;
+  }
   if (newsize <= usable && newsize >= usable / 2 && ((uintptr_t)p & (alignment - 1)) == 0) {
     if (zero && usable > newsize) memset((uint8_t *)p + newsize, 0, usable - newsize);
     return p;
@@ -78,7 +82,7 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
   }
   if (newsize > usable && newsize <= LARGE_BLOCK_MAX && usable > MEDIUM_BLOCK_MAX &&
       alignment <= SLICE_SIZE && _sa_page_try_grow(p, newsize)) {
-    if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p) - usable);
+    if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p, "realloc") - usable);
     return p;
   }
   void *q = alignment <= SA_INTPTR_SIZE
@@ -140,7 +144,7 @@ void *mi_reallocf(void *p, size_t newsize) {
 }
 
 void *mi_expand(void *p, size_t newsize) {
-  if (p == NULL || newsize > _sa_usable_size(p)) return NULL;
+  if (p == NULL || newsize > _sa_usable_size(p, "mi_expand")) return NULL;
   return p;
 }
 

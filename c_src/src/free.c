@@ -1,8 +1,53 @@
 /* shardalloc: free. The fast path (owner thread, no rare flag) is inline in internal.h; this
- * file has what it falls into: interior (aligned) pointers, full pages, cross-thread frees
- * with the delayed-free protocol, huge blocks, and in debug builds the checks that turn an
- * invalid or double free into a clear message instead of a corrupted heap. */
+ * file has what it falls into: pointers the segment map does not know, interior (aligned)
+ * pointers, full pages, pages of one block, cross-thread frees with the delayed-free
+ * protocol, huge blocks; and the checks that turn a misused pointer into a defined answer.
+ *
+ * What is checked where:
+ *   every build  a pointer that is not in memory of ours (wild, stack, static, foreign mmap),
+ *                one into a free slice (its page is gone), one outside the page's blocks, a
+ *                second free of a large or huge block, a cross-thread list longer than the
+ *                page's used count (page.c): ignored, and reported under SHOW_ERRORS;
+ *   debug        also a pointer inside a block, and any double free (the block is on one of
+ *                its page's free lists): the process aborts with a message.              */
 #include "internal.h"
+
+/* ---- Reporting ------------------------------------------------------------------------- */
+void _sa_misuse(const char *call, const void *p, const char *what) {
+#if SA_DEBUG > 0
+  _sa_fatal("%s(%p): %s", call, p, what);
+#else
+  _sa_error("%s(%p): %s; ignored", call, p, what);
+#endif
+}
+
+/* ---- Finding the page of a pointer that is not on the fast path ------------------------- */
+/* The page of `p` in `segment` if `p` lies within the blocks of an allocated page; NULL
+ * (reported) otherwise. Cheap: no division, so every build runs it. */
+static page_t *checked_page(segment_t *segment, page_t *page, const void *p, const char *call) {
+  if (segment->kind == SEGMENT_HUGE) page = &segment->pages[1];
+  if (page->slice_count == 0) {
+    _sa_misuse(call, p, "double free or invalid pointer: not in an allocated block");
+    return NULL;
+  }
+  const uint8_t *start = sa_page_start(page);
+  if ((const uint8_t *)p < start ||
+      (const uint8_t *)p >= start + (size_t)page->reserved * sa_block_size(page)) {
+    _sa_misuse(call, p, "invalid pointer: not in an allocated block");
+    return NULL;
+  }
+  return page;
+}
+
+/* The segment and page of a pointer the segment map has no entry for; NULL if not ours. */
+static page_t *unmapped_page(const void *p, segment_t **segment, const char *call) {
+  *segment = _sa_segment_of_any(p);
+  if (*segment == NULL) {
+    _sa_misuse(call, p, "invalid pointer: not allocated by shardalloc");
+    return NULL;
+  }
+  return checked_page(*segment, &(*segment)->pages[1], p, call);
+}
 
 /* ---- Debug checks ------------------------------------------------------------------------- */
 #if SA_DEBUG > 0
@@ -37,28 +82,24 @@ static bool block_is_double_free(const page_t *page, const block_t *block, bool 
          list_contains(page, page->local_free, block);
 }
 
-/* Reject a pointer this allocator did not hand out, or hands out no more; returns its page. */
-static page_t *checked_page_of(segment_t *segment, const void *p) {
-  if (!_sa_segment_map_contains(p)) {
-    _sa_fatal("invalid free: %p was not allocated by shardalloc (or was already freed)", p);
-  }
-  page_t *page = sa_page_of(segment, p);
-  uint8_t *start = page->slice_count == 0 ? NULL : sa_page_start(page);
-  size_t bsize = page->slice_count == 0 ? 0 : sa_block_size(page);
-  if (start == NULL || bsize == 0 || (uint8_t *)p < start ||
-      (uint8_t *)p >= start + (size_t)page->reserved * bsize) {
-    _sa_fatal("invalid free: %p is not in an allocated block (or was already freed)", p);
-  }
-  size_t offset = (size_t)((uint8_t *)p - start);
-  if (!page->flags.x.has_aligned && offset % bsize != 0) {
-    _sa_fatal("invalid free: %p points inside a block of %zu bytes", p, bsize);
-  }
-  return page;
-}
-
 static void debug_fill_freed(const page_t *page, block_t *block) {
   if (!sa_page_is_huge(page))
     memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, sa_block_size(page) - sizeof(block_t));
+}
+
+/* The checks of every free in debug builds, fast path included. */
+static void debug_check_block(const page_t *page, block_t *block, bool owner) {
+  size_t offset = (size_t)((uint8_t *)block - sa_page_start(page));
+  if (!page->flags.x.has_aligned && offset % sa_block_size(page) != 0)
+    _sa_misuse("free", block, "invalid pointer: inside a block");
+  if (block_is_double_free(page, block, owner))
+    _sa_misuse("free", block, "double free: the block is free already");
+}
+
+void _sa_debug_check_free(const page_t *page, block_t *block) {
+  if (checked_page(sa_segment_of(page), (page_t *)page, block, "free") == NULL) return;
+  debug_check_block(page, block, true);
+  debug_fill_freed(page, block);
 }
 #else
 static void debug_fill_freed(const page_t *page, block_t *block) {
@@ -69,12 +110,15 @@ static void debug_fill_freed(const page_t *page, block_t *block) {
 
 /* ---- Local free (owner thread) ---------------------------------------------------------- */
 void _sa_free_block_local(page_t *page, block_t *block) {
-  debug_fill_freed(page, block);
-  block->next = page->local_free;
-  page->local_free = block;
-  page->used--;
+  /* nothing of the page is in use, or its one block waits in the cross-thread list */
+  if (sa_unlikely(page->used == 0 ||
+                  (page->reserved == 1 && sa_xthread_block(atomic_load_explicit(
+                                              &page->xthread_free, memory_order_relaxed)) != NULL))) {
+    _sa_misuse("free", block, "double free: the block is free already");
+    return;
+  }
   if (sa_unlikely(page->flags.x.in_full)) _sa_page_unfull(page);
-  if (page->used == 0) _sa_page_retire(page);
+  sa_page_free_local(page, block);
 }
 
 /* ---- Cross-thread free: one CAS, plus the delayed-free hand-off for full pages --------- */
@@ -84,6 +128,11 @@ static void free_block_mt(page_t *page, block_t *block) {
   uintptr_t desired;
   bool use_delayed;
   do {
+    /* a page of one block whose block waits in the list already: a second free */
+    if (sa_unlikely(page->reserved == 1 && sa_xthread_block(old) != NULL)) {
+      _sa_misuse("free", block, "double free: the block is free already");
+      return;
+    }
     use_delayed = sa_xthread_state(old) == DELAYED_USE;
     if (use_delayed) {
       desired = sa_xthread_make(sa_xthread_block(old), DELAYED_FREEING);
@@ -129,35 +178,50 @@ void _sa_heap_delayed_free_all(heap_t *heap) {
 }
 
 /* ---- The generic free ------------------------------------------------------------------- */
-void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
-  if (p == NULL) return;
-#if SA_DEBUG > 0
-  page = checked_page_of(segment, p);
-#endif
-  bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
-  block_t *block = sa_block_start(page, p);
-#if SA_DEBUG > 0
-  if (block_is_double_free(page, block, owner)) {
-    _sa_fatal("double free: the block at %p (size %zu) is already free", p, sa_block_size(page));
-  }
-#endif
-  if (sa_unlikely(sa_page_is_huge(page))) {
-    _sa_heap_huge_remove(page);
-    _sa_segment_huge_free(segment);
+static void free_huge(segment_t *segment, page_t *page, const void *p) {
+  if (atomic_exchange_explicit(&page->xthread_free, HUGE_FREED, memory_order_acq_rel) ==
+      HUGE_FREED) {
+    _sa_misuse("free", p, "double free: the block is free already");
     return;
   }
-  if (owner) _sa_free_block_local(page, block);
-  else free_block_mt(page, block);
+  _sa_heap_huge_remove(page);
+  _sa_segment_huge_free(segment);
 }
 
-size_t _sa_usable_size(const void *p) {
-  if (p == NULL) return 0;
-  segment_t *segment = sa_segment_of(p);
+static void free_checked(segment_t *segment, page_t *page, void *p) {
+  page = checked_page(segment, page, p, "free");
+  if (page == NULL) return;
+  if (sa_unlikely(sa_page_is_huge(page))) {
+    free_huge(segment, page, p);
+    return;
+  }
+  bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
+  block_t *block = sa_block_start(page, p);
+  if (owner) {
+    _sa_free_block_local(page, block);
+    return;
+  }
 #if SA_DEBUG > 0
-  const page_t *page = checked_page_of(segment, p);
-#else
-  const page_t *page = sa_page_of(segment, p);
+  debug_check_block(page, block, false);
 #endif
+  free_block_mt(page, block);
+}
+
+void _sa_free_generic(segment_t *segment, page_t *page, void *p) { free_checked(segment, page, p); }
+
+void _sa_free_unmapped(void *p) {
+  if (p == NULL) return;
+  segment_t *segment;
+  page_t *page = unmapped_page(p, &segment, "free");
+  if (page != NULL) free_huge(segment, page, p);
+}
+
+size_t _sa_usable_size(const void *p, const char *call) {
+  if (p == NULL) return 0;
+  segment_t *segment = sa_segment_lookup(p);
+  const page_t *page = segment != NULL ? checked_page(segment, sa_page_of(segment, p), p, call)
+                                       : unmapped_page(p, &segment, call);
+  if (page == NULL) return 0;
   const block_t *block = sa_block_start(page, p);
   return sa_block_size(page) - (size_t)((const uint8_t *)p - (const uint8_t *)block);
 }
@@ -166,7 +230,7 @@ size_t _sa_usable_size(const void *p) {
 void mi_free(void *p) { sa_free(p); }
 
 void mi_free_size(void *p, size_t size) {
-  sa_assert(p == NULL || _sa_usable_size(p) >= size);
+  sa_assert(p == NULL || _sa_usable_size(p, "mi_free_size") >= size);
   (void)size;
   sa_free(p);
 }
@@ -183,5 +247,5 @@ void mi_free_size_aligned(void *p, size_t size, size_t alignment) {
   mi_free_size(p, size);
 }
 
-size_t mi_usable_size(const void *p) { return _sa_usable_size(p); }
-size_t mi_malloc_usable_size(const void *p) { return _sa_usable_size(p); }
+size_t mi_usable_size(const void *p) { return _sa_usable_size(p, "mi_usable_size"); }
+size_t mi_malloc_usable_size(const void *p) { return _sa_usable_size(p, "malloc_usable_size"); }

@@ -66,12 +66,30 @@ sa_inline size_t sa_bin_size(size_t bin) {
 /* The bin of a direct-table word size (size rounded up to 8 bytes). */
 sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : wsize * 8); }
 
-/* ---- Segments and pages from pointers --------------------------------------------------- */
+/* ---- Segments and pages from pointers ---------------------------------------------------
+ * The segment map: for every SEGMENT_SIZE unit of the address space, the segment that starts
+ * there, or NULL (not ours, or the continuation of a huge segment: `_sa_segment_of_any`
+ * resolves those). Written when a segment is created or released (segment.c). The free fast
+ * path looks a pointer up here before it reads any header, so a pointer that is not ours
+ * (a stack or static address, a page from mmap, a wild value) never makes it fault. Indexes
+ * wrap at SA_ADDRESS_BITS: a non-canonical pointer aliases a real entry, whose page lookup
+ * stays inside that segment's header (sa_page_of masks too). */
+#define SA_ADDRESS_BITS 47 /* user space of x86-64 and of aarch64 with 47/48-bit VAs */
+#define SEGMENT_MAP_UNITS ((size_t)1 << (SA_ADDRESS_BITS - SEGMENT_SHIFT))
+extern _Atomic(segment_t *) _sa_segment_map[SEGMENT_MAP_UNITS];
+
+sa_inline segment_t *sa_segment_lookup(const void *p) {
+  size_t unit = ((uintptr_t)p >> SEGMENT_SHIFT) & (SEGMENT_MAP_UNITS - 1);
+  return atomic_load_explicit(&_sa_segment_map[unit], memory_order_relaxed);
+}
+
+/* The segment of a pointer known to be ours (a block, a page descriptor). */
 sa_inline segment_t *sa_segment_of(const void *p) {
   return (segment_t *)((uintptr_t)p & ~(uintptr_t)SEGMENT_MASK);
 }
+/* The page holding `p`, whose segment starts in p's SEGMENT_SIZE unit. */
 sa_inline page_t *sa_page_of(const segment_t *segment, const void *p) {
-  size_t idx = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
+  size_t idx = ((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT;
   const page_t *slice = &segment->pages[idx];
   return (page_t *)((uint8_t *)slice - slice->slice_offset);
 }
@@ -176,9 +194,18 @@ sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
 
 /* ---- free.c ----------------------------------------------------------------------------- */
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
+/* free of a pointer the segment map does not know: NULL, not ours, or inside a huge block */
+void _sa_free_unmapped(void *p) sa_cold;
 void _sa_free_block_local(page_t *page, block_t *block);
 void _sa_heap_delayed_free_all(heap_t *heap);
-size_t _sa_usable_size(const void *p);
+/* The usable size of `p`; 0 (reported, see _sa_misuse) if `p` is not a live block of ours. */
+size_t _sa_usable_size(const void *p, const char *call);
+/* A pointer that is not a live block of ours, met by `call` ("free", "realloc", ...): debug
+ * builds abort with the message; release builds report it under SHOW_ERRORS and go on. */
+void _sa_misuse(const char *call, const void *p, const char *what) sa_cold;
+#if SA_DEBUG > 0
+void _sa_debug_check_free(const page_t *page, block_t *block);
+#endif
 
 /* ---- heap.c ----------------------------------------------------------------------------- */
 extern heap_t _sa_heap_empty;
@@ -314,29 +341,38 @@ sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
 
 /* ---- The free fast path ------------------------------------------------------------------
  * Owner thread and no rare flag: push onto local_free, used--. Everything else (another
- * thread, a full page, interior pointers, an emptied page, NULL) goes out of line.    */
+ * thread, a full page, interior pointers, a page of one block, an emptied page) goes to the
+ * generic path; a pointer the segment map does not know (NULL, not ours, deep inside a huge
+ * block) to the unmapped path. Debug builds run this same code with the checks inside it. */
+
+/* Push a block onto its page's same-thread free list (owner only). The one local free: the
+ * fast path and the generic path both end here. */
+sa_inline void sa_page_free_local(page_t *page, block_t *block) {
+#if SA_DEBUG > 0
+  _sa_debug_check_free(page, block); /* aborts on an invalid or double free; fills the block */
+#endif
+  block->next = page->local_free;
+  page->local_free = block;
+  if (sa_unlikely(--page->used == 0)) {
+    if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
+    else _sa_page_retire(page);
+  }
+}
+
 sa_inline void sa_free(void *p) {
-  segment_t *segment = sa_segment_of(p);
-#if SA_DEBUG == 0
+  segment_t *segment = sa_segment_lookup(p);
   if (sa_likely(segment != NULL)) {
     page_t *page = sa_page_of(segment, p);
     if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                       sa_thread_id() &&
                   page->flags.any == 0)) {
-      block_t *block = (block_t *)p;
-      block->next = page->local_free;
-      page->local_free = block;
-      if (sa_unlikely(--page->used == 0)) {
-        if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
-        else _sa_page_retire(page);
-      }
+      sa_page_free_local(page, (block_t *)p);
       return;
     }
     _sa_free_generic(segment, page, p);
+    return;
   }
-#else
-  if (p != NULL) _sa_free_generic(segment, NULL, p); /* every debug free is checked */
-#endif
+  _sa_free_unmapped(p);
 }
 
 #endif /* SHARDALLOC_INTERNAL_H */

@@ -44,11 +44,14 @@ static void page_collect_xthread(page_t *page) {
   block_t *head = sa_xthread_block(x);
   block_t *tail = head;
   uint32_t count = 1;
-  while (tail->next != NULL) {
+  while (tail->next != NULL && count <= page->used) {
     tail = tail->next;
     count++;
   }
-  sa_assert(count <= page->used);
+  if (sa_unlikely(count > page->used)) { /* more frees than blocks in use: a double free */
+    _sa_misuse("free", head, "double free from another thread (its page's blocks are dropped)");
+    return; /* the list may loop: never walk it again; its blocks are lost, nothing breaks */
+  }
   tail->next = page->free;
   page->free = head;
   page->used -= count;
@@ -59,9 +62,18 @@ void _sa_page_collect(page_t *page) {
     page->is_zero = 0; /* recycled blocks join the free list */
     if (sa_likely(page->free == NULL)) {
       page->free = page->local_free;
-    } else { /* append the (short) free list in front of local_free */
+    } else { /* put local_free in front of the free list */
       block_t *tail = page->local_free;
-      while (tail->next != NULL) tail = tail->next;
+      size_t n = 1;
+      while (tail->next != NULL && n <= page->capacity) {
+        tail = tail->next;
+        n++;
+      }
+      if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
+        _sa_misuse("free", tail, "double free (the page's recently freed blocks are dropped)");
+        page->local_free = NULL;
+        return;
+      }
       tail->next = page->free;
       page->free = page->local_free;
     }

@@ -10,44 +10,41 @@
 
 #include "internal.h"
 
-/* ---- Segment map: two bits per SEGMENT_SIZE unit of a 47-bit address space -------------
- * `covered`: the unit belongs to a segment of ours; `starts`: a segment starts there (a huge
- * segment covers several units). Written on segment creation and release only. */
-#define SEGMENT_MAP_UNITS ((size_t)1 << (47 - SEGMENT_SHIFT))
-static _Atomic(uint64_t) segment_starts[SEGMENT_MAP_UNITS / 64];
+/* ---- Segment map (internal.h): the segment starting in each SEGMENT_SIZE unit -----------
+ * Plus one bit per unit covered by a segment at all: a huge segment spans several units, and
+ * only its first has a map entry. Written on segment creation and release only. */
+_Atomic(segment_t *) _sa_segment_map[SEGMENT_MAP_UNITS];
 static _Atomic(uint64_t) segment_covered[SEGMENT_MAP_UNITS / 64];
 
-static void map_bit_set(_Atomic(uint64_t) *map, uintptr_t unit, bool on) {
+static void covered_set(uintptr_t unit, bool on) {
   uint64_t bit = (uint64_t)1 << (unit % 64);
-  if (on) atomic_fetch_or_explicit(&map[unit / 64], bit, memory_order_release);
-  else atomic_fetch_and_explicit(&map[unit / 64], ~bit, memory_order_release);
+  if (on) atomic_fetch_or_explicit(&segment_covered[unit / 64], bit, memory_order_release);
+  else atomic_fetch_and_explicit(&segment_covered[unit / 64], ~bit, memory_order_release);
 }
 
-static bool map_bit_get(_Atomic(uint64_t) *map, uintptr_t unit) {
+static bool covered_get(uintptr_t unit) {
   if (unit >= SEGMENT_MAP_UNITS) return false;
-  return (atomic_load_explicit(&map[unit / 64], memory_order_acquire) >> (unit % 64)) & 1;
+  return (atomic_load_explicit(&segment_covered[unit / 64], memory_order_acquire) >> (unit % 64)) & 1;
 }
 
-static void segment_map_set(const segment_t *segment, bool on) {
+/* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
+static bool segment_map_set(segment_t *segment, bool on) {
   uintptr_t start = (uintptr_t)segment >> SEGMENT_SHIFT;
   uintptr_t end = ((uintptr_t)segment + segment->segment_size - 1) >> SEGMENT_SHIFT;
-  if (end >= SEGMENT_MAP_UNITS) return;
-  map_bit_set(segment_starts, start, on);
-  for (uintptr_t unit = start; unit <= end; unit++) map_bit_set(segment_covered, unit, on);
+  if (end >= SEGMENT_MAP_UNITS) return false;
+  for (uintptr_t unit = start; unit <= end; unit++) covered_set(unit, on);
+  atomic_store_explicit(&_sa_segment_map[start], on ? segment : NULL, memory_order_release);
+  return true;
 }
 
-/* True when `p` lies in the first SEGMENT_SIZE of a segment of ours: where every pointer
- * this allocator hands out lies. */
-bool _sa_segment_map_contains(const void *p) {
-  return map_bit_get(segment_starts, (uintptr_t)p >> SEGMENT_SHIFT);
-}
-
-/* The segment holding any address `p`, interior pointers deep into huge blocks included. */
+/* The segment holding any address `p`, interior pointers deep into huge blocks included;
+ * NULL if `p` is not in memory of ours. */
 segment_t *_sa_segment_of_any(const void *p) {
   uintptr_t unit = (uintptr_t)p >> SEGMENT_SHIFT;
-  if (!map_bit_get(segment_covered, unit)) return NULL;
-  while (!map_bit_get(segment_starts, unit)) unit--; /* bounded by the huge block's size */
-  segment_t *segment = (segment_t *)(unit << SEGMENT_SHIFT);
+  if (!covered_get(unit)) return NULL;
+  segment_t *segment;
+  while ((segment = atomic_load_explicit(&_sa_segment_map[unit], memory_order_acquire)) == NULL)
+    unit--; /* bounded by the huge block's size */
   /* a huge segment need not fill its last unit: the rest may be anyone's mapping */
   if ((uintptr_t)p >= (uintptr_t)segment + segment->segment_size) return NULL;
   return segment;
@@ -161,6 +158,13 @@ static size_t bits_count(const uint64_t *bm) {
   size_t n = 0;
   for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) n += (size_t)__builtin_popcountll(bm[w]);
   return n;
+}
+
+/* Descriptors of free slices: zero, and a free of a pointer into them takes the checked
+ * path (a double free of a block whose page is gone; a pointer never handed out). */
+static void slices_mark_free(page_t *first, size_t slices) {
+  memset(first, 0, slices * sizeof(page_t));
+  for (size_t i = 0; i < slices; i++) first[i].flags.x.check_free = 1;
 }
 
 /* ---- Purging: free slices go back to the OS purge_delay ms after they were freed ---------
@@ -285,6 +289,17 @@ static void segment_detach(segment_t *segment, thread_t *thread) {
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
 }
 
+/* Address space from the OS. When it refuses, what we keep for reuse goes back first (cached
+ * empty and huge segments, pending purges) and the request is tried once more: memory freed
+ * just before must serve the next request, delays or not. No lock may be held. */
+static void *os_alloc_or_release(size_t size, size_t align) {
+  void *p = _sa_os_alloc_aligned(size, align);
+  if (p != NULL) return p;
+  _sa_segment_caches_release();
+  _sa_segments_purge_all(true);
+  return _sa_os_alloc_aligned(size, align);
+}
+
 static segment_t *segment_alloc(thread_t *thread) {
   segment_t *segment = NULL;
   pthread_mutex_lock(&segments_lock);
@@ -299,18 +314,22 @@ static segment_t *segment_alloc(thread_t *thread) {
     segment = _sa_arena_alloc_segment();
     if (segment == NULL) {
       in_arena = false;
-      segment = _sa_os_alloc_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+      segment = os_alloc_or_release(SEGMENT_SIZE, SEGMENT_SIZE);
       if (segment == NULL) return NULL;
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
-    /* fresh (or purged) memory is zero: every page descriptor reads as a free slice */
     segment->segment_size = SEGMENT_SIZE;
+    if (!segment_map_set(segment, true)) { /* beyond the map's address range: unusable */
+      if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_free(segment, SEGMENT_SIZE);
+      return NULL;
+    }
+    /* fresh (or purged) memory is zero */
     segment->kind = SEGMENT_NORMAL;
     segment->in_arena = in_arena;
+    slices_mark_free(segment->pages, SLICES_PER_SEGMENT);
     bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
     bits_set(segment->dirty_slices, 0, SEGMENT_HEADER_SLICES, true);
     segment->used_slice_count = SEGMENT_HEADER_SLICES;
-    segment_map_set(segment, true);
     _sa_stat_add(SA_STAT_segments, 1);
     _sa_stat_add(SA_STAT_committed, SEGMENT_HEADER_SLICES * SLICE_SIZE);
   }
@@ -397,6 +416,8 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
   page->slice_count = (uint16_t)slices;
   page->slice_offset = 0;
+  page->flags.any = 0;
+  page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
   page->bin = (uint8_t)bin;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
   size_t fresh = 0, reused = 0;
@@ -444,7 +465,7 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
-  memset(page, 0, slices * sizeof(page_t)); /* free slices read as all-zero descriptors */
+  slices_mark_free(page, slices);
   segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
   segment_lock(segment);
@@ -528,12 +549,15 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
   if (fresh) {
-    segment = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+    segment = os_alloc_or_release(total, SEGMENT_SIZE);
     if (segment == NULL) return NULL;
-    _sa_os_advise_huge_pages(segment, total);
     segment->segment_size = total;
+    if (!segment_map_set(segment, true)) {
+      _sa_os_free(segment, total);
+      return NULL;
+    }
+    _sa_os_advise_huge_pages(segment, total);
     segment->kind = SEGMENT_HUGE;
-    segment_map_set(segment, true);
     _sa_stat_add(SA_STAT_reserved, (int64_t)total);
     _sa_stat_add(SA_STAT_committed, (int64_t)total);
     _sa_stat_add(SA_STAT_segments, 1);
@@ -588,6 +612,7 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
 
 void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
+  atomic_store_explicit(&segment->pages[1].xthread_free, HUGE_FREED, memory_order_relaxed);
   _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
   long delay = mi_option_get(mi_option_purge_delay);
   if (delay > 0) {

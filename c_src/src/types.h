@@ -124,12 +124,19 @@ typedef enum delayed_state_e {
   DELAYED_NEVER = 3,
 } delayed_state_t;
 #define XTHREAD_STATE_MASK ((uintptr_t)3)
+/* A huge page has no free lists: its xthread_free is 0 while its block is live and HUGE_FREED
+ * once it is freed (set by atomic exchange, so a second free from any thread is seen). */
+#define HUGE_FREED ((uintptr_t)1)
 
 /* Rare conditions that send a same-thread free off the fast path, tested as one word. */
 typedef union page_flags_u {
   struct {
-    uint8_t in_full;     /* the page is in its heap's full queue */
-    uint8_t has_aligned; /* some block was handed out at an interior (aligned) address */
+    uint8_t in_full;         /* the page is in its heap's full queue */
+    uint8_t has_aligned : 1; /* some block was handed out at an interior (aligned) address */
+    uint8_t check_free : 1;  /* every free here takes the checked generic path: set on the
+                                descriptors of free slices (so a second free of a block whose
+                                page is gone is caught) and on pages of one block (large), whose
+                                double free the fast path could not see */
   } x;
   uint16_t any;
 } page_flags_t;
@@ -137,8 +144,8 @@ typedef union page_flags_u {
 /* A page descriptor: 64 bytes, so that finding it from a pointer is a shift, not a multiply.
  * The segment header holds one per slice: the first slice of a page holds the page; the
  * other slices of it only hold `slice_offset`, the byte distance back to it, so page_of(p) is
- * two loads. A free slice's descriptor is all zero. What the descriptor does not store is
- * derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
+ * two loads. A free slice's descriptor is all zero but for flags.x.check_free. What the
+ * descriptor does not store is derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
  * a huge page, right after the header); the block size is bin_size(bin), and a huge page
  * (bin == BIN_COUNT) has the rest of its segment as its one block.
  *

@@ -1,0 +1,321 @@
+/* test_misuse: pointers the allocator did not hand out, and double frees, get a defined answer.
+ *
+ *   release (SA_DEBUG=0)  free ignores a pointer that is not ours, realloc returns NULL with
+ *                         errno EINVAL, the usable size is 0; a second free of a large or
+ *                         huge block (and a cross-thread double free of a small one) is
+ *                         ignored. With SHOW_ERRORS each prints one line naming the call and
+ *                         the address. A double free of a small block on its owner thread is
+ *                         not caught there, but the allocator must not hang or crash on it.
+ *   debug (SA_DEBUG>=1)   every case, interior pointers and small double frees included,
+ *                         aborts with a message naming the error.
+ *
+ * Each case runs in a forked child whose stderr is captured through a pipe. A child that has
+ * not finished after a generous alarm is killed: that is a hang, and the case fails (the
+ * passing case never depends on the alarm). */
+#define _GNU_SOURCE /* strcasestr, strsignal */
+#define TEST_NAME "test_misuse"
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shardalloc.h"
+
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+#define DEBUG_BUILD (SA_DEBUG > 0)
+
+#define LARGE_SIZE ((size_t)1 << 20)
+#define HUGE_SIZE ((size_t)64 << 20)
+
+static int global_word[16];
+
+/* Keep the compiler from seeing through the misuse (it may warn, or drop a "dead" free). */
+static void *volatile sink;
+static void *launder(void *p) {
+  sink = p;
+  return sink;
+}
+
+/* ---- Children: each misuses the allocator once (or twice), then does valid work --------- */
+
+/* Valid work after the misuse: the allocator must still serve the thread. */
+static void keep_working(size_t size) {
+  void *blocks[64];
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < 64; i++) blocks[i] = mi_malloc(size);
+    for (int i = 0; i < 64; i++) mi_free(blocks[i]);
+  }
+}
+
+static void *free_in_thread(void *p) {
+  mi_free(p);
+  return NULL;
+}
+static void free_on_other_thread(void *p) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, free_in_thread, p) != 0) _exit(3);
+  pthread_join(t, NULL);
+}
+
+static void double_free_same_thread(size_t size) {
+  void *keep = mi_malloc(size); /* the page stays in use */
+  void *p = mi_malloc(size);
+  mi_free(p);
+  mi_free(launder(p));
+  mi_free(keep);
+  keep_working(size);
+}
+static void double_free_small(void) { double_free_same_thread(32); }
+static void double_free_medium(void) { double_free_same_thread(20 << 10); }
+static void double_free_large(void) { double_free_same_thread(LARGE_SIZE); }
+
+static void double_free_lone_large(void) { /* the page of the block goes away in between */
+  void *p = mi_malloc(LARGE_SIZE);
+  mi_free(p);
+  for (int i = 0; i < 64; i++) keep_working(LARGE_SIZE * 2); /* retire and reuse pages */
+  mi_free(launder(p));
+  keep_working(LARGE_SIZE);
+}
+
+static void double_free_huge(void) { /* the freed block waits in the huge-block cache */
+  void *p = mi_malloc(HUGE_SIZE);
+  mi_free(p);
+  mi_free(launder(p));
+  void *q = mi_malloc(HUGE_SIZE); /* used to spin for ever in the looped cache list */
+  void *r = mi_malloc(HUGE_SIZE);
+  mi_free(q);
+  mi_free(r);
+}
+
+/* Both frees on other threads. */
+static void double_free_cross(size_t size) {
+  void *keep = mi_malloc(size);
+  void *p = mi_malloc(size);
+  free_on_other_thread(p);
+  free_on_other_thread(launder(p));
+  keep_working(size);
+  mi_free(keep);
+}
+static void double_free_cross_small(void) { double_free_cross(64); }
+static void double_free_cross_large(void) { double_free_cross(LARGE_SIZE); }
+static void double_free_cross_huge(void) { double_free_cross(HUGE_SIZE); }
+
+/* First free on another thread, second on the owner. */
+static void double_free_cross_then_owner(size_t size) {
+  void *keep = mi_malloc(size);
+  void *p = mi_malloc(size);
+  free_on_other_thread(p);
+  mi_free(launder(p));
+  keep_working(size);
+  mi_free(keep);
+}
+static void double_free_cross_owner_large(void) { double_free_cross_then_owner(LARGE_SIZE); }
+static void double_free_cross_owner_huge(void) { double_free_cross_then_owner(HUGE_SIZE); }
+
+/* Pointers that are not ours. */
+static void *wild_pointer(void) { return (void *)(uintptr_t)0x3990080; }
+static void *stack_pointer(void) {
+  static char *volatile where;
+  char local[64];
+  where = local + 16;
+  return where;
+}
+static void *static_pointer(void) { return &global_word[2]; }
+static void *mmap_pointer(void) {
+  void *p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+static void *system_pointer(void) { return malloc(100); }
+
+typedef void *(*pointer_fn)(void);
+static pointer_fn foreign_pointer; /* which foreign pointer the next child uses */
+
+static void free_foreign(void) {
+  mi_free(launder(foreign_pointer()));
+  keep_working(48);
+}
+
+static void realloc_foreign(void) {
+  errno = 0;
+  void *q = mi_realloc(launder(foreign_pointer()), 100);
+  if (q != NULL) _exit(10); /* release: NULL and EINVAL, or the parent sees the exit code */
+  if (errno != EINVAL) _exit(11);
+  keep_working(48);
+}
+
+static void usable_size_foreign(void) {
+  if (mi_usable_size(launder(foreign_pointer())) != 0) _exit(12);
+  keep_working(48);
+}
+
+static void invalid_interior_small(void) {
+  char *p = mi_malloc(64);
+  mi_free(launder(p + 8));
+}
+
+static void invalid_interior_medium(void) {
+  char *p = mi_malloc(30000);
+  mi_free(launder(p + 24));
+}
+
+static void valid_use(void) {
+  void *p = mi_malloc(100), *q = mi_malloc(20000);
+  mi_free(p);
+  mi_free(q);
+}
+
+/* ---- Running a child ------------------------------------------------------------------- */
+typedef struct child_result_s {
+  int status;
+  char output[4096];
+} child_result_t;
+
+/* Run `fn` in a forked child with SHOW_ERRORS on, stderr captured. */
+static bool run_child(void (*fn)(void), child_result_t *res) {
+  int fds[2];
+  if (pipe(fds) != 0) return false;
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    close(fds[0]);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    alarm(60); /* a hang detector only: nothing here should take more than a fraction */
+    mi_option_set(mi_option_show_errors, 1);
+    fn();
+    _exit(0);
+  }
+  close(fds[1]);
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fds[0], res->output + len, sizeof res->output - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    if (len == sizeof res->output - 1) {
+      char drain[512]; /* keep reading so the child never blocks on a full pipe */
+      while (read(fds[0], drain, sizeof drain) > 0) {
+      }
+      break;
+    }
+  }
+  res->output[len] = '\0';
+  close(fds[0]);
+  while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
+  }
+  return true;
+}
+
+static const char *describe(int status) {
+  static char buf[64];
+  if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
+  snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
+  return buf;
+}
+
+static void print_first_line(const char *what, int status, const char *output) {
+  char first[200];
+  size_t n = strcspn(output, "\n");
+  if (n >= sizeof first) n = sizeof first - 1;
+  memcpy(first, output, n);
+  first[n] = '\0';
+  printf("  - %-46s %-16s said: \"%s\"\n", what, describe(status), first);
+}
+
+/* How a case must end. `word`: what stderr must mention (NULL: nothing required). */
+typedef enum { ENDS_ABORT, ENDS_CLEAN } ending_t;
+
+static void expect(const char *what, void (*fn)(void), ending_t ending, const char *word) {
+  child_result_t res;
+  bool ok = run_child(fn, &res);
+  CHECKF(ok, "%s: could not fork", what);
+  if (!ok) return;
+  print_first_line(what, res.status, res.output);
+  if (ending == ENDS_ABORT) {
+    CHECKF(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGABRT,
+           "%s: expected an abort, got %s: %s", what, describe(res.status), res.output);
+  } else {
+    CHECKF(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
+           "%s: expected a clean exit, got %s: %s", what, describe(res.status), res.output);
+  }
+  if (word != NULL)
+    CHECKF(strcasestr(res.output, word) != NULL, "%s: stderr does not mention \"%s\": %s", what,
+           word, res.output);
+}
+
+/* A foreign pointer: debug aborts; release goes on, and reports the call and the address. */
+static void expect_foreign(const char *what, pointer_fn pointer, void (*fn)(void),
+                           const char *call) {
+  foreign_pointer = pointer;
+  char label[96], word[64];
+  snprintf(label, sizeof label, "%s of a %s pointer", call, what);
+  /* a fork keeps the layout: the child's wild and static pointers are the parent's; for the
+   * others (stack depth, fresh mmap and malloc results) only the call's name is required */
+  void *p = pointer == wild_pointer || pointer == static_pointer ? pointer() : NULL;
+  if (p != NULL) snprintf(word, sizeof word, "%s(%p)", call, p);
+  else snprintf(word, sizeof word, "%s(0x", call);
+  expect(label, fn, DEBUG_BUILD ? ENDS_ABORT : ENDS_CLEAN, word);
+}
+
+int main(void) {
+  printf("%s: misuse gets a defined answer (SA_DEBUG=%d)\n", TEST_NAME, SA_DEBUG);
+  /* Touch the allocator in the parent first, so children inherit an initialised process. */
+  void *warm = mi_malloc(10);
+  mi_free(warm);
+
+  expect("valid malloc/free", valid_use, ENDS_CLEAN, NULL);
+  if (DEBUG_BUILD) {
+    child_result_t res;
+    CHECK(run_child(valid_use, &res) && res.output[0] == '\0'); /* valid use says nothing */
+  }
+
+  struct {
+    const char *what;
+    pointer_fn fn;
+  } foreign[] = {{"wild low", wild_pointer},    {"stack", stack_pointer},
+                 {"static", static_pointer},    {"mmap page", mmap_pointer},
+                 {"system malloc", system_pointer}};
+  for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+    expect_foreign(foreign[i].what, foreign[i].fn, free_foreign, "free");
+    expect_foreign(foreign[i].what, foreign[i].fn, realloc_foreign, "realloc");
+    expect_foreign(foreign[i].what, foreign[i].fn, usable_size_foreign, "mi_usable_size");
+  }
+
+  /* Caught in every build. */
+  ending_t caught = DEBUG_BUILD ? ENDS_ABORT : ENDS_CLEAN;
+  expect("double free (large)", double_free_large, caught, "double free");
+  expect("double free (large, page gone between)", double_free_lone_large, caught,
+         "double free");
+  expect("double free (huge)", double_free_huge, caught, "double free");
+  expect("double free (small, both cross-thread)", double_free_cross_small, caught,
+         "double free");
+  expect("double free (large, both cross-thread)", double_free_cross_large, caught,
+         "double free");
+  expect("double free (huge, both cross-thread)", double_free_cross_huge, caught, "double free");
+  expect("double free (large, cross-thread then owner)", double_free_cross_owner_large, caught,
+         "double free");
+  expect("double free (huge, cross-thread then owner)", double_free_cross_owner_huge, caught,
+         "double free");
+
+  /* Caught by debug builds; a release build must only survive them. */
+  expect("double free (small)", double_free_small, caught, DEBUG_BUILD ? "double free" : NULL);
+  expect("double free (medium)", double_free_medium, caught, DEBUG_BUILD ? "double free" : NULL);
+  if (DEBUG_BUILD) {
+    expect("invalid free (interior of a small block)", invalid_interior_small, ENDS_ABORT,
+           "invalid pointer");
+    expect("invalid free (interior of a medium block)", invalid_interior_medium, ENDS_ABORT,
+           "invalid pointer");
+  }
+  return tu_finish();
+}
