@@ -277,7 +277,8 @@ bool mi_heap_check_owned(heap_t *heap, const void *p) {
 
 bool mi_is_in_heap_region(const void *p) { return live_page_of(p) != NULL; }
 
-/* ---- The validity walk: every invariant of types.h that one thread can see ------------- */
+/* ---- The validity walk: every invariant of types.h that one thread can see -------------
+ * Each condition is one SA_CHECK, so a failure names the invariant with its file and line. */
 bool _sa_heap_check(heap_t *heap) {
   size_t pages = 0, retired_bytes = 0;
   for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
@@ -286,23 +287,25 @@ bool _sa_heap_check(heap_t *heap) {
     for (page_t *page = queue->first; page != NULL; prev = page, page = page->next) {
       pages++;
       if (page->retire_expire != 0) retired_bytes += (size_t)page->slice_count * SLICE_SIZE;
-      if (page->prev != prev) return false;
-      if (atomic_load_explicit(&page->heap, memory_order_relaxed) != heap) return false;
-      if (page->flags.x.in_full != (bin == BIN_FULL)) return false;
-      if (bin != BIN_FULL && page->bin != bin) return false;
+      SA_CHECK(page->prev == prev);
+      SA_CHECK(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap);
+      SA_CHECK(page->flags.x.in_full == (bin == BIN_FULL));
+      SA_CHECK(bin == BIN_FULL || page->bin == bin);
       if (!_sa_page_check(page)) return false;
       segment_t *segment = sa_segment_of(page);
-      if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != heap->thread->thread_id)
-        return false;
+      SA_CHECK(sa_segment_lookup(segment) == segment);
+      SA_CHECK(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
+               heap->thread->thread_id);
     }
-    if (queue->last != prev) return false;
+    SA_CHECK(queue->last == prev);
   }
-  if (pages != heap->page_count || retired_bytes != heap->retired_bytes) return false;
+  SA_CHECK(pages == heap->page_count);
+  SA_CHECK(retired_bytes == heap->retired_bytes);
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
     const page_t *page = heap->pages_direct[w];
     const page_queue_t *queue = &heap->pages[sa_bin_of_wsize(w)];
-    if (page != &_sa_page_empty && page != queue->first) return false;
-    if (page == &_sa_page_empty && queue->first != NULL) return false;
+    SA_CHECK(page == &_sa_page_empty || page == queue->first);
+    SA_CHECK(page != &_sa_page_empty || queue->first == NULL);
   }
   return true;
 }

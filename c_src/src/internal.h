@@ -35,6 +35,16 @@ void _sa_assert_fail(const char *expr, const char *file, int line, const char *f
 #else
 #define sa_assert_expensive(x) ((void)0)
 #endif
+/* One condition of a validity walk (mi_heap_check): when it does not hold, say which and
+ * where on stderr (always: the caller asked) and fail the walk. */
+void _sa_check_failed(const char *expr, const char *file, int line) sa_cold;
+#define SA_CHECK(cond)                                  \
+  do {                                                  \
+    if (sa_unlikely(!(cond))) {                         \
+      _sa_check_failed(#cond, __FILE__, __LINE__);      \
+      return false;                                     \
+    }                                                   \
+  } while (0)
 #define SA_DEBUG_FREED 0xDF /* fill of freed blocks in debug builds */
 #define SA_DEBUG_UNINIT 0xD0 /* fill of fresh blocks in debug builds */
 

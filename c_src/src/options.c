@@ -152,6 +152,17 @@ void _sa_verbose(const char *fmt, ...) {
   va_end(args);
 }
 
+static void message(const char *prefix, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vmessage(prefix, fmt, args);
+  va_end(args);
+}
+
+void _sa_check_failed(const char *expr, const char *file, int line) {
+  message("shardalloc: heap check failed: ", "%s (%s:%d)", expr, file, line);
+}
+
 void _sa_assert_fail(const char *expr, const char *file, int line, const char *func) {
   _sa_fatal("assertion failed: %s (%s:%d, %s)", expr, file, line, func);
 }

@@ -370,23 +370,29 @@ static bool block_in_page(const page_t *page, const block_t *b) {
   return offset < (size_t)page->capacity * sa_block_size(page) && offset % sa_block_size(page) == 0;
 }
 
+/* Walk a free list: every block in the page's initialised blocks, no more than capacity. */
 static bool list_check(const page_t *page, const block_t *b, size_t *count) {
   size_t limit = page->capacity;
   for (; b != NULL; b = b->next) {
-    if (!block_in_page(page, b) || ++*count > limit) return false;
+    SA_CHECK(block_in_page(page, b));
+    SA_CHECK(++*count <= limit);
   }
   return true;
 }
 
 /* Owner only: the accounting equation and list membership of types.h. */
 bool _sa_page_check(const page_t *page) {
-  if (page->capacity > (size_t)page->reserved) return false;
-  if (page->slice_count == 0 || page->bin >= BIN_COUNT) return false;
+  SA_CHECK(page->slice_count != 0);
+  SA_CHECK(page->bin < BIN_COUNT);
+  SA_CHECK(page->capacity <= page->reserved);
+  SA_CHECK(page->flags.x.check_free == (sa_block_size(page) > MEDIUM_BLOCK_MAX));
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   /* another thread may push meanwhile: xthread blocks only ever get more */
   if (!list_check(page, x, &nx)) return false;
-  return (size_t)page->used + nfree + nlocal == page->capacity && page->used >= nx;
+  SA_CHECK((size_t)page->used + nfree + nlocal == page->capacity);
+  SA_CHECK(page->used >= nx);
+  return true;
 }

@@ -149,17 +149,20 @@ typedef union page_flags_u {
  * a huge page, right after the header); the block size is bin_size(bin), and a huge page
  * (bin == BIN_COUNT) has the rest of its segment as its one block.
  *
- * Invariants (checked by _sa_page_check: from mi_heap_check, and after every generic-path
- * call in SA_DEBUG=2 builds):
- *   - used - |xthread_free| == capacity - |free| - |local_free|   (every block is in exactly
- *     one list or in use; blocks in xthread_free still count as used until collected)
- *   - capacity <= reserved; blocks [capacity, reserved) were never touched
+ * Invariants. mi_heap_check walks every page of a heap (and SA_DEBUG=2 builds walk after every
+ * generic-path call); `_sa_page_check` (page.c) checks those marked [c], one SA_CHECK each, so a
+ * failure names the condition, file and line:
+ *   - [c] used + |free| + |local_free| == capacity, and used >= |xthread_free| (every block
+ *     is in exactly one list or in use; blocks in xthread_free count as used until collected)
+ *   - [c] capacity <= reserved; blocks [capacity, reserved) were never touched
+ *   - [c] every block in free, local_free and xthread_free lies in [page_start, page_start +
+ *     capacity*block_size) at a multiple of block_size; no list is longer than capacity
+ *   - [c] slice_count > 0 and bin < BIN_COUNT for a page in a queue; check_free set exactly
+ *     for pages of large blocks
  *   - the thread's in-use statistics lag `used` by used - used_counted blocks (brought up to
  *     date at every slow-path event of the page, never on the fast paths)
- *   - every block in free/local_free lies in [page_start, page_start + capacity*block_size)
- *     at a multiple of block_size
- *   - in_full <=> the page is in its heap's BIN_FULL queue
- *   - a page with heap != NULL is in exactly one queue of that heap, unless it is huge      */
+ *   - in_full <=> the page is in its heap's BIN_FULL queue, and a page with heap != NULL is
+ *     in exactly one queue of that heap unless it is huge ([c] in _sa_heap_check, heap.c)   */
 typedef struct page_s {
   uint16_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
   uint16_t slice_offset; /* bytes back from this descriptor to the page's descriptor */

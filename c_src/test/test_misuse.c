@@ -77,11 +77,13 @@ static void double_free_medium(void) { double_free_same_thread(20 << 10); }
 static void double_free_large(void) { double_free_same_thread(LARGE_SIZE); }
 
 static void double_free_lone_large(void) { /* the page of the block goes away in between */
+  void *keep = mi_malloc(64);                 /* (not its segment) */
   void *p = mi_malloc(LARGE_SIZE);
   mi_free(p);
-  for (int i = 0; i < 64; i++) keep_working(LARGE_SIZE * 2); /* retire and reuse pages */
+  mi_collect(true); /* the retired page goes back to its segment */
   mi_free(launder(p));
   keep_working(LARGE_SIZE);
+  mi_free(keep);
 }
 
 static void double_free_huge(void) { /* the freed block waits in the huge-block cache */
@@ -163,6 +165,16 @@ static void invalid_interior_small(void) {
 static void invalid_interior_medium(void) {
   char *p = mi_malloc(30000);
   mi_free(launder(p + 24));
+}
+
+/* A write into a freed block breaks its page's free list: mi_heap_check says which invariant
+ * broke, where, and returns false (exit 0 then; 20 if it did not notice). */
+static void heap_check_names_invariant(void) {
+  void **keep = mi_malloc(32);
+  void **p = mi_malloc(32);
+  mi_free(p);
+  *(void *volatile *)launder(p) = (void *)((uintptr_t)keep + 8); /* a link inside a block */
+  _exit(mi_heap_check(mi_heap_get_default()) ? 20 : 0);
 }
 
 static void valid_use(void) {
@@ -291,6 +303,9 @@ int main(void) {
     expect_foreign(foreign[i].what, foreign[i].fn, realloc_foreign, "realloc");
     expect_foreign(foreign[i].what, foreign[i].fn, usable_size_foreign, "mi_usable_size");
   }
+
+  expect("mi_heap_check after a write into a freed block", heap_check_names_invariant,
+         ENDS_CLEAN, "heap check failed: block_in_page(page, b) (src/page.c:");
 
   /* Caught in every build. */
   ending_t caught = DEBUG_BUILD ? ENDS_ABORT : ENDS_CLEAN;
