@@ -1,7 +1,8 @@
 /* Misuse that a debug build of shardalloc detects, run by tests/preload.rs under
  * LD_PRELOAD: argv[1] names it. "double-free" frees a block twice; "bad-free" frees a
  * pointer malloc never returned. With glibc the outcome is glibc's; the test only runs this
- * with shardalloc, which must report the misuse on stderr and abort. */
+ * with shardalloc: a debug build reports the misuse on stderr and aborts; a release build
+ * ignores the foreign pointer (and reports it under SHOW_ERRORS). */
 #include "progutil.h"
 
 static void *volatile sink; /* keeps the compiler from seeing through the misuse */
