@@ -135,13 +135,16 @@ static void free_block_mt(page_t *page, block_t *block) {
     }
     use_delayed = sa_xthread_state(old) == DELAYED_USE;
     if (use_delayed) {
-      desired = sa_xthread_make(sa_xthread_block(old), DELAYED_FREEING);
+      desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {
       block->next = sa_xthread_block(old);
-      desired = sa_xthread_make(block, sa_xthread_state(old));
+      desired = sa_xthread_push(old, block);
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                                   memory_order_release, memory_order_relaxed));
+  /* tell the housekeeper: the owner may never come back for this block on its own */
+  _sa_housekeeper_note(sa_xthread_state(old) == DELAYED_NEVER ? HOUSE_ABANDONED : HOUSE_REMOTE_FREES,
+                       0);
   if (sa_likely(!use_delayed)) return;
 
   /* The page is in its owner's full queue: tell the owner through its heap. The owner does
@@ -155,7 +158,7 @@ static void free_block_mt(page_t *page, block_t *block) {
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {
-    desired = sa_xthread_make(sa_xthread_block(old), DELAYED_NORMAL);
+    desired = sa_xthread_with_state(old, DELAYED_NORMAL);
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                                   memory_order_release, memory_order_relaxed));
 }
@@ -198,13 +201,17 @@ static void free_checked(segment_t *segment, page_t *page, void *p) {
   bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
   block_t *block = sa_block_start(page, p);
   if (owner) {
+    thread_t *thread = segment->owner;
+    sa_house_enter(thread);
     _sa_free_block_local(page, block);
-    return;
-  }
+    sa_house_exit(thread);
+  } else {
 #if SA_DEBUG > 0
-  debug_check_block(page, block, false);
+    debug_check_block(page, block, false);
 #endif
-  free_block_mt(page, block);
+    free_block_mt(page, block);
+  }
+  _sa_housekeeper_start_if_wanted();
 }
 
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) { free_checked(segment, page, p); }

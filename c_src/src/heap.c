@@ -165,9 +165,83 @@ void _sa_heap_detach_pages(heap_t *heap) {
   }
 }
 
+/* ---- The housekeeper's sweep of a live thread's heap ---------------------------------------
+ * The caller holds the owner's house_lock, so the owner is in none of its slow paths; it may
+ * be in a fast path. Those touch the first page of a queue (malloc) and pages where the owner
+ * holds a live block (free), and nothing else. A page whose `used` equals its cross-thread
+ * count has no live block: every block handed out waits in the list. The owner cannot touch
+ * it, and its `used` cannot change, so the sweep may read it without the owner's help: a
+ * stale value can only be larger (here only the owner's frees change it, downwards), which
+ * skips the page. Such a page is freed whole (its lists are not walked). Pages emptied by the
+ * owner (count 0) are the owner's to retire. Blocks that full pages handed over through the
+ * heap's delayed list join their pages' lists first, so that those pages count too; the page
+ * stays full and asks for the owner's attention at the next cross-thread free. */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define sweep_acquire(page) __tsan_acquire(&(page)->used) /* pairs with sa_page_free_local */
+#else
+#define sweep_acquire(page) ((void)0)
+#endif
+
+static void delayed_to_page_lists(heap_t *heap) {
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
+  block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
+  while (block != NULL) {
+    block_t *next = block->next;
+    page_t *page = sa_page_of(sa_segment_of(block), block);
+    uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    uintptr_t desired;
+    do {
+      while (sa_xthread_state(x) == DELAYED_FREEING) { /* its pusher still resets the state */
+        _sa_os_yield();
+        x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+      }
+      block->next = sa_xthread_block(x);
+      desired = sa_xthread_with_state(sa_xthread_push(x, block), DELAYED_USE);
+    } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, desired,
+                                                    memory_order_acq_rel, memory_order_relaxed));
+    block = next;
+  }
+}
+
+void _sa_heap_sweep(heap_t *heap) {
+  delayed_to_page_lists(heap);
+  for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
+    page_queue_t *queue = &heap->pages[bin];
+    /* the first page of a size class is where the owner's malloc takes blocks from */
+    page_t *page = bin == BIN_FULL || queue->first == NULL ? queue->first : queue->first->next;
+    while (page != NULL) {
+      page_t *next = page->next;
+      uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+      size_t count = sa_xthread_count(x);
+      if (count != 0 && __atomic_load_n(&page->used, __ATOMIC_RELAXED) == count &&
+          atomic_compare_exchange_strong_explicit(&page->xthread_free, &x, sa_xthread_taken(x),
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+        sweep_acquire(page);
+        page->used = 0;
+        page->free = page->local_free = NULL;
+        page->flags.x.in_full = 0;
+        _sa_page_free(page, queue);
+      }
+      page = next;
+    }
+  }
+}
+
+void _sa_heap_take_abandoned(heap_t *heap) {
+  thread_t *thread = heap->thread;
+  sa_house_enter(thread);
+  bool took = false;
+  while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
+  if (took) {
+    for (heap_t *h = thread->heaps; h != NULL; h = h->next) _sa_heap_detach_pages(h);
+    _sa_segments_abandon(thread);
+  }
+  sa_house_exit(thread);
+}
+
 /* ---- Collection ------------------------------------------------------------------------- */
-void mi_heap_collect(heap_t *heap, bool force) {
-  if (heap == NULL || heap == &_sa_heap_empty) return;
+static void heap_collect(heap_t *heap, bool force) {
   if (force) { /* take in exited threads' memory: their empty pages go back below */
     while (_sa_segment_try_reclaim(heap)) {
     }
@@ -184,6 +258,20 @@ void mi_heap_collect(heap_t *heap, bool force) {
     _sa_segments_purge_all(true); /* other threads' free memory too, as malloc_trim does */
     _sa_segment_caches_release();
   }
+}
+
+/* The owner side of the housekeeper's exclusion around a whole heap operation. */
+#define HEAP_LOCKED(heap, call)             \
+  do {                                      \
+    thread_t *locked_thread = (heap)->thread; \
+    sa_house_enter(locked_thread);          \
+    call;                                   \
+    sa_house_exit(locked_thread);           \
+  } while (0)
+
+void mi_heap_collect(heap_t *heap, bool force) {
+  if (heap == NULL || heap == &_sa_heap_empty) return;
+  HEAP_LOCKED(heap, heap_collect(heap, force));
 }
 
 void mi_collect(bool force) { mi_heap_collect(_sa_heap_default, force); }
@@ -207,13 +295,12 @@ heap_t *mi_heap_new(void) {
   thread_t *obj = _sa_pool_alloc();
   if (obj == NULL) return NULL;
   heap_t *heap = &obj->heap;
-  _sa_heap_init(heap, backing->thread);
+  HEAP_LOCKED(backing, _sa_heap_init(heap, backing->thread));
   return heap;
 }
 
 /* The heap stops existing; its live blocks move to the thread's backing heap. */
-void mi_heap_delete(heap_t *heap) {
-  if (heap == NULL || heap == &_sa_heap_empty) return;
+static void heap_delete(heap_t *heap) {
   thread_t *thread = heap->thread;
   if (heap == &thread->heap) return; /* the backing heap lives as long as its thread */
   heap_huge_move(heap, &thread->heap);
@@ -228,12 +315,16 @@ void mi_heap_delete(heap_t *heap) {
   _sa_pool_free((thread_t *)heap);
 }
 
-/* The heap stops existing and so do all its blocks. */
-void mi_heap_destroy(heap_t *heap) {
+void mi_heap_delete(heap_t *heap) {
   if (heap == NULL || heap == &_sa_heap_empty) return;
+  HEAP_LOCKED(heap, heap_delete(heap));
+}
+
+/* The heap stops existing and so do all its blocks. */
+static void heap_destroy(heap_t *heap) {
   thread_t *thread = heap->thread;
   if (heap == &thread->heap) { /* the backing heap cannot go: collect it instead */
-    mi_heap_collect(heap, false);
+    heap_collect(heap, false);
     return;
   }
   while (heap->huge_pages != NULL) {
@@ -250,6 +341,11 @@ void mi_heap_destroy(heap_t *heap) {
   if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
   heap_unlink(heap);
   _sa_pool_free((thread_t *)heap);
+}
+
+void mi_heap_destroy(heap_t *heap) {
+  if (heap == NULL || heap == &_sa_heap_empty) return;
+  HEAP_LOCKED(heap, heap_destroy(heap));
 }
 
 /* The page whose blocks hold `p`, for any address; NULL if `p` is not in a page in use. */
@@ -312,5 +408,7 @@ bool _sa_heap_check(heap_t *heap) {
 
 bool mi_heap_check(heap_t *heap) {
   if (heap == NULL || heap == &_sa_heap_empty) return true;
-  return _sa_heap_check(heap);
+  bool ok;
+  HEAP_LOCKED(heap, ok = _sa_heap_check(heap));
+  return ok;
 }

@@ -16,11 +16,13 @@ static bool thread_key_ok;
 
 static void thread_done(thread_t *thread) {
   _sa_heap_default = &_sa_heap_empty;
+  sa_house_enter(thread); /* held to the end: the housekeeper must not sweep what goes away */
   /* the backing heap goes last: other heaps of the thread are listed before it */
   for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
     _sa_heap_detach_pages(heap);
   _sa_segments_abandon(thread);
-  _sa_stats_thread_done(thread);
+  _sa_stats_thread_done(thread); /* off the live list: no sweep reaches it any more */
+  sa_house_exit(thread);
   heap_t *heap = thread->heaps;
   while (heap != NULL) {
     heap_t *next = heap->next;
@@ -50,28 +52,16 @@ static void fork_parent(void) {
   _sa_huge_fork_parent();
 }
 static void fork_child(void) {
+  _sa_housekeeper_fork_child();
   _sa_stats_fork_child();
   _sa_segments_fork_child();
   _sa_pool_fork_child();
   _sa_huge_fork_child();
 }
 
-/* The opt-in background purge: every purge delay, purges what is due in every segment (of
- * live threads, exited threads and the caches), so that freed memory goes back to the OS even
- * when the threads that freed it stay idle. */
-static void *background_purge_main(void *arg) {
-  (void)arg;
-  for (;;) {
-    long delay = mi_option_get_clamp(mi_option_purge_delay, 1, 10000);
-    struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    _sa_segments_purge_all(false);
-  }
-  return NULL;
-}
-
 /* At exit (a destructor, not atexit: registering may allocate, inside our own malloc). */
 __attribute__((destructor)) static void process_done(void) {
+  _sa_housekeeper_stop(); /* a library unloaded by dlclose takes its code with it */
   if (mi_option_is_enabled(mi_option_show_stats)) mi_stats_print(NULL);
 }
 
@@ -88,18 +78,7 @@ static void process_init_once(void) {
 /* What may allocate runs once the first thread's heap exists, outside pthread_once: a
  * nested allocation is then served instead of re-entering the once (pthread_atfork may grow
  * its list; creating a thread allocates its TLS). */
-static void process_start_late(void) {
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
-  if (!mi_option_is_enabled(mi_option_background_purge)) return;
-  pthread_t thread;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 << 10);
-  if (pthread_create(&thread, &attr, background_purge_main, NULL) != 0)
-    _sa_error("could not start the background purge thread");
-  pthread_attr_destroy(&attr);
-}
+static void process_start_late(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
 void _sa_process_init(void) { pthread_once(&process_once, process_init_once); }
 

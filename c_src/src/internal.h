@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "types.h"
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define sa_likely(x) __builtin_expect(!!(x), 1)
 #define sa_unlikely(x) __builtin_expect(!!(x), 0)
@@ -121,14 +124,23 @@ sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
   return (block_t *)(start + offset - offset % sa_block_size(page));
 }
 
-/* The cross-thread free word. */
-sa_inline block_t *sa_xthread_block(uintptr_t x) { return (block_t *)(x & ~XTHREAD_STATE_MASK); }
+/* The cross-thread free word (types.h): list head, delayed state, count of blocks in the list. */
+sa_inline block_t *sa_xthread_block(uintptr_t x) { return (block_t *)(x & XTHREAD_BLOCK_MASK); }
 sa_inline delayed_state_t sa_xthread_state(uintptr_t x) {
   return (delayed_state_t)(x & XTHREAD_STATE_MASK);
 }
-sa_inline uintptr_t sa_xthread_make(block_t *b, delayed_state_t s) {
-  return (uintptr_t)b | (uintptr_t)s;
+sa_inline size_t sa_xthread_count(uintptr_t x) { return (size_t)(x >> XTHREAD_COUNT_SHIFT); }
+/* `x` with another delayed state (list and count kept). */
+sa_inline uintptr_t sa_xthread_with_state(uintptr_t x, delayed_state_t s) {
+  return (x & ~XTHREAD_STATE_MASK) | (uintptr_t)s;
 }
+/* `x` with `b` pushed onto its list. */
+sa_inline uintptr_t sa_xthread_push(uintptr_t x, block_t *b) {
+  return (uintptr_t)b | (x & XTHREAD_STATE_MASK) |
+         ((uintptr_t)(sa_xthread_count(x) + 1) << XTHREAD_COUNT_SHIFT);
+}
+/* `x` with its list taken: empty, count 0, state kept. */
+sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MASK; }
 
 /* ---- os.c: the only file that talks to the kernel --------------------------------------- */
 size_t _sa_os_page_size(void);
@@ -160,8 +172,9 @@ size_t _sa_page_size_of_bin(size_t bin);
 void _sa_purge_housekeeping(thread_t *thread, bool force);
 /* Purge the cached empty segments whose delay is over (all if `force`). */
 void _sa_segment_cache_purge(bool force);
-/* Purge what is due in every thread's segments and the caches (all pending if `force`). */
-void _sa_segments_purge_all(bool force);
+/* Purge what is due in every thread's segments and the caches (all pending if `force`);
+ * returns the earliest due time still pending (0: none). */
+int64_t _sa_segments_purge_all(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
@@ -226,6 +239,12 @@ void _sa_heap_detach_pages(heap_t *heap);
 /* Give a page to `heap` (reclaim, or a deleted heap's pages). */
 void _sa_heap_adopt_page(heap_t *heap, page_t *page);
 bool _sa_heap_check(heap_t *heap);
+/* The housekeeper's sweep of another thread's heap (it holds the owner's house_lock): frees
+ * the pages whose handed-out blocks all wait in their cross-thread list. */
+void _sa_heap_sweep(heap_t *heap);
+/* The housekeeper takes the abandoned segments into `heap` (its own), frees their empty
+ * pages, and abandons what is still in use again. */
+void _sa_heap_take_abandoned(heap_t *heap);
 void _sa_heap_huge_add(heap_t *heap, page_t *page);
 void _sa_heap_huge_remove(page_t *page);
 void _sa_huge_fork_prepare(void);
@@ -263,6 +282,8 @@ void _sa_stat_add(sa_stat_t stat, int64_t amount);
 void _sa_stats_thread_start(thread_t *thread);
 void _sa_stats_thread_done(thread_t *thread);
 void _sa_stats_process_start(void);
+/* Call `fn` on every live thread, under the lock of the list (stats.c). */
+void _sa_threads_each(bool (*fn)(thread_t *thread, void *arg), void *arg);
 void _sa_stats_fork_prepare(void);
 void _sa_stats_fork_parent(void);
 void _sa_stats_fork_child(void);
@@ -279,6 +300,36 @@ sa_inline void sa_page_count_used(page_t *page, thread_t *thread) {
     sa_thread_stat_add(&thread->stats.in_use[page->bin], delta);
     page->used_counted = page->used;
   }
+}
+
+/* ---- housekeeper.c: memory goes back while threads live ----------------------------------
+ * One thread of ours, started when memory first waits to go back and asleep while none does:
+ * it purges due slices in every segment, frees pages whose every block other threads freed
+ * (in live threads' heaps, busy or idle), and takes in the memory of exited threads. */
+enum {
+  HOUSE_REMOTE_FREES = 1, /* blocks were freed into another live thread's pages */
+  HOUSE_ABANDONED = 2,    /* blocks were freed into an exited thread's pages */
+};
+/* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
+ * when nothing changes (one relaxed load); wakes the thread at most once per change. */
+void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+/* True while the housekeeper runs: owners then leave due purges to it. */
+bool _sa_housekeeper_active(void);
+/* Start the housekeeper if work waits and it does not run yet: called where the caller holds
+ * no lock of ours (pthread_create may allocate). */
+void _sa_housekeeper_start_if_wanted(void);
+void _sa_housekeeper_stop(void);
+void _sa_housekeeper_fork_child(void);
+/* The contended case of sa_house_enter (the housekeeper is sweeping this thread). */
+void _sa_house_wait(thread_t *thread) sa_cold;
+
+sa_inline void sa_house_enter(thread_t *thread) {
+  if (thread->house_depth++ == 0 &&
+      atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire))
+    _sa_house_wait(thread);
+}
+sa_inline void sa_house_exit(thread_t *thread) {
+  if (--thread->house_depth == 0) atomic_store_explicit(&thread->house_lock, false, memory_order_release);
 }
 
 /* ---- options.c: options and messages ---------------------------------------------------- */
@@ -363,6 +414,9 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #endif
   block->next = page->local_free;
   page->local_free = block;
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (heap.c) */
+#endif
   if (sa_unlikely(--page->used == 0)) {
     if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
     else _sa_page_retire(page);

@@ -27,7 +27,7 @@ static option_desc_t options[_mi_option_last] = {
     [mi_option_allow_large_os_pages] = {0, OPTION_DEFAULT, "ALLOW_LARGE_OS_PAGES"},
     [mi_option_reserve_os_memory] = {0, OPTION_DEFAULT, "RESERVE_OS_MEMORY"},
     [mi_option_arena_eager_commit] = {0, OPTION_DEFAULT, "ARENA_EAGER_COMMIT"},
-    [mi_option_background_purge] = {0, OPTION_DEFAULT, "BACKGROUND_PURGE"},
+    [mi_option_background_purge] = {1, OPTION_DEFAULT, "BACKGROUND_PURGE"},
     [mi_option_segment_cache] = {4, OPTION_DEFAULT, "SEGMENT_CACHE"},
 };
 

@@ -23,7 +23,7 @@ void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_nev
       continue;
     }
     if (cur == state || (cur == DELAYED_NEVER && !override_never)) return;
-    uintptr_t desired = sa_xthread_make(sa_xthread_block(old), state);
+    uintptr_t desired = sa_xthread_with_state(old, state);
     if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                               memory_order_acq_rel, memory_order_relaxed))
       return;
@@ -37,7 +37,7 @@ static void page_collect_xthread(page_t *page) {
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   if (sa_xthread_block(x) == NULL) return;
   while (!atomic_compare_exchange_weak_explicit(
-      &page->xthread_free, &x, sa_xthread_make(NULL, sa_xthread_state(x)),
+      &page->xthread_free, &x, sa_xthread_taken(x),
       memory_order_acq_rel, memory_order_relaxed)) {
   }
   page->is_zero = 0; /* recycled blocks join the free list */
@@ -193,7 +193,7 @@ static void page_unretire(heap_t *heap, page_t *page) {
   heap->retired_bytes -= page_bytes(page);
 }
 
-void _sa_page_retire(page_t *page) {
+static void page_retire(page_t *page) {
   if (sa_likely(page->retire_expire != 0)) {
     page->retire_expire = PAGE_RETIRE_CYCLES;
     return;
@@ -212,6 +212,14 @@ void _sa_page_retire(page_t *page) {
     return;
   }
   _sa_page_free(page, queue);
+}
+
+void _sa_page_retire(page_t *page) {
+  thread_t *thread = atomic_load_explicit(&page->heap, memory_order_relaxed)->thread;
+  sa_house_enter(thread);
+  page_retire(page);
+  sa_house_exit(thread);
+  _sa_housekeeper_start_if_wanted();
 }
 
 /* Free retired pages whose time is up (every generic-path call counts one cycle). Retired
@@ -239,7 +247,7 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
 }
 
 /* ---- Growing a large block in place ----------------------------------------------------- */
-bool _sa_page_try_grow(void *p, size_t newsize) {
+static bool page_try_grow(void *p, size_t newsize) {
   segment_t *segment = sa_segment_of(p);
   if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
     return false;
@@ -267,6 +275,17 @@ bool _sa_page_try_grow(void *p, size_t newsize) {
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
   return true;
+}
+
+bool _sa_page_try_grow(void *p, size_t newsize) {
+  segment_t *segment = sa_segment_of(p);
+  if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
+    return false;
+  thread_t *thread = segment->owner;
+  sa_house_enter(thread);
+  bool grown = page_try_grow(p, newsize);
+  sa_house_exit(thread);
+  return grown;
 }
 
 /* ---- The generic path -------------------------------------------------------------------- */
@@ -315,14 +334,7 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
   return p;
 }
 
-void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
-  if (sa_unlikely(heap == &_sa_heap_empty)) {
-    heap = _sa_thread_heap_init();
-    if (heap == NULL) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
+static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
     if (size > HUGE_BLOCK_MAX) {
       errno = ENOMEM;
@@ -333,7 +345,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_heap_delayed_free_all(heap);
   if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
-  _sa_purge_housekeeping(heap->thread, false);
+  if (!_sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
   size_t bin = sa_bin(size);
   page_queue_t *queue = &heap->pages[bin];
@@ -359,6 +371,22 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
     if (page->is_zero && SA_DEBUG == 0) block->next = NULL;
     else memset(p, 0, sa_block_size(page));
   }
+  return p;
+}
+
+void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
+  if (sa_unlikely(heap == &_sa_heap_empty)) {
+    heap = _sa_thread_heap_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  thread_t *thread = heap->thread;
+  sa_house_enter(thread);
+  void *p = malloc_generic(heap, size, zero);
+  sa_house_exit(thread);
+  _sa_housekeeper_start_if_wanted();
   return p;
 }
 

@@ -67,6 +67,7 @@ static _Atomic(int64_t) unowned_purge_next;
 
 static void unowned_note_purge(int64_t expire) {
   if (expire == 0) return;
+  _sa_housekeeper_note(0, expire);
   int64_t next = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
   while ((next == 0 || expire < next) &&
          !atomic_compare_exchange_weak_explicit(&unowned_purge_next, &next, expire,
@@ -225,8 +226,10 @@ static void thread_unpend(thread_t *thread, size_t slices) {
 }
 
 static void thread_note_purge(thread_t *thread, int64_t expire) {
-  if (expire != 0 && (thread->purge_next == 0 || expire < thread->purge_next))
+  if (expire != 0 && (thread->purge_next == 0 || expire < thread->purge_next)) {
     thread->purge_next = expire;
+    _sa_housekeeper_note(0, expire);
+  }
 }
 
 /* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
@@ -252,13 +255,19 @@ static void thread_purge(thread_t *thread, int64_t now, bool force) {
   thread->purge_pending = pending;
 }
 
-void _sa_segments_purge_all(bool force) {
+int64_t _sa_segments_purge_all(bool force) {
   int64_t now = _sa_clock_ms();
+  int64_t next = 0;
   pthread_mutex_lock(&owned_lock);
-  for (segment_t *s = owned_all; s != NULL; s = s->owned_next)
-    segment_purge_due(s, now, force, NULL);
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
+    int64_t expire = segment_purge_due(s, now, force, NULL);
+    if (expire != 0 && (next == 0 || expire < next)) next = expire;
+  }
   pthread_mutex_unlock(&owned_lock);
   _sa_segment_cache_purge(force);
+  int64_t unowned = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
+  if (unowned != 0 && (next == 0 || unowned < next)) next = unowned;
+  return next;
 }
 
 /* ---- Segment lifetime ---------------------------------------------------------------- */

@@ -95,6 +95,13 @@ void mi_stats_merge(void) {
   pthread_mutex_unlock(&threads_lock);
 }
 
+void _sa_threads_each(bool (*fn)(thread_t *thread, void *arg), void *arg) {
+  pthread_mutex_lock(&threads_lock);
+  for (thread_t *t = threads_live; t != NULL; t = t->next_live)
+    if (!fn(t, arg)) break;
+  pthread_mutex_unlock(&threads_lock);
+}
+
 void _sa_stats_fork_prepare(void) { pthread_mutex_lock(&threads_lock); }
 void _sa_stats_fork_parent(void) { pthread_mutex_unlock(&threads_lock); }
 void _sa_stats_fork_child(void) { pthread_mutex_init(&threads_lock, NULL); }

@@ -101,8 +101,11 @@ typedef struct block_s {
 } block_t;
 
 /* ---- Pages ---------------------------------------------------------------------------------
- * The cross-thread free list and its state share one atomic word: the list head in the high
- * bits, a delayed_state in the low 2 bits (blocks are 8-byte aligned). The states:
+ * The cross-thread free list and its state share one atomic word: the list head in bits 2-47
+ * (blocks are 8-byte aligned, and every segment lies below 2^47: see the segment map), a
+ * delayed_state in bits 0-1, and in bits 48-63 the number of blocks in the list (at most a
+ * page's 8192 blocks), so that `used == count` tells any thread, in one load, that every block
+ * handed out from the page waits in that list (the housekeeper's sweep, heap.c). The states:
  *
  *   NORMAL           cross-thread frees push onto the page's list.
  *   USE_DELAYED      the page is in the full queue, so its owner will not look at it: the
@@ -124,6 +127,8 @@ typedef enum delayed_state_e {
   DELAYED_NEVER = 3,
 } delayed_state_t;
 #define XTHREAD_STATE_MASK ((uintptr_t)3)
+#define XTHREAD_COUNT_SHIFT 48
+#define XTHREAD_BLOCK_MASK ((((uintptr_t)1 << XTHREAD_COUNT_SHIFT) - 1) & ~XTHREAD_STATE_MASK)
 /* A huge page has no free lists: its xthread_free is 0 while its block is live and HUGE_FREED
  * once it is freed (set by atomic exchange, so a second free from any thread is seen). */
 #define HUGE_FREED ((uintptr_t)1)
@@ -280,6 +285,12 @@ typedef struct thread_s {
   size_t purge_pending;      /* slices pending purge in its segments (an upper bound: purges
                                 by other threads are noticed at its own next purge) */
   thread_stats_t stats;
+  /* Exclusion between this thread's slow paths and the housekeeper's sweep of its heaps
+   * (housekeeper.c): held by the owner around every slow path that changes its queues, pages
+   * or segments (re-entrant through house_depth, which only the owner touches); the
+   * housekeeper only ever tries it. Never taken on a fast path. */
+  _Atomic(bool) house_lock;
+  uint32_t house_depth;
   struct thread_s *next_live; /* in the list of live threads (stats.c) */
   struct thread_s *prev_live;
   struct thread_s *next_free; /* in the heap pool's free list */

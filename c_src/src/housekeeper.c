@@ -1,0 +1,209 @@
+/* shardalloc: the housekeeper. Memory goes back to the OS while the threads that freed it
+ * live on, whether they stay on the fast paths, block, or have exited.
+ *
+ * Without it, three kinds of memory wait for the slow path of the thread that owns them:
+ * slices pending purge (due purge_delay after their free), pages whose blocks other threads
+ * freed (they sit in the pages' cross-thread lists until the owner collects them), and the
+ * segments of exited threads (until a thread reclaims one). A thread that stays on the fast
+ * path, or blocks, never gets there. So one thread of ours does it:
+ *
+ *   - it is started the first time memory waits (a page freed, a cross-thread free), from a
+ *     point where the caller holds no lock of ours; it sleeps on a condition variable while
+ *     nothing waits, with no timeout: no thread of ours runs while no memory is waiting;
+ *   - purges: it sleeps until the earliest due time that any thread noted, then purges what
+ *     is due in every segment (owned, abandoned, cached);
+ *   - cross-thread frees: the first such free after a sweep sets a flag and wakes it; at most
+ *     once per purge delay it sweeps every live thread's heaps (heap.c, _sa_heap_sweep) under
+ *     that thread's house_lock, taken with a try (a thread in its slow path is skipped and
+ *     retried next round), freeing every page whose handed-out blocks all wait in its
+ *     cross-thread list; those pages' slices then go back after the purge delay;
+ *   - exited threads: a free into an abandoned page sets a flag; it takes the abandoned
+ *     segments in (collecting their pages, freeing the empty ones) and abandons what is
+ *     still in use again.
+ * Owners leave due purges to it while it runs (their slow paths do no purging beyond the
+ * per-thread pending budget), which also keeps that work out of the allocating call.
+ *
+ * Cost on the owners: none on the fast paths; one uncontended atomic exchange per slow path
+ * (the house_lock); on a cross-thread free, one relaxed load of a flag (and a wake-up once per
+ * sweep). The housekeeper's own work is bounded by the purge delay: one sweep per delay. */
+#include <pthread.h>
+#include <time.h>
+
+#include "internal.h"
+
+static pthread_mutex_t hk_lock = PTHREAD_MUTEX_INITIALIZER; /* guards hk_cond's predicate */
+static pthread_cond_t hk_cond;
+static bool hk_cond_ready;
+static _Atomic(unsigned) hk_work;   /* HOUSE_* flags not yet handled */
+static _Atomic(int64_t) hk_due;     /* earliest purge due noted since the last purge; 0: none */
+static _Atomic(bool) hk_sleeping;   /* waiting with no deadline, or a later one than noted */
+static _Atomic(int) hk_state;       /* HK_OFF, HK_WANTED, HK_RUNNING, HK_STOPPING */
+static pthread_t hk_thread;
+enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING };
+
+bool _sa_housekeeper_active(void) {
+  return atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_RUNNING;
+}
+
+static void wake(void) {
+  pthread_mutex_lock(&hk_lock);
+  if (hk_cond_ready) pthread_cond_signal(&hk_cond);
+  pthread_mutex_unlock(&hk_lock);
+}
+
+void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
+  int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
+  if (state == HK_OFF) {
+    if (!mi_option_is_enabled(mi_option_background_purge)) return;
+    int off = HK_OFF;
+    atomic_compare_exchange_strong_explicit(&hk_state, &off, HK_WANTED, memory_order_relaxed,
+                                            memory_order_relaxed);
+  }
+  bool news = false;
+  if (what != 0 && (atomic_load_explicit(&hk_work, memory_order_relaxed) & what) != what)
+    news = (atomic_fetch_or_explicit(&hk_work, what, memory_order_relaxed) & what) != what;
+  if (due_ms != 0) {
+    int64_t due = atomic_load_explicit(&hk_due, memory_order_relaxed);
+    while ((due == 0 || due_ms < due) &&
+           !atomic_compare_exchange_weak_explicit(&hk_due, &due, due_ms, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+    news |= due == 0 || due_ms < due;
+  }
+  if (news && atomic_load_explicit(&hk_sleeping, memory_order_acquire)) wake();
+}
+
+/* ---- The sweep of one live thread --------------------------------------------------------- */
+static bool sweep_thread(thread_t *thread, void *arg) {
+  bool *busy = arg;
+  if (atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire)) {
+    *busy = true; /* in its slow path (or exiting): next round */
+    return true;
+  }
+  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) _sa_heap_sweep(heap);
+  atomic_store_explicit(&thread->house_lock, false, memory_order_release);
+  return true;
+}
+
+/* ---- The thread ---------------------------------------------------------------------------- */
+static int64_t sweep_interval(void) { return mi_option_get_clamp(mi_option_purge_delay, 1, 1000); }
+
+/* Sleep until there is something to do: abandoned memory, a purge due, cross-thread frees
+ * once `sweep_at` has passed, or a stop. */
+static void sleep_until_work(int64_t sweep_at) {
+  pthread_mutex_lock(&hk_lock);
+  atomic_store_explicit(&hk_sleeping, true, memory_order_seq_cst);
+  for (;;) {
+    if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
+    unsigned work = atomic_load_explicit(&hk_work, memory_order_relaxed);
+    if (work & HOUSE_ABANDONED) break;
+    int64_t deadline = atomic_load_explicit(&hk_due, memory_order_relaxed);
+    if ((work & HOUSE_REMOTE_FREES) && (deadline == 0 || sweep_at < deadline)) deadline = sweep_at;
+    int64_t now = _sa_clock_ms();
+    if (deadline != 0 && now >= deadline) break;
+    if (deadline == 0) {
+      pthread_cond_wait(&hk_cond, &hk_lock);
+    } else {
+      struct timespec ts; /* the condition variable runs on CLOCK_MONOTONIC */
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      int64_t wait_ms = deadline - now + 1; /* the coarse clock may lag the fine one */
+      ts.tv_sec += wait_ms / 1000;
+      ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&hk_cond, &hk_lock, &ts);
+    }
+  }
+  atomic_store_explicit(&hk_sleeping, false, memory_order_relaxed);
+  pthread_mutex_unlock(&hk_lock);
+}
+
+static void *housekeeper_main(void *arg) {
+  (void)arg;
+  heap_t *own = mi_heap_get_default(); /* abandoned segments are taken in through it */
+  int64_t last_sweep = 0;
+  unsigned busy_rounds = 0;
+  while (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_STOPPING) {
+    /* a sweep waits for the interval since the last one; the rest is done as it comes */
+    int64_t sweep_at = last_sweep + sweep_interval();
+    sleep_until_work(sweep_at);
+    if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
+
+    int64_t now = _sa_clock_ms();
+    unsigned take = HOUSE_ABANDONED | (now >= sweep_at ? HOUSE_REMOTE_FREES : 0);
+    unsigned work = atomic_fetch_and_explicit(&hk_work, ~take, memory_order_acquire) & take;
+    if (own != NULL && (work & HOUSE_ABANDONED)) _sa_heap_take_abandoned(own);
+    if (work & HOUSE_REMOTE_FREES) {
+      bool busy = false;
+      _sa_threads_each(sweep_thread, &busy);
+      /* a thread in its slow path was skipped: again next round, a few times at most (a
+       * fork child may list threads that no longer run, their locks held for good) */
+      busy_rounds = busy ? busy_rounds + 1 : 0;
+      if (busy && busy_rounds <= 8)
+        atomic_fetch_or_explicit(&hk_work, HOUSE_REMOTE_FREES, memory_order_relaxed);
+      last_sweep = now;
+    }
+    int64_t due = atomic_load_explicit(&hk_due, memory_order_relaxed);
+    if (due != 0 && due <= _sa_clock_ms()) {
+      atomic_store_explicit(&hk_due, 0, memory_order_relaxed);
+      int64_t next = _sa_segments_purge_all(false);
+      if (next != 0) _sa_housekeeper_note(0, next);
+    }
+  }
+  return NULL;
+}
+
+void _sa_housekeeper_start_if_wanted(void) {
+  int wanted = HK_WANTED;
+  if (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_WANTED ||
+      !atomic_compare_exchange_strong_explicit(&hk_state, &wanted, HK_STARTING,
+                                               memory_order_acq_rel, memory_order_relaxed))
+    return;
+  pthread_mutex_lock(&hk_lock);
+  if (!hk_cond_ready) {
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hk_cond, &cattr);
+    pthread_condattr_destroy(&cattr);
+    hk_cond_ready = true;
+  }
+  pthread_mutex_unlock(&hk_lock);
+  atomic_store_explicit(&hk_state, HK_RUNNING, memory_order_release);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 128 << 10);
+  if (pthread_create(&hk_thread, &attr, housekeeper_main, NULL) != 0) {
+    _sa_error("could not start the housekeeper thread: threads purge their own memory");
+    atomic_store_explicit(&hk_state, HK_OFF, memory_order_release);
+    mi_option_set(mi_option_background_purge, 0);
+  }
+  pthread_attr_destroy(&attr);
+}
+
+/* At unload (dlclose of a library holding shardalloc) or exit: the thread must not outlive
+ * its code. */
+void _sa_housekeeper_stop(void) {
+  int running = HK_RUNNING;
+  if (!atomic_compare_exchange_strong_explicit(&hk_state, &running, HK_STOPPING,
+                                               memory_order_acq_rel, memory_order_relaxed))
+    return;
+  wake();
+  pthread_join(hk_thread, NULL);
+  atomic_store_explicit(&hk_state, HK_OFF, memory_order_release);
+}
+
+/* The child of a fork has no housekeeper: it starts one when it needs one. */
+void _sa_housekeeper_fork_child(void) {
+  pthread_mutex_init(&hk_lock, NULL);
+  hk_cond_ready = false;
+  atomic_store_explicit(&hk_sleeping, false, memory_order_relaxed);
+  int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
+  if (state != HK_OFF) atomic_store_explicit(&hk_state, HK_WANTED, memory_order_relaxed);
+}
+
+void _sa_house_wait(thread_t *thread) {
+  while (atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire)) _sa_os_yield();
+}
