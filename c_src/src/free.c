@@ -9,9 +9,9 @@
 static bool list_contains(const page_t *page, const block_t *list, const block_t *block) {
   size_t limit = page->capacity;
   const uint8_t *start = sa_page_start(page);
-  for (size_t n = 0; list != NULL && n <= limit; list = list->next, n++) {
+  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(list), n++) {
     if (list == block) return true;
-    const uint8_t *next = (const uint8_t *)list->next;
+    const uint8_t *next = (const uint8_t *)sa_block_next(list);
     if (next != NULL && (next < start || next >= start + (size_t)page->capacity * sa_block_size(page)))
       return false; /* a corrupted list: stop rather than wander */
   }
@@ -22,7 +22,14 @@ static bool list_contains(const page_t *page, const block_t *list, const block_t
  * its page (or is NULL). Only the owner can walk the page's lists safely, so it confirms by
  * finding the block there; another thread goes by the fill and the link alone (a live block
  * holding exactly that fill is not a case worth a race). */
-static bool block_is_double_free(const page_t *page, const block_t *block, bool owner) {
+static bool block_is_double_free(const page_t *page, const block_t *block, const void *p,
+                                 bool owner) {
+#if SA_TRACK
+  /* the tool knows freed blocks; the bytes of a block in use are not ours to read */
+  if (sa_track_is_noaccess(p)) return true;
+  if (!owner) return false;
+#else
+  (void)p;
   size_t check = sa_block_size(page) < 64 ? sa_block_size(page) : 64;
   const uint8_t *bytes = (const uint8_t *)block;
   for (size_t i = sizeof(block_t); i < check; i++)
@@ -32,6 +39,7 @@ static bool block_is_double_free(const page_t *page, const block_t *block, bool 
   bool next_plausible =
       next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
   if (!owner) return next_plausible && check > sizeof(block_t);
+#endif
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
          list_contains(page, page->local_free, block);
@@ -57,8 +65,12 @@ static page_t *checked_page_of(segment_t *segment, const void *p) {
 }
 
 static void debug_fill_freed(const page_t *page, block_t *block) {
-  if (!sa_page_is_huge(page))
-    memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, sa_block_size(page) - sizeof(block_t));
+  if (sa_page_is_huge(page)) return;
+  uint8_t *rest = (uint8_t *)block + sizeof(block_t);
+  size_t n = sa_block_size(page) - sizeof(block_t);
+  sa_track_mem_undefined(rest, n); /* a free block: opened for the fill only */
+  memset(rest, SA_DEBUG_FREED, n);
+  sa_track_mem_noaccess(rest, n);
 }
 #else
 static void debug_fill_freed(const page_t *page, block_t *block) {
@@ -70,7 +82,7 @@ static void debug_fill_freed(const page_t *page, block_t *block) {
 /* ---- Local free (owner thread) ---------------------------------------------------------- */
 void _sa_free_block_local(page_t *page, block_t *block) {
   debug_fill_freed(page, block);
-  block->next = page->local_free;
+  sa_block_set_next(block, page->local_free);
   page->local_free = block;
   page->used--;
   if (sa_unlikely(page->flags.x.in_full)) _sa_page_unfull(page);
@@ -88,7 +100,7 @@ static void free_block_mt(page_t *page, block_t *block) {
     if (use_delayed) {
       desired = sa_xthread_make(sa_xthread_block(old), DELAYED_FREEING);
     } else {
-      block->next = sa_xthread_block(old);
+      sa_block_set_next(block, sa_xthread_block(old));
       desired = sa_xthread_make(block, sa_xthread_state(old));
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
@@ -101,7 +113,7 @@ static void free_block_mt(page_t *page, block_t *block) {
   sa_assert(heap != NULL);
   block_t *head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
   do {
-    block->next = head;
+    sa_block_set_next(block, head);
   } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
@@ -116,7 +128,7 @@ void _sa_heap_delayed_free_all(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = block->next;
+    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
     /* the pusher may still be about to reset the state: wait, so the page cannot be freed
      * under its final CAS */
@@ -137,10 +149,12 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
   block_t *block = sa_block_start(page, p);
 #if SA_DEBUG > 0
-  if (block_is_double_free(page, block, owner)) {
+  if (block_is_double_free(page, block, p, owner)) {
     _sa_fatal("double free: the block at %p (size %zu) is already free", p, sa_block_size(page));
   }
 #endif
+  /* from here on the block is free memory: links go through sa_block_set_next */
+  sa_track_free(p, sa_block_size(page) - (size_t)((uint8_t *)p - (uint8_t *)block));
   if (sa_unlikely(sa_page_is_huge(page))) {
     _sa_heap_huge_remove(page);
     _sa_segment_huge_free(segment);

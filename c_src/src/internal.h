@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "track.h"
 #include "types.h"
 
 #define sa_likely(x) __builtin_expect(!!(x), 1)
@@ -255,8 +256,9 @@ void _sa_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (see bench/ for the callgrind counts). The empty page of a fresh heap (and of a
  * direct-table slot without a usable page) has no free block, so no "initialised?" test. */
 sa_inline void *sa_page_pop(page_t *page, block_t *block) {
-  page->free = block->next;
+  page->free = sa_block_next(block);
   page->used++;
+  sa_track_malloc(block, sa_block_size(page), false);
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
   memset(block, SA_DEBUG_UNINIT, sa_block_size(page));
@@ -324,7 +326,8 @@ sa_inline void sa_free(void *p) {
                       sa_thread_id() &&
                   page->flags.any == 0)) {
       block_t *block = (block_t *)p;
-      block->next = page->local_free;
+      sa_track_free(block, sa_block_size(page));
+      sa_block_set_next(block, page->local_free);
       page->local_free = block;
       if (sa_unlikely(--page->used == 0)) {
         if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */

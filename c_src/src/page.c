@@ -44,12 +44,12 @@ static void page_collect_xthread(page_t *page) {
   block_t *head = sa_xthread_block(x);
   block_t *tail = head;
   uint32_t count = 1;
-  while (tail->next != NULL) {
-    tail = tail->next;
+  while (sa_block_next(tail) != NULL) {
+    tail = sa_block_next(tail);
     count++;
   }
   sa_assert(count <= page->used);
-  tail->next = page->free;
+  sa_block_set_next(tail, page->free);
   page->free = head;
   page->used -= count;
 }
@@ -61,8 +61,8 @@ void _sa_page_collect(page_t *page) {
       page->free = page->local_free;
     } else { /* append the (short) free list in front of local_free */
       block_t *tail = page->local_free;
-      while (tail->next != NULL) tail = tail->next;
-      tail->next = page->free;
+      while (sa_block_next(tail) != NULL) tail = sa_block_next(tail);
+      sa_block_set_next(tail, page->free);
       page->free = page->local_free;
     }
     page->local_free = NULL;
@@ -80,8 +80,9 @@ static void page_extend(page_t *page) {
   size_t bsize = sa_block_size(page);
   uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
   uint8_t *p = first;
-  for (size_t i = 1; i < count; i++, p += bsize) ((block_t *)p)->next = (block_t *)(p + bsize);
-  ((block_t *)p)->next = page->free;
+  for (size_t i = 1; i < count; i++, p += bsize)
+    sa_block_set_next((block_t *)p, (block_t *)(p + bsize));
+  sa_block_set_next((block_t *)p, page->free);
   page->free = (block_t *)first;
   page->capacity = (uint16_t)(page->capacity + count);
 }
@@ -254,6 +255,9 @@ bool _sa_page_try_grow(void *p, size_t newsize) {
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
+  /* page space past the grown block was never used (the caller opens the block's growth) */
+  sa_track_mem_noaccess((uint8_t *)p + block_size,
+                        (size_t)page->slice_count * SLICE_SIZE - block_size);
   return true;
 }
 
@@ -269,7 +273,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
-    if (page->free == NULL || page->free->next == NULL) page_extend(page);
+    if (page->free == NULL || sa_block_next(page->free) == NULL) page_extend(page);
     if (page->free != NULL) {
       queue_move_to_front(heap, queue, page);
       return page;
@@ -286,6 +290,8 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   heap->page_count++;
   sa_thread_stat_add(&heap->thread->stats.pages[bin], 1);
+  /* never-used page space is no-access to a memory checker (track.h) */
+  sa_track_mem_noaccess(sa_page_start(page), (size_t)page->slice_count * SLICE_SIZE);
   page_extend(page);
   queue_push_front(heap, queue, page);
   return page;
@@ -299,6 +305,7 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
   }
   _sa_heap_huge_add(heap, page);
   void *p = sa_page_start(page);
+  sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
   if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
   return p;
 }
@@ -344,8 +351,12 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written
      * (debug builds fill popped blocks, so they always clear) */
-    if (page->is_zero && SA_DEBUG == 0) block->next = NULL;
-    else memset(p, 0, sa_block_size(page));
+    if (page->is_zero && SA_DEBUG == 0) {
+      block->next = NULL;
+      sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
+    } else {
+      memset(p, 0, sa_block_size(page));
+    }
   }
   return p;
 }
@@ -360,7 +371,7 @@ static bool block_in_page(const page_t *page, const block_t *b) {
 
 static bool list_check(const page_t *page, const block_t *b, size_t *count) {
   size_t limit = page->capacity;
-  for (; b != NULL; b = b->next) {
+  for (; b != NULL; b = sa_block_next(b)) {
     if (!block_in_page(page, b) || ++*count > limit) return false;
   }
   return true;
