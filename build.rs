@@ -62,6 +62,13 @@ fn main() {
             build.flag_if_supported("-mtls-dialect=gnu2");
         }
     }
+    // Memory checkers (c_src/src/track.h): the hooks are empty unless one of these is defined.
+    if env::var_os("CARGO_FEATURE_TRACK_VALGRIND").is_some() {
+        build.define("SA_TRACK_VALGRIND", None);
+    }
+    if env::var_os("CARGO_FEATURE_TRACK_ASAN").is_some() {
+        build.define("SA_TRACK_ASAN", None);
+    }
     // Under `override`, override.c (malloc/free/new/delete) goes into a second archive that is
     // linked whole: no symbol of it is referenced from Rust, so a plain archive would leave it
     // out. Emitted before the main archive, whose symbols it uses.

@@ -55,6 +55,9 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
     page_t *page = sa_page_of(sa_segment_of(p), p);
     page->flags.x.has_aligned = 1;
     if (sa_page_is_huge(page)) _sa_segment_huge_interior(page, (void *)aligned);
+    /* a memory checker knows the block from the address handed out; the padding is free */
+    sa_track_free(p, sa_block_size(page));
+    sa_track_malloc((void *)aligned, sa_block_size(page) - (aligned - (uintptr_t)p), zero);
   }
   return (void *)aligned;
 }
@@ -82,6 +85,7 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
   }
   if (newsize > usable && newsize <= LARGE_BLOCK_MAX && usable > MEDIUM_BLOCK_MAX &&
       alignment <= SLICE_SIZE && _sa_page_try_grow(p, newsize)) {
+    sa_track_resize(p, usable, _sa_usable_size(p, "realloc"));
     if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p, "realloc") - usable);
     return p;
   }

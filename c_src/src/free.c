@@ -54,9 +54,9 @@ static page_t *unmapped_page(const void *p, segment_t **segment, const char *cal
 static bool list_contains(const page_t *page, const block_t *list, const block_t *block) {
   size_t limit = page->capacity;
   const uint8_t *start = sa_page_start(page);
-  for (size_t n = 0; list != NULL && n <= limit; list = list->next, n++) {
+  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(list), n++) {
     if (list == block) return true;
-    const uint8_t *next = (const uint8_t *)list->next;
+    const uint8_t *next = (const uint8_t *)sa_block_next(list);
     if (next != NULL && (next < start || next >= start + (size_t)page->capacity * sa_block_size(page)))
       return false; /* a corrupted list: stop rather than wander */
   }
@@ -66,8 +66,15 @@ static bool list_contains(const page_t *page, const block_t *list, const block_t
 /* A freed block is filled with SA_DEBUG_FREED past its link word, and its link points into
  * its page (or is NULL). Only the owner can walk the page's lists safely, so it confirms by
  * finding the block there; another thread goes by the fill and the link alone (a live block
- * holding exactly that fill is not a case worth a race). */
-static bool block_is_double_free(const page_t *page, const block_t *block, bool owner) {
+ * holding exactly that fill is not a case worth a race). Under a memory checker (track.h)
+ * the tool knows which blocks are free, and the bytes of a block in use are not ours to read. */
+static bool block_is_double_free(const page_t *page, const block_t *block, const void *p,
+                                 bool owner) {
+#if SA_TRACK
+  if (sa_track_is_noaccess(p)) return true;
+  if (!owner) return false;
+#else
+  (void)p;
   size_t check = sa_block_size(page) < 64 ? sa_block_size(page) : 64;
   const uint8_t *bytes = (const uint8_t *)block;
   for (size_t i = sizeof(block_t); i < check; i++)
@@ -77,34 +84,28 @@ static bool block_is_double_free(const page_t *page, const block_t *block, bool 
   bool next_plausible =
       next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
   if (!owner) return next_plausible && check > sizeof(block_t);
+#endif
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
          list_contains(page, page->local_free, block);
 }
 
-static void debug_fill_freed(const page_t *page, block_t *block) {
-  if (!sa_page_is_huge(page))
-    memset((uint8_t *)block + sizeof(block_t), SA_DEBUG_FREED, sa_block_size(page) - sizeof(block_t));
+void _sa_debug_fill_freed(const page_t *page, block_t *block) {
+  if (sa_page_is_huge(page)) return;
+  uint8_t *rest = (uint8_t *)block + sizeof(block_t);
+  size_t n = sa_block_size(page) - sizeof(block_t);
+  sa_track_mem_undefined(rest, n); /* a free block: opened for the fill only */
+  memset(rest, SA_DEBUG_FREED, n);
+  sa_track_mem_noaccess(rest, n);
 }
 
-/* The checks of every free in debug builds, fast path included. */
-static void debug_check_block(const page_t *page, block_t *block, bool owner) {
-  size_t offset = (size_t)((uint8_t *)block - sa_page_start(page));
+void _sa_debug_check_free(const page_t *page, const block_t *block, const void *p, bool owner) {
+  if (checked_page(sa_segment_of(page), (page_t *)page, p, "free") == NULL) return;
+  size_t offset = (size_t)((const uint8_t *)block - sa_page_start(page));
   if (!page->flags.x.has_aligned && offset % sa_block_size(page) != 0)
-    _sa_misuse("free", block, "invalid pointer: inside a block");
-  if (block_is_double_free(page, block, owner))
-    _sa_misuse("free", block, "double free: the block is free already");
-}
-
-void _sa_debug_check_free(const page_t *page, block_t *block) {
-  if (checked_page(sa_segment_of(page), (page_t *)page, block, "free") == NULL) return;
-  debug_check_block(page, block, true);
-  debug_fill_freed(page, block);
-}
-#else
-static void debug_fill_freed(const page_t *page, block_t *block) {
-  (void)page;
-  (void)block;
+    _sa_misuse("free", p, "invalid pointer: inside a block");
+  if (block_is_double_free(page, block, p, owner))
+    _sa_misuse("free", p, "double free: the block is free already");
 }
 #endif
 
@@ -123,7 +124,9 @@ void _sa_free_block_local(page_t *page, block_t *block) {
 
 /* ---- Cross-thread free: one CAS, plus the delayed-free hand-off for full pages --------- */
 static void free_block_mt(page_t *page, block_t *block) {
-  debug_fill_freed(page, block);
+#if SA_DEBUG > 0
+  _sa_debug_fill_freed(page, block);
+#endif
   uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t desired;
   bool use_delayed;
@@ -137,7 +140,7 @@ static void free_block_mt(page_t *page, block_t *block) {
     if (use_delayed) {
       desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {
-      block->next = sa_xthread_block(old);
+      sa_block_set_next(block, sa_xthread_block(old));
       desired = sa_xthread_push(old, block);
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
@@ -153,7 +156,7 @@ static void free_block_mt(page_t *page, block_t *block) {
   sa_assert(heap != NULL);
   block_t *head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
   do {
-    block->next = head;
+    sa_block_set_next(block, head);
   } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
@@ -168,7 +171,7 @@ void _sa_heap_delayed_free_all(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = block->next;
+    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
     /* the pusher may still be about to reset the state: wait, so the page cannot be freed
      * under its final CAS */
@@ -187,6 +190,7 @@ static void free_huge(segment_t *segment, page_t *page, const void *p) {
     _sa_misuse("free", p, "double free: the block is free already");
     return;
   }
+  sa_track_free(p, sa_block_size(page) - (size_t)((const uint8_t *)p - sa_page_start(page)));
   _sa_heap_huge_remove(page);
   _sa_segment_huge_free(segment);
 }
@@ -200,15 +204,17 @@ static void free_checked(segment_t *segment, page_t *page, void *p) {
   }
   bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
   block_t *block = sa_block_start(page, p);
+#if SA_DEBUG > 0
+  _sa_debug_check_free(page, block, p, owner);
+#endif
+  /* from here on the block is free memory: links go through sa_block_set_next */
+  sa_track_free(p, sa_block_size(page) - (size_t)((uint8_t *)p - (uint8_t *)block));
   if (owner) {
     thread_t *thread = segment->owner;
     sa_house_enter(thread);
     _sa_free_block_local(page, block);
     sa_house_exit(thread);
   } else {
-#if SA_DEBUG > 0
-    debug_check_block(page, block, false);
-#endif
     free_block_mt(page, block);
   }
   _sa_housekeeper_start_if_wanted();

@@ -187,7 +187,7 @@ static void delayed_to_page_lists(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = block->next;
+    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
     uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
     uintptr_t desired;
@@ -196,7 +196,7 @@ static void delayed_to_page_lists(heap_t *heap) {
         _sa_os_yield();
         x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
       }
-      block->next = sa_xthread_block(x);
+      sa_block_set_next(block, sa_xthread_block(x));
       desired = sa_xthread_with_state(sa_xthread_push(x, block), DELAYED_USE);
     } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, desired,
                                                     memory_order_acq_rel, memory_order_relaxed));
@@ -320,6 +320,31 @@ void mi_heap_delete(heap_t *heap) {
   HEAP_LOCKED(heap, heap_delete(heap));
 }
 
+#if SA_TRACK
+/* A memory checker must see the blocks still in use in a destroyed heap freed. They are the
+ * blocks up to `capacity` that are in no free list (the page is collected first). A block of
+ * a page with interior (aligned) pointers is known to the tool by an address not stored
+ * anywhere: it is only made no-access, and the tool keeps counting it as allocated. */
+static void track_free_live_blocks(page_t *page) {
+  uint64_t is_free[SLICE_SIZE / SA_INTPTR_SIZE / 64] = {0}; /* the most blocks in a page */
+  sa_assert(page->capacity <= SLICE_SIZE / SA_INTPTR_SIZE);
+  _sa_page_collect(page);
+  uint8_t *start = sa_page_start(page);
+  size_t bsize = sa_block_size(page);
+  for (const block_t *b = page->free; b != NULL; b = sa_block_next(b)) {
+    size_t i = (size_t)((const uint8_t *)b - start) / bsize;
+    is_free[i / 64] |= (uint64_t)1 << (i % 64);
+  }
+  for (size_t i = 0; i < page->capacity; i++) {
+    if ((is_free[i / 64] >> (i % 64)) & 1) continue;
+    if (page->flags.x.has_aligned) sa_track_mem_noaccess(start + i * bsize, bsize);
+    else sa_track_free(start + i * bsize, bsize);
+  }
+}
+#else
+#define track_free_live_blocks(page) ((void)0)
+#endif
+
 /* The heap stops existing and so do all its blocks. */
 static void heap_destroy(heap_t *heap) {
   thread_t *thread = heap->thread;
@@ -329,11 +354,14 @@ static void heap_destroy(heap_t *heap) {
   }
   while (heap->huge_pages != NULL) {
     page_t *page = heap->huge_pages;
+    if (page->flags.x.has_aligned) sa_track_mem_noaccess(sa_page_start(page), sa_block_size(page));
+    else sa_track_free(sa_page_start(page), sa_block_size(page));
     _sa_heap_huge_remove(page);
     _sa_segment_huge_free(sa_segment_of(page));
   }
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
+    track_free_live_blocks(page);
     page->used = 0;
     page->flags.x.in_full = 0;
     _sa_page_free(page, queue);

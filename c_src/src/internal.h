@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "track.h"
 #include "types.h"
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
@@ -227,7 +228,11 @@ size_t _sa_usable_size(const void *p, const char *call);
  * builds abort with the message; release builds report it under SHOW_ERRORS and go on. */
 void _sa_misuse(const char *call, const void *p, const char *what) sa_cold;
 #if SA_DEBUG > 0
-void _sa_debug_check_free(const page_t *page, block_t *block);
+/* Debug builds: abort with a message if freeing `p` (the start of `block`, or an interior
+ * pointer into it) on this thread (`owner`) or another is invalid or a double free. */
+void _sa_debug_check_free(const page_t *page, const block_t *block, const void *p, bool owner);
+/* Debug builds: fill a freed block with SA_DEBUG_FREED past its link. */
+void _sa_debug_fill_freed(const page_t *page, block_t *block);
 #endif
 
 /* ---- heap.c ----------------------------------------------------------------------------- */
@@ -343,8 +348,9 @@ void _sa_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (see bench/ for the callgrind counts). The empty page of a fresh heap (and of a
  * direct-table slot without a usable page) has no free block, so no "initialised?" test. */
 sa_inline void *sa_page_pop(page_t *page, block_t *block) {
-  page->free = block->next;
+  page->free = sa_block_next(block);
   page->used++;
+  sa_track_malloc(block, sa_block_size(page), false);
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
   memset(block, SA_DEBUG_UNINIT, sa_block_size(page));
@@ -410,9 +416,9 @@ sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
  * fast path and the generic path both end here. */
 sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
-  _sa_debug_check_free(page, block); /* aborts on an invalid or double free; fills the block */
+  _sa_debug_fill_freed(page, block);
 #endif
-  block->next = page->local_free;
+  sa_block_set_next(block, page->local_free);
   page->local_free = block;
 #if defined(__SANITIZE_THREAD__)
   __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (heap.c) */
@@ -430,6 +436,10 @@ sa_inline void sa_free(void *p) {
     if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                       sa_thread_id() &&
                   page->flags.any == 0)) {
+#if SA_DEBUG > 0
+      _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+      sa_track_free(p, sa_block_size(page));
       sa_page_free_local(page, (block_t *)p);
       return;
     }

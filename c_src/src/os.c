@@ -53,6 +53,7 @@ static void os_advise_huge(void *p, size_t size) {
 
 void _sa_os_free(void *p, size_t size) {
   if (p == NULL || size == 0) return;
+  sa_track_os_free(p, size);
   int saved_errno = errno;
   if (munmap(p, size) != 0) _sa_error("munmap of %zu bytes at %p failed (errno %d)", size, p, errno);
   errno = saved_errno;

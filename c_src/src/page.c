@@ -44,15 +44,15 @@ static void page_collect_xthread(page_t *page) {
   block_t *head = sa_xthread_block(x);
   block_t *tail = head;
   uint32_t count = 1;
-  while (tail->next != NULL && count <= page->used) {
-    tail = tail->next;
+  while (sa_block_next(tail) != NULL && count <= page->used) {
+    tail = sa_block_next(tail);
     count++;
   }
   if (sa_unlikely(count > page->used)) { /* more frees than blocks in use: a double free */
     _sa_misuse("free", head, "double free from another thread (its page's blocks are dropped)");
     return; /* the list may loop: never walk it again; its blocks are lost, nothing breaks */
   }
-  tail->next = page->free;
+  sa_block_set_next(tail, page->free);
   page->free = head;
   page->used -= count;
 }
@@ -65,8 +65,8 @@ void _sa_page_collect(page_t *page) {
     } else { /* put local_free in front of the free list */
       block_t *tail = page->local_free;
       size_t n = 1;
-      while (tail->next != NULL && n <= page->capacity) {
-        tail = tail->next;
+      while (sa_block_next(tail) != NULL && n <= page->capacity) {
+        tail = sa_block_next(tail);
         n++;
       }
       if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
@@ -74,7 +74,7 @@ void _sa_page_collect(page_t *page) {
         page->local_free = NULL;
         return;
       }
-      tail->next = page->free;
+      sa_block_set_next(tail, page->free);
       page->free = page->local_free;
     }
     page->local_free = NULL;
@@ -92,8 +92,9 @@ static void page_extend(page_t *page) {
   size_t bsize = sa_block_size(page);
   uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
   uint8_t *p = first;
-  for (size_t i = 1; i < count; i++, p += bsize) ((block_t *)p)->next = (block_t *)(p + bsize);
-  ((block_t *)p)->next = page->free;
+  for (size_t i = 1; i < count; i++, p += bsize)
+    sa_block_set_next((block_t *)p, (block_t *)(p + bsize));
+  sa_block_set_next((block_t *)p, page->free);
   page->free = (block_t *)first;
   page->capacity = (uint16_t)(page->capacity + count);
 }
@@ -274,6 +275,9 @@ static bool page_try_grow(void *p, size_t newsize) {
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
+  /* page space past the grown block was never used (the caller opens the block's growth) */
+  sa_track_mem_noaccess((uint8_t *)p + block_size,
+                        (size_t)page->slice_count * SLICE_SIZE - block_size);
   return true;
 }
 
@@ -300,7 +304,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
-    if (page->free == NULL || page->free->next == NULL) page_extend(page);
+    if (page->free == NULL || sa_block_next(page->free) == NULL) page_extend(page);
     if (page->free != NULL) {
       queue_move_to_front(heap, queue, page);
       return page;
@@ -317,6 +321,8 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   heap->page_count++;
   sa_thread_stat_add(&heap->thread->stats.pages[bin], 1);
+  /* never-used page space is no-access to a memory checker (track.h) */
+  sa_track_mem_noaccess(sa_page_start(page), (size_t)page->slice_count * SLICE_SIZE);
   page_extend(page);
   queue_push_front(heap, queue, page);
   return page;
@@ -330,6 +336,7 @@ static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
   }
   _sa_heap_huge_add(heap, page);
   void *p = sa_page_start(page);
+  sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
   if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
   return p;
 }
@@ -368,8 +375,12 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written
      * (debug builds fill popped blocks, so they always clear) */
-    if (page->is_zero && SA_DEBUG == 0) block->next = NULL;
-    else memset(p, 0, sa_block_size(page));
+    if (page->is_zero && SA_DEBUG == 0) {
+      block->next = NULL;
+      sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
+    } else {
+      memset(p, 0, sa_block_size(page));
+    }
   }
   return p;
 }
@@ -401,7 +412,7 @@ static bool block_in_page(const page_t *page, const block_t *b) {
 /* Walk a free list: every block in the page's initialised blocks, no more than capacity. */
 static bool list_check(const page_t *page, const block_t *b, size_t *count) {
   size_t limit = page->capacity;
-  for (; b != NULL; b = b->next) {
+  for (; b != NULL; b = sa_block_next(b)) {
     SA_CHECK(block_in_page(page, b));
     SA_CHECK(++*count <= limit);
   }

@@ -1,0 +1,158 @@
+//! `SA_TRACK=asan`: AddressSanitizer sees shardalloc's free memory. The library is built with
+//! `make -C c_src lib SA_TRACK=asan` (not instrumented itself) into a folder under Cargo's
+//! target directory and linked into `tests/programs/track_asan.c`, built with
+//! `-fsanitize=address`, which calls the mi_* API directly. A read of a freed block and a
+//! write past the usable end of a block into the next (free) one must be reported by ASan and
+//! fail the program; a clean run over every kind of allocation must pass without a report.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::OnceLock;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// This profile's folder: the library in the profile's SA_DEBUG, and the program.
+fn work_dir() -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("track_asan")
+        .join(profile)
+}
+
+fn check(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} ({cmd:?})"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {cmd:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds the tracked library and the program (once per test process); the program's path.
+fn program() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let dir = work_dir();
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let lib_dir = dir.join("lib");
+        let make = std::env::var_os("MAKE").unwrap_or_else(|| "make".into());
+        check(
+            Command::new(make)
+                .arg("-C")
+                .arg(root().join("c_src"))
+                .arg("-j2")
+                .arg("lib")
+                .arg("SA_TRACK=asan")
+                .arg(format!("SA_DEBUG={}", u8::from(cfg!(debug_assertions))))
+                .arg(format!("BUILD_DIR={}", lib_dir.display()))
+                .env_remove("MAKEFLAGS")
+                .env_remove("MFLAGS")
+                .env_remove("MAKELEVEL"),
+            "make (libshardalloc.a with SA_TRACK=asan)",
+        );
+        let program = dir.join("track_asan");
+        let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+        check(
+            Command::new(&compiler)
+                .args(["-O1", "-g", "-Wall", "-Wextra", "-pthread"])
+                .args(["-fsanitize=address", "-fno-omit-frame-pointer", "-I"])
+                .arg(root().join("c_src/include"))
+                .arg(root().join("tests/programs/track_asan.c"))
+                .arg(lib_dir.join("libshardalloc.a"))
+                .arg("-o")
+                .arg(&program),
+            "compiling tests/programs/track_asan.c with -fsanitize=address (gcc with libasan)",
+        );
+        program
+    })
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn explain(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+fn run(case: &str) -> Run {
+    let out = Command::new(program())
+        .arg(case)
+        // leaks of malloc are not what this test is about
+        .env("ASAN_OPTIONS", "detect_leaks=0")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the program: {e}"));
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// ASan's report for memory the allocator poisoned (use-after-poison), or for a freed heap
+/// block should a runtime call it that; `access` is READ or WRITE.
+fn assert_reported(run: &Run, access: &str, function: &str) {
+    const REPORTS: [&str; 2] = [
+        "ERROR: AddressSanitizer: use-after-poison",
+        "ERROR: AddressSanitizer: heap-use-after-free",
+    ];
+    assert!(
+        REPORTS.iter().any(|report| run.stderr.contains(report)),
+        "ASan did not report the misuse\n{}",
+        run.explain()
+    );
+    assert!(
+        run.stderr.contains(&format!("{access} of size 1")),
+        "not a {access} of one byte\n{}",
+        run.explain()
+    );
+    assert!(
+        run.stderr.contains(&format!("in {function} ")),
+        "the report is not about {function}\n{}",
+        run.explain()
+    );
+    assert!(!run.status.success(), "{}", run.explain());
+}
+
+#[test]
+fn use_after_free_is_reported() {
+    let run = run("use-after-free");
+    assert_reported(&run, "READ", "use_after_free");
+}
+
+#[test]
+fn write_past_the_block_into_a_free_one_is_reported() {
+    let run = run("overflow");
+    assert_reported(&run, "WRITE", "overflow");
+}
+
+#[test]
+fn clean_run_passes() {
+    let run = run("clean");
+    assert!(
+        !run.stderr.contains("AddressSanitizer"),
+        "ASan reported an error in a clean run\n{}",
+        run.explain()
+    );
+    assert!(run.status.success(), "{}", run.explain());
+    assert_eq!(run.stdout, "clean\n", "{}", run.explain());
+}
