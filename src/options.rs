@@ -75,11 +75,13 @@ pub enum Opt {
     /// [`Opt::ReserveOsMemory`] reservation at start-up (trading memory for no page faults
     /// later). Start-up only.
     ArenaEagerCommit,
-    /// `SHARDALLOC_BACKGROUND_PURGE` (default off): start one thread of the allocator's own
-    /// that, every purge delay, purges what is due in every thread's segments, the segments
-    /// of exited threads, the segment cache and freed huge blocks, so free memory goes back to
-    /// the OS even when no thread allocates any more. Read when the first thread heap is made: set it with a [`Config`]
-    /// or the environment.
+    /// `SHARDALLOC_BACKGROUND_PURGE` (default on): the housekeeper, one thread of the
+    /// allocator's own, started the first time memory waits to go back and asleep while none
+    /// does. It purges what is due in every segment, frees the pages of live threads whose
+    /// blocks other threads freed (whether the owner is busy or blocked), and takes in the
+    /// memory of exited threads, so free memory goes back to the OS while threads live. Off:
+    /// threads purge their own memory on their slow paths. Set it with a [`Config`] or the
+    /// environment, before the first free.
     BackgroundPurge,
     /// `SHARDALLOC_SEGMENT_CACHE` (default 4, at most 64): empty 32 MiB segments kept for
     /// reuse (their free memory is still purged after the delay; only the address space
@@ -413,7 +415,7 @@ impl Config {
         self.with(Opt::ArenaEagerCommit, on as i64)
     }
 
-    /// [`Opt::BackgroundPurge`]: a thread of the allocator's own purges due free memory.
+    /// [`Opt::BackgroundPurge`]: the housekeeper thread gives memory back while threads live.
     ///
     /// # Example
     ///

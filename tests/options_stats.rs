@@ -141,6 +141,22 @@ fn reset_clears_event_counters() {
     shardalloc::stats_print();
 }
 
+/// The peak is never below the current resident size, while the process grows (the kernel's
+/// high-water mark, which `getrusage` reports, lags the resident size it reads just after).
+#[test]
+fn process_info_peak_is_never_below_current() {
+    let mut held = Vec::new();
+    for step in 0..64 {
+        let mut v = vec![0u8; 256 << 10];
+        for i in (0..v.len()).step_by(4096) {
+            v[i] = 1;
+        }
+        held.push(v);
+        let p = shardalloc::process_info();
+        assert!(p.peak_rss >= p.current_rss, "step {step}: {p:?}");
+    }
+}
+
 #[test]
 fn process_info_is_plausible() {
     let v = vec![1u8; 8 << 20];
@@ -148,7 +164,7 @@ fn process_info_is_plausible() {
     let p = shardalloc::process_info();
     assert!(p.elapsed >= Duration::from_millis(20), "{p:?}");
     assert!(p.current_rss >= 8 << 20, "{p:?}");
-    assert!(p.peak_rss >= p.current_rss / 2, "{p:?}");
+    assert!(p.peak_rss >= p.current_rss, "{p:?}");
     assert!(
         p.current_commit >= 8 << 20 && p.peak_commit >= p.current_commit,
         "{p:?}"

@@ -193,8 +193,10 @@ typedef enum mi_option_e {
   mi_option_reserve_os_memory,    /* RESERVE_OS_MEMORY: KiB of address space to reserve at start
                                      (accepts K/M/G suffixes; default 0) */
   mi_option_arena_eager_commit,   /* ARENA_EAGER_COMMIT: pre-fault the reservation (default off) */
-  mi_option_background_purge,     /* BACKGROUND_PURGE: a thread of ours purges idle memory every
-                                     purge delay even when no thread allocates (default off) */
+  mi_option_background_purge,     /* BACKGROUND_PURGE: the housekeeper, a thread of ours that
+                                     gives back memory threads do not come back for: purges
+                                     when due, pages other threads emptied, exited threads'
+                                     memory; asleep while nothing waits (default on) */
   mi_option_segment_cache,        /* SEGMENT_CACHE: empty segments kept for reuse (default 4) */
   _mi_option_last
 } mi_option_t;

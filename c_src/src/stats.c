@@ -194,8 +194,12 @@ void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs, size_t *system_m
     *user_msecs = (size_t)ru.ru_utime.tv_sec * 1000 + (size_t)ru.ru_utime.tv_usec / 1000;
   if (system_msecs)
     *system_msecs = (size_t)ru.ru_stime.tv_sec * 1000 + (size_t)ru.ru_stime.tv_usec / 1000;
-  if (current_rss_out) *current_rss_out = current_rss();
-  if (peak_rss) *peak_rss = (size_t)ru.ru_maxrss * 1024;
+  /* the kernel updates the high-water mark that getrusage reports lazily: it may lag the
+   * resident size read just after it, and a peak below the current value is no peak */
+  size_t rss = current_rss();
+  size_t max_rss = (size_t)ru.ru_maxrss * 1024;
+  if (current_rss_out) *current_rss_out = rss;
+  if (peak_rss) *peak_rss = max_rss > rss ? max_rss : rss;
   if (current_commit) *current_commit = clamp0(counter_get(&process.committed));
   if (peak_commit)
     *peak_commit = clamp0(atomic_load_explicit(&process.committed.peak, memory_order_relaxed));
