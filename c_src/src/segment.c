@@ -51,7 +51,8 @@ segment_t *_sa_segment_of_any(const void *p) {
 }
 
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
-static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_segments_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
+#define segments_lock _sa_segments_lock
 static segment_t *segment_cache;
 static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
 static segment_t *abandoned;
@@ -93,7 +94,8 @@ static void list_remove(segment_t **list, segment_t *segment) {
  * a segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
  * holds the lock never touches a segment that is going away. Lock order: owned_lock, then a
  * segment's purge_lock; segments_lock and owned_lock are never held together. */
-static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_owned_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
+#define owned_lock _sa_owned_lock
 static segment_t *owned_all;
 
 static void segment_lock(segment_t *segment) {
@@ -692,16 +694,16 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   return true;
 }
 
-/* ---- fork: the child must find the lock free and the lists consistent ------------------ */
-void _sa_segments_fork_prepare(void) {
-  pthread_mutex_lock(&owned_lock);
-  pthread_mutex_lock(&segments_lock);
-}
-void _sa_segments_fork_parent(void) {
-  pthread_mutex_unlock(&segments_lock);
-  pthread_mutex_unlock(&owned_lock);
-}
-void _sa_segments_fork_child(void) {
-  pthread_mutex_init(&segments_lock, NULL);
-  pthread_mutex_init(&owned_lock, NULL);
+/* ---- fork: the purge locks ------------------------------------------------------------
+ * A segment's purge_lock is a spin lock, held for a bounded time and never while waiting for
+ * a mutex or another purge_lock. Once fork_prepare (init.c) holds owned_lock and
+ * segments_lock, only owner threads still take one, of their own (owned) segments: purges by
+ * other threads run under those mutexes. So this walk holds every one that can be taken.
+ * Without it, a purge_lock held by another thread at fork stays locked in the child, where
+ * that thread is gone, and the child's mi_collect(true) would spin on it for ever. */
+void _sa_segments_fork_purge_locks(bool hold) {
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
+    if (hold) segment_lock(s);
+    else segment_unlock(s);
+  }
 }

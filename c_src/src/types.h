@@ -246,7 +246,7 @@ struct mi_heap_s {
   struct thread_s *thread;                /* owner thread state (and its id) */
   struct mi_heap_s *next;                 /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
-  page_t *huge_pages;                     /* huge blocks allocated here (heap.c's huge_lock) */
+  page_t *huge_pages;                     /* huge blocks allocated here (_sa_huge_lock) */
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
