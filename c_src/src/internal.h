@@ -150,6 +150,8 @@ int64_t _sa_clock_ms(void);
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate);
 /* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
 void *_sa_os_alloc_aligned(size_t size, size_t align);
+/* The same, placed so that the address plus `offset` is aligned to `align`. */
+void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
 void _sa_os_free(void *p, size_t size);
 /* Ask for transparent huge pages on [p, p+size). */
 void _sa_os_advise_huge_pages(void *p, size_t size);
@@ -181,6 +183,10 @@ void _sa_segment_page_free(page_t *page, thread_t *thread);
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
 /* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
 page_t *_sa_segment_huge_page_alloc(size_t size);
+/* The same for an alignment of SEGMENT_SIZE or more: `*p`, the pointer to hand out, is
+ * interior, with *p + offset aligned to `alignment`. */
+page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,
+                                            void **p);
 void _sa_segment_huge_free(segment_t *segment);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);

@@ -240,8 +240,9 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
 
 /* ---- Growing a large block in place ----------------------------------------------------- */
 bool _sa_page_try_grow(void *p, size_t newsize) {
-  segment_t *segment = sa_segment_of(p);
-  if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
+  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never grown */
+  if (segment == NULL ||
+      atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
     return false;
   page_t *page = sa_page_of(segment, p);
   size_t old_size = sa_block_size(page);
