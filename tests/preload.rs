@@ -568,7 +568,9 @@ fn show_errors_reports_what_it_detects() {
     bad_free.assert_success();
     assert!(
         bad_free.stderr.contains("shardalloc: error: free(0x")
-            && bad_free.stderr.contains("invalid pointer: not allocated by shardalloc; ignored"),
+            && bad_free
+                .stderr
+                .contains("invalid pointer: not allocated by shardalloc; ignored"),
         "{}",
         bad_free.stderr
     );
