@@ -1,13 +1,13 @@
-/* test_fork: fork while another thread keeps taking every global lock of the library.
+/* test_fork: fork while other threads keep taking every global lock of the library.
  *
- * A worker thread loops over operations that take each global lock (new segments from the
- * reservation and back, a huge block, a heap object, the statistics list, a purge of every
- * segment), and a second thread takes each lock directly and holds it a while (see holder),
- * while the main thread forks many times. Each child allocates
- * through the same paths (a new segment from the reservation included), then exits 0. A lock
- * the fork handlers do not hold can be caught held by the worker at fork: the child then
- * waits for ever on it. The child arms an alarm as a deadlock detector, so the parent sees a
- * child killed by SIGALRM instead of hanging; in a passing run nothing waits for it. */
+ * A worker thread loops over operations that take each global lock through the API (new
+ * segments from the reservation and back, a huge block, a heap object, the statistics list,
+ * a purge of every segment), and one thread per lock takes it directly and holds it a while
+ * (see holder), while the main thread forks many times. Each child takes the same paths (a
+ * new segment from the reservation included), then exits 0. A lock the fork handlers do not
+ * hold can be held by another thread at fork: the child then waits on it for ever. The child
+ * arms an alarm as a deadlock detector, so the parent sees a child killed by SIGALRM instead
+ * of hanging; in a passing run nothing waits for it. */
 #define TEST_NAME "test_fork"
 #include "testutil.h"
 
