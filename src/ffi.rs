@@ -10,7 +10,7 @@ pub const SHARDALLOC_VERSION_MAJOR: u32 = 0;
 pub const SHARDALLOC_VERSION_MINOR: u32 = 1;
 pub const SHARDALLOC_VERSION_PATCH: u32 = 0;
 pub const SHARDALLOC_VERSION: u32 = 10;
-pub const MI_ALIGNMENT_MAX: u32 = 16777216;
+pub const MI_ALIGNMENT_MAX: u64 = 70368744177664;
 pub const MI_SMALL_SIZE_MAX: u32 = 1024;
 #[repr(C)]
 #[derive(Debug)]

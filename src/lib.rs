@@ -65,8 +65,10 @@ pub use stats::{
     process_info, stats, stats_merge, stats_print, stats_reset, ProcessInfo, SizeClass, Stats,
 };
 
-/// The largest alignment shardalloc serves (16 MiB); a [`Layout`] with a larger one makes
-/// [`ShardAlloc`] return null, which Rust reports as an allocation failure.
+/// The largest alignment shardalloc accepts (64 TiB); a [`Layout`] with a larger one, or one
+/// the OS has no address space for, makes [`ShardAlloc`] return null, which Rust reports as an
+/// allocation failure. An alignment of 32 MiB or more gets a mapping of its own, with up to
+/// 32 MiB of extra address space (not memory) in front of the block.
 pub const ALIGNMENT_MAX: usize = ffi::MI_ALIGNMENT_MAX as usize;
 
 /// The shardalloc allocator, for use as Rust's global allocator or through [`GlobalAlloc`]

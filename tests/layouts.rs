@@ -1,6 +1,6 @@
 //! `ShardAlloc` called through `GlobalAlloc` directly (this binary's global allocator is the
-//! default one): every power-of-two alignment from 1 B to 4 MiB, zeroed memory, realloc
-//! chains, usable sizes and the alignment limit.
+//! default one): every power-of-two alignment from 1 B to 4 MiB, then 32 MiB and 1 GiB, zeroed
+//! memory, realloc chains, usable sizes and the alignment limit.
 
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -216,15 +216,50 @@ fn alignment_above_the_maximum_fails_cleanly() {
         p.is_null(),
         "alignment above ALIGNMENT_MAX must fail, got {p:p}"
     );
+}
 
-    // The maximum itself is served.
-    let layout = Layout::from_size_align(64, shardalloc::ALIGNMENT_MAX).unwrap();
-    unsafe {
-        let p = ShardAlloc.alloc(layout);
-        assert!(!p.is_null());
-        assert_eq!(p as usize % shardalloc::ALIGNMENT_MAX, 0);
-        p.write_bytes(1, 64);
-        ShardAlloc.dealloc(p, layout);
+/// Alignments of 32 MiB and more get a mapping of their own: alloc, alloc_zeroed, realloc
+/// (keeping the alignment, growing and shrinking) and dealloc, with small sizes.
+#[test]
+fn alignments_of_32_mib_and_1_gib() {
+    for align in [32usize << 20, 1 << 30] {
+        for size in [1usize, 16, 4096, 1 << 20] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            unsafe {
+                let p = ShardAlloc.alloc(layout);
+                assert!(!p.is_null(), "alloc({size}, align {align}) returned null");
+                assert_eq!(
+                    p as usize % align,
+                    0,
+                    "alloc({size}, align {align}) = {p:p}"
+                );
+                let usable = ShardAlloc::usable_size(p);
+                assert!(usable >= size, "usable {usable} < {size}");
+                p.write_bytes(0xA5, usable);
+                fill(p, size, size);
+
+                let q = ShardAlloc.realloc(p, layout, 3 * size + 100);
+                assert!(!q.is_null(), "realloc of ({size}, align {align}) failed");
+                assert_eq!(
+                    q as usize % align,
+                    0,
+                    "realloc lost alignment {align}: {q:p}"
+                );
+                check(q, size, size);
+                let grown = Layout::from_size_align(3 * size + 100, align).unwrap();
+                let r = ShardAlloc.realloc(q, grown, size.div_ceil(2));
+                assert!(!r.is_null());
+                assert_eq!(r as usize % align, 0);
+                check(r, size.div_ceil(2), size);
+                ShardAlloc.dealloc(r, Layout::from_size_align(size.div_ceil(2), align).unwrap());
+
+                let z = ShardAlloc.alloc_zeroed(layout);
+                assert!(!z.is_null());
+                assert_eq!(z as usize % align, 0);
+                assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                ShardAlloc.dealloc(z, layout);
+            }
+        }
     }
 }
 

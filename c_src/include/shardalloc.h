@@ -43,8 +43,12 @@ extern "C" {
 #endif
 #define mi_decl_nodiscard
 
-/* Largest alignment the aligned entry points accept (16 MiB); larger ones fail with ENOMEM. */
-#define MI_ALIGNMENT_MAX ((size_t)16 << 20)
+/* Largest alignment the aligned entry points accept (64 TiB, half the address space); larger
+ * ones fail with ENOMEM, as do those the OS has no room for. An alignment of 32 MiB or more
+ * gets a mapping of its own, with up to 32 MiB + 64 KiB of address space before the block
+ * (its header, of which at most 64 KiB is written); placing it reserves as much address
+ * space again as the alignment for a moment (then unmapped). Smaller ones cost none of this. */
+#define MI_ALIGNMENT_MAX ((size_t)1 << 46)
 /* Largest block served by the small-object fast path (mi_malloc_small, mi_zalloc_small). */
 #define MI_SMALL_SIZE_MAX ((size_t)1024)
 

@@ -35,6 +35,22 @@ sa_inline size_t aligned_class_size(size_t size, size_t alignment) {
   return sa_align_up(size == 0 ? 1 : size, alignment);
 }
 
+/* An alignment of a segment or more: a huge segment placed for it (segment.c). Its memory
+ * is freshly mapped, so zero already. */
+static void *heap_malloc_huge_aligned(heap_t *heap, size_t size, size_t alignment,
+                                      size_t offset) {
+  if (heap == &_sa_heap_empty) heap = _sa_thread_heap_init();
+  void *p = NULL;
+  page_t *page = heap == NULL ? NULL
+                              : _sa_segment_huge_page_alloc_aligned(size, alignment, offset, &p);
+  if (page == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  _sa_heap_huge_add(heap, page);
+  return p;
+}
+
 static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset,
                                     bool zero) {
   if (sa_unlikely(!alignment_ok(alignment))) {
@@ -47,6 +63,7 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
   }
   if (offset == 0 && alignment <= SLICE_SIZE)
     return sa_heap_malloc_zero(heap, aligned_class_size(size, alignment), zero);
+  if (alignment >= SEGMENT_SIZE) return heap_malloc_huge_aligned(heap, size, alignment, offset);
   size_t over = size + alignment - 1 + offset % alignment;
   void *p = sa_heap_malloc_zero(heap, over, zero);
   if (p == NULL) return NULL;

@@ -7,7 +7,7 @@
 #include "internal.h"
 
 #define ARENA_SEGMENTS_MAX 4096 /* 128 GiB */
-static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_arena_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 static uint8_t *arena_base;
 static size_t arena_segments;
 static uint64_t arena_used[ARENA_SEGMENTS_MAX / 64];
@@ -25,17 +25,17 @@ void _sa_arena_init(void) {
     return;
   }
   _sa_stat_add(SA_STAT_reserved, (int64_t)size);
-  pthread_mutex_lock(&arena_lock);
+  pthread_mutex_lock(&_sa_arena_lock);
   arena_base = base;
   arena_segments = size / SEGMENT_SIZE;
-  pthread_mutex_unlock(&arena_lock);
+  pthread_mutex_unlock(&_sa_arena_lock);
   _sa_verbose("reserved %zu MiB of OS memory (%zu segments)", size >> 20, arena_segments);
 }
 
 segment_t *_sa_arena_alloc_segment(void) {
   if (arena_base == NULL) return NULL;
   segment_t *segment = NULL;
-  pthread_mutex_lock(&arena_lock);
+  pthread_mutex_lock(&_sa_arena_lock);
   for (size_t w = 0; w * 64 < arena_segments && segment == NULL; w++) {
     uint64_t free_bits = ~arena_used[w];
     if (w * 64 + 64 > arena_segments) free_bits &= ((uint64_t)1 << (arena_segments % 64)) - 1;
@@ -44,7 +44,7 @@ segment_t *_sa_arena_alloc_segment(void) {
     arena_used[w] |= (uint64_t)1 << (i % 64);
     segment = (segment_t *)(arena_base + i * SEGMENT_SIZE);
   }
-  pthread_mutex_unlock(&arena_lock);
+  pthread_mutex_unlock(&_sa_arena_lock);
   return segment;
 }
 
@@ -54,8 +54,8 @@ bool _sa_arena_free_segment(segment_t *segment) {
     return false;
   _sa_os_purge(p, SEGMENT_SIZE);
   size_t i = (size_t)(p - arena_base) / SEGMENT_SIZE;
-  pthread_mutex_lock(&arena_lock);
+  pthread_mutex_lock(&_sa_arena_lock);
   arena_used[i / 64] &= ~((uint64_t)1 << (i % 64));
-  pthread_mutex_unlock(&arena_lock);
+  pthread_mutex_unlock(&_sa_arena_lock);
   return true;
 }

@@ -16,14 +16,14 @@ heap_t _sa_heap_empty = {
  * Objects are carved from OS chunks and never given back, so thread churn reuses warm
  * memory instead of paying page faults for every new thread. */
 #define POOL_CHUNK_SIZE ((size_t)256 << 10)
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 static thread_t *pool_free_list;
 static uint8_t *pool_chunk_next;
 static uint8_t *pool_chunk_end;
 
 thread_t *_sa_pool_alloc(void) {
   const size_t size = sa_align_up(sizeof(thread_t), 64);
-  pthread_mutex_lock(&pool_lock);
+  pthread_mutex_lock(&_sa_pool_lock);
   thread_t *obj = pool_free_list;
   if (obj != NULL) {
     pool_free_list = obj->next_free;
@@ -31,7 +31,7 @@ thread_t *_sa_pool_alloc(void) {
     if (pool_chunk_next == NULL || pool_chunk_next + size > pool_chunk_end) {
       uint8_t *chunk = _sa_os_alloc_aligned(POOL_CHUNK_SIZE, _sa_os_page_size());
       if (chunk == NULL) {
-        pthread_mutex_unlock(&pool_lock);
+        pthread_mutex_unlock(&_sa_pool_lock);
         return NULL;
       }
       pool_chunk_next = chunk;
@@ -40,21 +40,17 @@ thread_t *_sa_pool_alloc(void) {
     obj = (thread_t *)pool_chunk_next;
     pool_chunk_next += size;
   }
-  pthread_mutex_unlock(&pool_lock);
+  pthread_mutex_unlock(&_sa_pool_lock);
   memset(obj, 0, sizeof(*obj));
   return obj;
 }
 
 void _sa_pool_free(thread_t *obj) {
-  pthread_mutex_lock(&pool_lock);
+  pthread_mutex_lock(&_sa_pool_lock);
   obj->next_free = pool_free_list;
   pool_free_list = obj;
-  pthread_mutex_unlock(&pool_lock);
+  pthread_mutex_unlock(&_sa_pool_lock);
 }
-
-void _sa_pool_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
-void _sa_pool_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
-void _sa_pool_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
 
 /* ---- Huge blocks ---------------------------------------------------------------------------
  * A huge block has no owner thread: any thread frees it at once (returning its memory then).
@@ -62,7 +58,7 @@ void _sa_pool_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
  * linked into heap->huge_pages under one global lock: every huge allocation and free calls
  * mmap or munmap anyway, so the lock costs nothing that shows. Pages of exited threads'
  * heaps wait in `huge_orphans` (heap NULL). */
-static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_huge_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 static page_t *huge_orphans;
 
 static page_t **huge_list_of(heap_t *heap) { return heap != NULL ? &heap->huge_pages : &huge_orphans; }
@@ -75,36 +71,32 @@ static void huge_push(page_t **list, page_t *page) {
 }
 
 void _sa_heap_huge_add(heap_t *heap, page_t *page) {
-  pthread_mutex_lock(&huge_lock);
+  pthread_mutex_lock(&_sa_huge_lock);
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   huge_push(huge_list_of(heap), page);
-  pthread_mutex_unlock(&huge_lock);
+  pthread_mutex_unlock(&_sa_huge_lock);
 }
 
 void _sa_heap_huge_remove(page_t *page) {
-  pthread_mutex_lock(&huge_lock);
+  pthread_mutex_lock(&_sa_huge_lock);
   page_t **list = huge_list_of(atomic_load_explicit(&page->heap, memory_order_relaxed));
   if (page->prev != NULL) page->prev->next = page->next;
   else *list = page->next;
   if (page->next != NULL) page->next->prev = page->prev;
-  pthread_mutex_unlock(&huge_lock);
+  pthread_mutex_unlock(&_sa_huge_lock);
 }
 
 /* Move every huge page of `from` to `to` (NULL: the orphans). */
 static void heap_huge_move(heap_t *from, heap_t *to) {
-  pthread_mutex_lock(&huge_lock);
+  pthread_mutex_lock(&_sa_huge_lock);
   while (from->huge_pages != NULL) {
     page_t *page = from->huge_pages;
     from->huge_pages = page->next;
     atomic_store_explicit(&page->heap, to, memory_order_relaxed);
     huge_push(huge_list_of(to), page);
   }
-  pthread_mutex_unlock(&huge_lock);
+  pthread_mutex_unlock(&_sa_huge_lock);
 }
-
-void _sa_huge_fork_prepare(void) { pthread_mutex_lock(&huge_lock); }
-void _sa_huge_fork_parent(void) { pthread_mutex_unlock(&huge_lock); }
-void _sa_huge_fork_child(void) { pthread_mutex_init(&huge_lock, NULL); }
 
 /* ---- Set-up -------------------------------------------------------------------------------- */
 void _sa_heap_init(heap_t *heap, thread_t *thread) {
@@ -135,6 +127,22 @@ static void heap_unlink(heap_t *heap) {
 static void heap_close_delayed(heap_t *heap) {
   heap_for_each_page(heap, queue, page, next) _sa_page_set_delayed(page, DELAYED_NEVER, true);
   _sa_heap_delayed_free_all(heap);
+}
+
+/* fork, in the child: a thread that was between the two steps of the delayed-free hand-off
+ * (types.h) left a page DELAYED_FREEING, and it does not exist here, so the owner would wait
+ * on it for ever. Put such a page back to USE_DELAYED, where that thread found it: if its
+ * block reached the heap's delayed list, the owner frees it as usual (un-fulling the page);
+ * if not, the block stays lost, as a free that never happened. Only full pages hand off. */
+void _sa_heaps_fork_child(thread_t *thread) {
+  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) {
+    for (page_t *page = heap->pages[BIN_FULL].first; page != NULL; page = page->next) {
+      uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+      if (sa_xthread_state(x) == DELAYED_FREEING)
+        atomic_store_explicit(&page->xthread_free, sa_xthread_with_state(x, DELAYED_USE),
+                              memory_order_relaxed);
+    }
+  }
 }
 
 void _sa_heap_adopt_page(heap_t *heap, page_t *page) {

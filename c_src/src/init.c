@@ -36,27 +36,35 @@ static void thread_key_destructor(void *value) {
   if (value != NULL) thread_done((thread_t *)value);
 }
 
-/* fork: hold every global lock across it, so the child finds them free and the lists they
- * guard consistent (the child has only the forking thread; other threads' heaps stay as
- * they were, their blocks still freeable). */
+/* ---- fork ----------------------------------------------------------------------------------
+ * Every global mutex (internal.h), in lock order: a thread that holds one takes only those
+ * listed after it (the housekeeper's sweep holds the list of threads while it frees pages).
+ * Across fork the handlers hold them all, then every segment's purge spin lock (segment.c),
+ * so that the child, which has only the forking thread, finds each lock free and the lists
+ * they guard consistent; other threads' heaps stay as they were, their blocks still freeable.
+ * The housekeeper needs no lock of its own here: it is between rounds whenever the handlers
+ * hold the list of threads and the segment locks, and the child starts its own. Reverse
+ * order to release. */
+static pthread_mutex_t *const fork_locks[] = {
+    &_sa_threads_lock, /* the housekeeper sweeps under it, taking the others */
+    &_sa_pool_lock,    &_sa_huge_lock,  &_sa_owned_lock, &_sa_segments_lock, &_sa_arena_lock,
+};
+#define FORK_LOCK_COUNT (sizeof(fork_locks) / sizeof(fork_locks[0]))
+
 static void fork_prepare(void) {
-  _sa_huge_fork_prepare();
-  _sa_pool_fork_prepare();
-  _sa_segments_fork_prepare();
-  _sa_stats_fork_prepare();
+  for (size_t i = 0; i < FORK_LOCK_COUNT; i++) pthread_mutex_lock(fork_locks[i]);
+  _sa_segments_fork_purge_locks(true);
 }
 static void fork_parent(void) {
-  _sa_stats_fork_parent();
-  _sa_segments_fork_parent();
-  _sa_pool_fork_parent();
-  _sa_huge_fork_parent();
+  _sa_segments_fork_purge_locks(false);
+  for (size_t i = FORK_LOCK_COUNT; i-- > 0;) pthread_mutex_unlock(fork_locks[i]);
 }
 static void fork_child(void) {
   _sa_housekeeper_fork_child();
-  _sa_stats_fork_child();
-  _sa_segments_fork_child();
-  _sa_pool_fork_child();
-  _sa_huge_fork_child();
+  _sa_segments_fork_purge_locks(false);
+  for (size_t i = FORK_LOCK_COUNT; i-- > 0;) pthread_mutex_init(fork_locks[i], NULL);
+  heap_t *heap = _sa_heap_default;
+  if (heap != &_sa_heap_empty) _sa_heaps_fork_child(heap->thread);
 }
 
 /* At exit (a destructor, not atexit: registering may allocate, inside our own malloc). */

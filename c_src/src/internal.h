@@ -5,6 +5,7 @@
 #ifndef SHARDALLOC_INTERNAL_H
 #define SHARDALLOC_INTERNAL_H
 
+#include <pthread.h>
 #include <string.h>
 
 #include "track.h"
@@ -26,6 +27,16 @@
 #define SA_TLS_MODEL __attribute__((tls_model("initial-exec")))
 #endif
 extern __thread heap_t *_sa_heap_default SA_TLS_MODEL;
+
+/* ---- Global locks -----------------------------------------------------------------------
+ * Every mutex of the library that is not in a per-thread object. Each is defined (and
+ * documented) in the file named; init.c lists them in lock order and holds them across fork. */
+extern pthread_mutex_t _sa_pool_lock;     /* heap.c: the pool of thread and heap objects */
+extern pthread_mutex_t _sa_huge_lock;     /* heap.c: the lists of huge pages */
+extern pthread_mutex_t _sa_owned_lock;    /* segment.c: the list of all owned segments */
+extern pthread_mutex_t _sa_segments_lock; /* segment.c: the segment caches, abandoned list */
+extern pthread_mutex_t _sa_arena_lock;    /* arena.c: the reservation's segment bitmap */
+extern pthread_mutex_t _sa_threads_lock;  /* stats.c: live threads, exited threads' totals */
 
 /* ---- Assertions ------------------------------------------------------------------------- */
 void _sa_assert_fail(const char *expr, const char *file, int line, const char *func) sa_cold;
@@ -152,6 +163,8 @@ int64_t _sa_clock_ms(void);
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate);
 /* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
 void *_sa_os_alloc_aligned(size_t size, size_t align);
+/* The same, placed so that the address plus `offset` is aligned to `align`. */
+void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
 void _sa_os_free(void *p, size_t size);
 /* Ask for transparent huge pages on [p, p+size). */
 void _sa_os_advise_huge_pages(void *p, size_t size);
@@ -184,6 +197,10 @@ void _sa_segment_page_free(page_t *page, thread_t *thread);
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
 /* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
 page_t *_sa_segment_huge_page_alloc(size_t size);
+/* The same for an alignment of SEGMENT_SIZE or more: `*p`, the pointer to hand out, is
+ * interior, with *p + offset aligned to `alignment`. */
+page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,
+                                            void **p);
 void _sa_segment_huge_free(segment_t *segment);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);
@@ -194,9 +211,8 @@ bool _sa_segment_map_contains(const void *p);
 segment_t *_sa_segment_of_any(const void *p);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);
-void _sa_segments_fork_prepare(void);
-void _sa_segments_fork_parent(void);
-void _sa_segments_fork_child(void);
+/* fork (init.c): hold every owned segment's purge lock, or release them all. */
+void _sa_segments_fork_purge_locks(bool hold);
 
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
@@ -252,14 +268,11 @@ void _sa_heap_sweep(heap_t *heap);
 void _sa_heap_take_abandoned(heap_t *heap);
 void _sa_heap_huge_add(heap_t *heap, page_t *page);
 void _sa_heap_huge_remove(page_t *page);
-void _sa_huge_fork_prepare(void);
-void _sa_huge_fork_parent(void);
-void _sa_huge_fork_child(void);
 thread_t *_sa_pool_alloc(void);
 void _sa_pool_free(thread_t *obj);
-void _sa_pool_fork_prepare(void);
-void _sa_pool_fork_parent(void);
-void _sa_pool_fork_child(void);
+/* fork, in the child: no page of `thread`'s heaps waits on a cross-thread free that was
+ * half done (its thread is gone). */
+void _sa_heaps_fork_child(thread_t *thread);
 
 /* ---- init.c ----------------------------------------------------------------------------- */
 /* Set up the process (once) and the calling thread; returns its default heap or NULL. */
@@ -289,9 +302,6 @@ void _sa_stats_thread_done(thread_t *thread);
 void _sa_stats_process_start(void);
 /* Call `fn` on every live thread, under the lock of the list (stats.c). */
 void _sa_threads_each(bool (*fn)(thread_t *thread, void *arg), void *arg);
-void _sa_stats_fork_prepare(void);
-void _sa_stats_fork_parent(void);
-void _sa_stats_fork_child(void);
 
 /* A per-thread counter: only its thread writes it, so no read-modify-write is needed. */
 sa_inline void sa_thread_stat_add(_Atomic(int64_t) *counter, int64_t amount) {

@@ -59,16 +59,18 @@ void _sa_os_free(void *p, size_t size) {
   errno = saved_errno;
 }
 
-/* Reserve `size` bytes aligned to `align` (a power of two >= the OS page size). First try
- * directly (the kernel often hands out aligned addresses after an earlier aligned mapping),
- * then over-reserve by `align` and trim both ends. */
-void *_sa_os_alloc_aligned(size_t size, size_t align) {
+/* Reserve `size` bytes at an address q with q + offset aligned to `align` (a power of two >=
+ * the OS page size; offset a multiple of the page size). First try directly (the kernel often
+ * hands out aligned addresses after an earlier aligned mapping), then over-reserve by `align`
+ * and trim both ends. */
+void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset) {
   if (size == 0 || size > HUGE_BLOCK_MAX + SEGMENT_SIZE) return NULL;
+  offset &= align - 1;
   static _Atomic(uintptr_t) next_hint; /* where the last aligned mapping ended */
   uintptr_t hint = atomic_load_explicit(&next_hint, memory_order_relaxed);
   if (hint != 0) {
     void *p = os_mmap((void *)hint, size);
-    if (p != NULL && ((uintptr_t)p & (align - 1)) == 0) {
+    if (p != NULL && (((uintptr_t)p + offset) & (align - 1)) == 0) {
       atomic_store_explicit(&next_hint, (uintptr_t)p + size, memory_order_relaxed);
       os_advise_huge(p, size);
       return p;
@@ -79,7 +81,7 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
   if (over < size) return NULL;
   uint8_t *raw = os_mmap(NULL, over);
   if (raw == NULL) return NULL;
-  uint8_t *aligned = (uint8_t *)sa_align_up((uintptr_t)raw, align);
+  uint8_t *aligned = (uint8_t *)(sa_align_up((uintptr_t)raw + offset, align) - offset);
   size_t head = (size_t)(aligned - raw);
   size_t tail = over - head - size;
   if (head > 0) _sa_os_free(raw, head);
@@ -87,6 +89,10 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
   atomic_store_explicit(&next_hint, (uintptr_t)aligned + size, memory_order_relaxed);
   os_advise_huge(aligned, size);
   return aligned;
+}
+
+void *_sa_os_alloc_aligned(size_t size, size_t align) {
+  return _sa_os_alloc_aligned_at(size, align, 0);
 }
 
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate) {

@@ -248,10 +248,7 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
 }
 
 /* ---- Growing a large block in place ----------------------------------------------------- */
-static bool page_try_grow(void *p, size_t newsize) {
-  segment_t *segment = sa_segment_of(p);
-  if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
-    return false;
+static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   page_t *page = sa_page_of(segment, p);
   size_t old_size = sa_block_size(page);
   if (sa_page_is_huge(page) || old_size <= MEDIUM_BLOCK_MAX || page->flags.x.has_aligned ||
@@ -282,12 +279,13 @@ static bool page_try_grow(void *p, size_t newsize) {
 }
 
 bool _sa_page_try_grow(void *p, size_t newsize) {
-  segment_t *segment = sa_segment_of(p);
-  if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
+  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never grown */
+  if (segment == NULL ||
+      atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
     return false;
   thread_t *thread = segment->owner;
   sa_house_enter(thread);
-  bool grown = page_try_grow(p, newsize);
+  bool grown = page_try_grow(segment, p, newsize);
   sa_house_exit(thread);
   return grown;
 }

@@ -51,7 +51,8 @@ segment_t *_sa_segment_of_any(const void *p) {
 }
 
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
-static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_segments_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
+#define segments_lock _sa_segments_lock
 static segment_t *segment_cache;
 static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
 static segment_t *abandoned;
@@ -94,7 +95,8 @@ static void list_remove(segment_t **list, segment_t *segment) {
  * a segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
  * holds the lock never touches a segment that is going away. Lock order: owned_lock, then a
  * segment's purge_lock; segments_lock and owned_lock are never held together. */
-static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_owned_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
+#define owned_lock _sa_owned_lock
 static segment_t *owned_all;
 
 static void segment_lock(segment_t *segment) {
@@ -301,12 +303,12 @@ static void segment_detach(segment_t *segment, thread_t *thread) {
 /* Address space from the OS. When it refuses, what we keep for reuse goes back first (cached
  * empty and huge segments, pending purges) and the request is tried once more: memory freed
  * just before must serve the next request, delays or not. No lock may be held. */
-static void *os_alloc_or_release(size_t size, size_t align) {
-  void *p = _sa_os_alloc_aligned(size, align);
+static void *os_alloc_or_release(size_t size, size_t align, size_t at) {
+  void *p = _sa_os_alloc_aligned_at(size, align, at);
   if (p != NULL) return p;
   _sa_segment_caches_release();
   _sa_segments_purge_all(true);
-  return _sa_os_alloc_aligned(size, align);
+  return _sa_os_alloc_aligned_at(size, align, at);
 }
 
 static segment_t *segment_alloc(thread_t *thread) {
@@ -323,7 +325,7 @@ static segment_t *segment_alloc(thread_t *thread) {
     segment = _sa_arena_alloc_segment();
     if (segment == NULL) {
       in_arena = false;
-      segment = os_alloc_or_release(SEGMENT_SIZE, SEGMENT_SIZE);
+      segment = os_alloc_or_release(SEGMENT_SIZE, SEGMENT_SIZE, 0);
       if (segment == NULL) return NULL;
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
@@ -552,25 +554,25 @@ static segment_t *huge_cache_take(size_t total) {
   return best;
 }
 
-page_t *_sa_segment_huge_page_alloc(size_t size) {
-  if (size > HUGE_BLOCK_MAX) return NULL;
-  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
-  segment_t *segment = huge_cache_take(total);
-  bool fresh = segment == NULL;
-  if (fresh) {
-    segment = os_alloc_or_release(total, SEGMENT_SIZE);
-    if (segment == NULL) return NULL;
-    segment->segment_size = total;
-    if (!segment_map_set(segment, true)) {
-      _sa_os_free(segment, total);
-      return NULL;
-    }
-    _sa_os_advise_huge_pages(segment, total);
-    segment->kind = SEGMENT_HUGE;
-    _sa_stat_add(SA_STAT_reserved, (int64_t)total);
-    _sa_stat_add(SA_STAT_committed, (int64_t)total);
-    _sa_stat_add(SA_STAT_segments, 1);
+/* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */
+static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
+  segment_t *segment = os_alloc_or_release(total, align, at);
+  if (segment == NULL) return NULL;
+  segment->segment_size = total;
+  if (!segment_map_set(segment, true)) {
+    _sa_os_free(segment, total);
+    return NULL;
   }
+  _sa_os_advise_huge_pages(segment, total);
+  segment->kind = SEGMENT_HUGE;
+  _sa_stat_add(SA_STAT_reserved, (int64_t)total);
+  _sa_stat_add(SA_STAT_committed, (int64_t)total);
+  _sa_stat_add(SA_STAT_segments, 1);
+  return segment;
+}
+
+/* The one page of a huge segment, set up for a new block. */
+static page_t *huge_page_init(segment_t *segment, bool fresh) {
   segment->used_pages = 1;
   segment->purge_expire = 0;
   page_t *page = &segment->pages[1];
@@ -582,6 +584,40 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
   page->used = 1;
   page->is_zero = fresh;
   _sa_stat_add(SA_STAT_huge_bytes, (int64_t)(segment->segment_size - SLICE_SIZE));
+  return page;
+}
+
+page_t *_sa_segment_huge_page_alloc(size_t size) {
+  if (size > HUGE_BLOCK_MAX) return NULL;
+  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
+  segment_t *segment = huge_cache_take(total);
+  bool fresh = segment == NULL;
+  if (fresh && (segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
+  return huge_page_init(segment, fresh);
+}
+
+/* A huge block handed out at `*p`, with *p + offset aligned to `alignment` >= SEGMENT_SIZE.
+ * For offset 0 such a pointer starts a unit, so no header can share its unit and precede it:
+ * the segment starts at the last unit start at least a slice before *p (its header there, the
+ * block from slice 1 as in every huge segment), which puts *p 64 KiB to 32 MiB + 64 KiB in.
+ * Where *p is in the segment's first unit, the slices up to it lead back to the page, as for
+ * smaller alignments; where it is in the second, that unit has no segment-map entry, so free
+ * and usable_size find the segment through _sa_segment_of_any (the unmapped path). The
+ * mapping is always fresh: a cached segment's placement would not fit. */
+page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,
+                                            void **p) {
+  sa_assert(alignment >= SEGMENT_SIZE && sa_is_power_of_two(alignment));
+  if (size > HUGE_BLOCK_MAX) return NULL;
+  offset &= alignment - 1;
+  size_t in_unit = (SEGMENT_SIZE - (offset & SEGMENT_MASK)) & SEGMENT_MASK; /* *p in its unit */
+  size_t lead = in_unit >= SLICE_SIZE ? in_unit : in_unit + SEGMENT_SIZE;   /* *p - segment */
+  size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size());
+  segment_t *segment = huge_segment_new(total, alignment, lead + offset);
+  if (segment == NULL) return NULL;
+  page_t *page = huge_page_init(segment, true);
+  *p = (uint8_t *)segment + lead;
+  page->flags.x.has_aligned = 1;
+  if (lead < SEGMENT_SIZE) _sa_segment_huge_interior(page, *p);
   return page;
 }
 
@@ -701,16 +737,16 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   return true;
 }
 
-/* ---- fork: the child must find the lock free and the lists consistent ------------------ */
-void _sa_segments_fork_prepare(void) {
-  pthread_mutex_lock(&owned_lock);
-  pthread_mutex_lock(&segments_lock);
-}
-void _sa_segments_fork_parent(void) {
-  pthread_mutex_unlock(&segments_lock);
-  pthread_mutex_unlock(&owned_lock);
-}
-void _sa_segments_fork_child(void) {
-  pthread_mutex_init(&segments_lock, NULL);
-  pthread_mutex_init(&owned_lock, NULL);
+/* ---- fork: the purge locks ------------------------------------------------------------
+ * A segment's purge_lock is a spin lock, held for a bounded time and never while waiting for
+ * a mutex or another purge_lock. Once fork_prepare (init.c) holds owned_lock and
+ * segments_lock, only owner threads still take one, of their own (owned) segments: purges by
+ * other threads run under those mutexes. So this walk holds every one that can be taken.
+ * Without it, a purge_lock held by another thread at fork stays locked in the child, where
+ * that thread is gone, and the child's mi_collect(true) would spin on it for ever. */
+void _sa_segments_fork_purge_locks(bool hold) {
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
+    if (hold) segment_lock(s);
+    else segment_unlock(s);
+  }
 }

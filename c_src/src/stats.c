@@ -50,7 +50,7 @@ static int64_t counter_get(const process_counter_t *c) {
 }
 
 /* ---- Live threads and the totals of exited ones ------------------------------------------ */
-static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t _sa_threads_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 static thread_t *threads_live;
 static thread_stats_t threads_exited;
 
@@ -68,43 +68,39 @@ static void stats_add_into(thread_stats_t *into, thread_stats_t *from) {
 }
 
 void _sa_stats_thread_start(thread_t *thread) {
-  pthread_mutex_lock(&threads_lock);
+  pthread_mutex_lock(&_sa_threads_lock);
   thread->prev_live = NULL;
   thread->next_live = threads_live;
   if (threads_live != NULL) threads_live->prev_live = thread;
   threads_live = thread;
-  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&_sa_threads_lock);
   _sa_stat_add(SA_STAT_threads, 1);
 }
 
 void _sa_stats_thread_done(thread_t *thread) {
-  pthread_mutex_lock(&threads_lock);
+  pthread_mutex_lock(&_sa_threads_lock);
   stats_add_into(&threads_exited, &thread->stats);
   if (thread->prev_live != NULL) thread->prev_live->next_live = thread->next_live;
   else threads_live = thread->next_live;
   if (thread->next_live != NULL) thread->next_live->prev_live = thread->prev_live;
-  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&_sa_threads_lock);
   _sa_stat_add(SA_STAT_threads, -1);
 }
 
 void mi_stats_merge(void) {
   heap_t *heap = _sa_heap_default;
   if (heap == &_sa_heap_empty) return;
-  pthread_mutex_lock(&threads_lock);
+  pthread_mutex_lock(&_sa_threads_lock);
   stats_add_into(&threads_exited, &heap->thread->stats);
-  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&_sa_threads_lock);
 }
 
 void _sa_threads_each(bool (*fn)(thread_t *thread, void *arg), void *arg) {
-  pthread_mutex_lock(&threads_lock);
+  pthread_mutex_lock(&_sa_threads_lock);
   for (thread_t *t = threads_live; t != NULL; t = t->next_live)
     if (!fn(t, arg)) break;
-  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&_sa_threads_lock);
 }
-
-void _sa_stats_fork_prepare(void) { pthread_mutex_lock(&threads_lock); }
-void _sa_stats_fork_parent(void) { pthread_mutex_unlock(&threads_lock); }
-void _sa_stats_fork_child(void) { pthread_mutex_init(&threads_lock, NULL); }
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 static size_t clamp0(int64_t v) { return v < 0 ? 0 : (size_t)v; }
@@ -113,7 +109,7 @@ void mi_stats_snapshot(mi_stats_snapshot_t *out) {
   if (out == NULL) return;
   memset(out, 0, sizeof(*out));
   int64_t in_use[BIN_COUNT], pages[BIN_COUNT];
-  pthread_mutex_lock(&threads_lock);
+  pthread_mutex_lock(&_sa_threads_lock);
   for (size_t bin = 0; bin < BIN_COUNT; bin++) {
     in_use[bin] = atomic_load_explicit(&threads_exited.in_use[bin], memory_order_relaxed);
     pages[bin] = atomic_load_explicit(&threads_exited.pages[bin], memory_order_relaxed);
@@ -124,7 +120,7 @@ void mi_stats_snapshot(mi_stats_snapshot_t *out) {
       pages[bin] += atomic_load_explicit(&t->stats.pages[bin], memory_order_relaxed);
     }
   }
-  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&_sa_threads_lock);
 
   size_t in_use_bytes = 0, page_bytes = 0;
   out->bins = BIN_COUNT;

@@ -191,8 +191,9 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
 /* ---- Segments ------------------------------------------------------------------------------
  * Invariants:
  *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment (a huge block
- *     starts at slice 1; an aligned interior pointer into it lies within 16 MiB of that, and
- *     the slices up to it point back to the page)
+ *     starts at slice 1; an aligned interior pointer into it lies in the same unit, and the
+ *     slices up to it point back to the page), except the pointer of a huge block aligned to
+ *     SEGMENT_SIZE or more, which may lie in the first slice of the next unit (segment.c)
  *   - a slice is used (bit set in `used_slices`) <=> it belongs to a page or to the header
  *   - used_pages == number of pages (first slices) allocated from the segment
  *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
@@ -251,7 +252,7 @@ struct mi_heap_s {
   struct thread_s *thread;                /* owner thread state (and its id) */
   struct mi_heap_s *next;                 /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
-  page_t *huge_pages;                     /* huge blocks allocated here (heap.c's huge_lock) */
+  page_t *huge_pages;                     /* huge blocks allocated here (_sa_huge_lock) */
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */

@@ -1,10 +1,13 @@
 /* test_align: every power-of-two alignment from 1 byte to 4 MiB, with sizes around each
  * alignment, through every aligned entry point. Each block is checked for its alignment and
  * usable size, written in full, and the blocks of each alignment are freed in a shuffled order
- * through mi_free, mi_free_aligned and mi_free_size_aligned. */
+ * through mi_free, mi_free_aligned and mi_free_size_aligned. Then 16 MiB, and alignments of
+ * 32 MiB and 1 GiB (a mapping of their own each) with small sizes: freed on this and on
+ * another thread, reallocated, at offsets, in heaps. */
 #define TEST_NAME "test_align"
 #include "testutil.h"
 
+#include <pthread.h>
 
 #include "shardalloc.h"
 
@@ -166,6 +169,89 @@ static void many_at_once(size_t a, size_t n, size_t count) {
   verify_and_free_all();
 }
 
+/* ---- Alignments of 32 MiB and more: a mapping of their own ------------------------------ */
+static void *free_on_thread(void *p) {
+  mi_free(p);
+  return NULL;
+}
+
+static void free_from_another_thread(void *p) {
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, free_on_thread, p) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+}
+
+/* A fresh block of `size` at `a`: aligned, its usable size written in full, known to the
+ * heap; the pattern `key` fills its first `size` bytes. */
+static void *big_aligned(mi_heap_t *heap, size_t size, size_t a, uint64_t key) {
+  void *p = heap ? mi_heap_malloc_aligned(heap, size, a) : mi_malloc_aligned(size, a);
+  CHECKF(p != NULL && tu_is_aligned(p, a), "size %zu alignment %zu MiB: %p", size, a >> 20, p);
+  if (p == NULL) return NULL;
+  size_t u = mi_usable_size(p);
+  CHECKF(u >= size, "size %zu alignment %zu MiB: usable %zu", size, a >> 20, u);
+  memset(p, 0xa5, u);
+  tu_fill(p, size, key);
+  CHECK(mi_is_in_heap_region(p) && mi_is_in_heap_region((char *)p + u - 1));
+  CHECK(mi_heap_contains_block(heap ? heap : mi_heap_get_default(), p));
+  return p;
+}
+
+static void huge_alignment(size_t a) {
+  const size_t sizes[] = {1, 16, 4096, (size_t)1 << 20};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t n = sizes[k];
+    /* free on the same thread, then on another */
+    mi_free(big_aligned(NULL, n, a, 1));
+    free_from_another_thread(big_aligned(NULL, n, a, 2));
+
+    /* zeroed */
+    char *z = mi_zalloc_aligned(n, a);
+    CHECKF(z != NULL && tu_is_aligned(z, a), "zalloc %zu at %zu MiB: %p", n, a >> 20, z);
+    if (z != NULL) CHECK(tu_first_nonzero(z, n) == n);
+    mi_free(z);
+
+    /* realloc: keeping the alignment (grow, shrink), then to a plain block */
+    void *p = big_aligned(NULL, n, a, 3);
+    void *q = mi_realloc_aligned(p, 2 * n + 100, a);
+    CHECKF(q != NULL && tu_is_aligned(q, a), "realloc_aligned %zu at %zu MiB", n, a >> 20);
+    if (q != NULL) {
+      CHECK(tu_verify(q, n, 3) == n && mi_usable_size(q) >= 2 * n + 100);
+      memset(q, 0x5a, mi_usable_size(q));
+      tu_fill(q, n, 4);
+      p = mi_realloc_aligned(q, n / 2 + 1, a);
+      CHECK(p != NULL && tu_is_aligned(p, a) && tu_verify(p, n / 2 + 1, 4) == n / 2 + 1);
+      q = mi_realloc(p, 3 * n + 200);
+      CHECK(q != NULL && tu_verify(q, n / 2 + 1, 4) == n / 2 + 1);
+      free_from_another_thread(q);
+    }
+
+    /* p + offset aligned: p lies in the header's unit or in the next unit's first slice */
+    const size_t offsets[] = {8, (size_t)64 << 10, ((size_t)32 << 20) - 8, a - 8};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+      char *r = mi_malloc_aligned_at(n, a, offsets[i]);
+      CHECKF(r != NULL && tu_is_aligned(r + offsets[i], a), "aligned_at %zu, %zu MiB, +%zu", n,
+             a >> 20, offsets[i]);
+      if (r == NULL) continue;
+      CHECK(mi_usable_size(r) >= n);
+      memset(r, 0x3c, n);
+      if (i % 2) free_from_another_thread(r);
+      else mi_free(r);
+    }
+
+    /* heaps: destroy frees the block; delete hands it to the thread's heap */
+    mi_heap_t *h = mi_heap_new();
+    big_aligned(h, n, a, 5);
+    mi_heap_destroy(h);
+    h = mi_heap_new();
+    p = big_aligned(h, n, a, 6);
+    mi_heap_delete(h);
+    if (p != NULL) {
+      CHECK(mi_heap_contains_block(mi_heap_get_default(), p) && tu_verify(p, n, 6) == n);
+      free_from_another_thread(p);
+    }
+  }
+}
+
 int main(void) {
   printf("%s: alignments 1 B .. %zu MiB through every aligned entry point\n", TEST_NAME,
          MAX_ALIGN >> 20);
@@ -188,9 +274,16 @@ int main(void) {
   many_at_once((size_t)1 << 20, 100, 8);
   many_at_once(MAX_ALIGN, 100, 4);
 
-  SECTION("alignment equal to MI_ALIGNMENT_MAX");
-  add(mi_malloc_aligned(100, MI_ALIGNMENT_MAX), 100, MI_ALIGNMENT_MAX, 0, "mi_malloc_aligned");
+  SECTION("16 MiB, the largest alignment inside a segment");
+  add(mi_malloc_aligned(100, (size_t)16 << 20), 100, (size_t)16 << 20, 0, "mi_malloc_aligned");
   verify_and_free_all();
+
+  for (size_t a = (size_t)32 << 20; a <= ((size_t)1 << 30); a <<= 5) {
+    SECTION("alignment %zu MiB: sizes 1 B .. 1 MiB; free on this and another thread, realloc, "
+            "offsets, heaps",
+            a >> 20);
+    huge_alignment(a);
+  }
 
   CHECK(mi_heap_check(mi_heap_get_default()));
   free(recs);

@@ -9,8 +9,9 @@
 #define TEST_NAME "test_stress"
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
-#include <unistd.h>
+#include <semaphore.h>
 
 #include "shardalloc.h"
 
@@ -93,6 +94,7 @@ static blk_t exchange_swap(tu_rng_t *rng, blk_t b) {
 
 /* ---- Workers -------------------------------------------------------------------------------- */
 static atomic_bool stop;
+static sem_t finished; /* posted by each worker as it finishes */
 
 typedef struct slot_s {
   pthread_t thread;
@@ -254,6 +256,7 @@ static void *worker_main(void *arg) {
   if (tu_below(&w->rng, 4) == 0) mi_thread_done(); /* explicit, or by the thread's exit */
   free(w);
   atomic_store(&slot->state, 2);
+  sem_post(&finished);
   return NULL;
 }
 
@@ -283,19 +286,25 @@ int main(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 256 * KiB);
+  sem_init(&finished, 0, 0);
   uint32_t serial = 1;
   double t0 = now_s();
   for (int i = 0; i < nslots; i++) start_worker(&slots[i], serial++, &attr);
 
-  /* Churn: replace every finished worker until the time is up. */
-  while (now_s() - t0 < seconds) {
+  /* Churn: replace every finished worker, for the time given and until as many workers as
+   * there are slots have been replaced, however slowly they run (valgrind on a loaded
+   * machine): each worker ends after a bounded number of operations, so this ends too. */
+  long replaced = 0;
+  while (now_s() - t0 < seconds || replaced < nslots) {
+    while (sem_wait(&finished) != 0 && errno == EINTR) {
+    }
     for (int i = 0; i < nslots; i++) {
       if (atomic_load(&slots[i].state) == 2) {
         pthread_join(slots[i].thread, NULL);
         start_worker(&slots[i], serial++, &attr);
+        replaced++;
       }
     }
-    usleep(1000);
   }
   atomic_store(&stop, true);
   for (int i = 0; i < nslots; i++)
@@ -331,6 +340,7 @@ int main(void) {
   CHECK(atomic_load(&n_xfree) > 0);
   CHECK(atomic_load(&n_threads) > nslots);
   pthread_attr_destroy(&attr);
+  sem_destroy(&finished);
   free(slots);
   return tu_finish();
 }
