@@ -217,7 +217,7 @@ static void free_checked(segment_t *segment, page_t *page, void *p) {
   } else {
     free_block_mt(page, block);
   }
-  _sa_housekeeper_start_if_wanted();
+  sa_housekeeper_start_if_wanted();
 }
 
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) { free_checked(segment, page, p); }

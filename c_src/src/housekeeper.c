@@ -37,13 +37,9 @@ static bool hk_cond_ready;
 static _Atomic(unsigned) hk_work;   /* HOUSE_* flags not yet handled */
 static _Atomic(int64_t) hk_due;     /* earliest purge due noted since the last purge; 0: none */
 static _Atomic(bool) hk_sleeping;   /* waiting with no deadline, or a later one than noted */
-static _Atomic(int) hk_state;       /* HK_OFF, HK_WANTED, HK_RUNNING, HK_STOPPING */
+_Atomic(int) _sa_hk_state;          /* HK_* (internal.h) */
+#define hk_state _sa_hk_state
 static pthread_t hk_thread;
-enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING };
-
-bool _sa_housekeeper_active(void) {
-  return atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_RUNNING;
-}
 
 static void wake(void) {
   pthread_mutex_lock(&hk_lock);
@@ -155,10 +151,9 @@ static void *housekeeper_main(void *arg) {
   return NULL;
 }
 
-void _sa_housekeeper_start_if_wanted(void) {
+void _sa_housekeeper_start(void) {
   int wanted = HK_WANTED;
-  if (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_WANTED ||
-      !atomic_compare_exchange_strong_explicit(&hk_state, &wanted, HK_STARTING,
+  if (!atomic_compare_exchange_strong_explicit(&hk_state, &wanted, HK_STARTING,
                                                memory_order_acq_rel, memory_order_relaxed))
     return;
   pthread_mutex_lock(&hk_lock);

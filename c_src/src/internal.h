@@ -328,11 +328,21 @@ enum {
 /* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
  * when nothing changes (one relaxed load); wakes the thread at most once per change. */
 void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+/* The housekeeper's life: off (or never needed yet), wanted (work waits, not started),
+ * starting, running, stopping. */
+enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING };
+extern _Atomic(int) _sa_hk_state;
+void _sa_housekeeper_start(void) sa_cold;
 /* True while the housekeeper runs: owners then leave due purges to it. */
-bool _sa_housekeeper_active(void);
+sa_inline bool sa_housekeeper_active(void) {
+  return atomic_load_explicit(&_sa_hk_state, memory_order_relaxed) == HK_RUNNING;
+}
 /* Start the housekeeper if work waits and it does not run yet: called where the caller holds
- * no lock of ours (pthread_create may allocate). */
-void _sa_housekeeper_start_if_wanted(void);
+ * no lock of ours (pthread_create may allocate). One load when there is nothing to do. */
+sa_inline void sa_housekeeper_start_if_wanted(void) {
+  if (sa_unlikely(atomic_load_explicit(&_sa_hk_state, memory_order_relaxed) == HK_WANTED))
+    _sa_housekeeper_start();
+}
 void _sa_housekeeper_stop(void);
 void _sa_housekeeper_fork_child(void);
 /* The contended case of sa_house_enter (the housekeeper is sweeping this thread). */

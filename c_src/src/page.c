@@ -220,7 +220,7 @@ void _sa_page_retire(page_t *page) {
   sa_house_enter(thread);
   page_retire(page);
   sa_house_exit(thread);
-  _sa_housekeeper_start_if_wanted();
+  sa_housekeeper_start_if_wanted();
 }
 
 /* Free retired pages whose time is up (every generic-path call counts one cycle). Retired
@@ -350,7 +350,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_heap_delayed_free_all(heap);
   if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
-  if (!_sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
+  if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
   size_t bin = sa_bin(size);
   page_queue_t *queue = &heap->pages[bin];
@@ -395,7 +395,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   sa_house_enter(thread);
   void *p = malloc_generic(heap, size, zero);
   sa_house_exit(thread);
-  _sa_housekeeper_start_if_wanted();
+  sa_housekeeper_start_if_wanted();
   return p;
 }
 
