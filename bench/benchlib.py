@@ -1,5 +1,6 @@
-"""Shared by bench/run_c_bench.py and bench/callgrind_fastpath.py: the allocator list, building
-the C programs, and a description of the machine for the result files.
+"""Shared by bench/run_c_bench.py, bench/callgrind_fastpath.py and bench/memory/run.py: the
+allocator list and the options that pick from it, building the C programs, and a description of
+the machine (and commit) for the result files.
 
 Standard library only.
 """
@@ -57,7 +58,8 @@ def package_version(pkg):
 def select_allocators(names=None, extra=()):
     """Returns (available, notes). available: list of dicts {name, path, version}; notes: one line
     per allocator that was skipped. `names` selects among the known allocators; `extra` holds
-    "NAME=PATH" strings for more libraries (a mimalloc built from source, say), always added."""
+    "NAME=PATH" strings for more libraries (a mimalloc built from source, say), always added;
+    a known NAME (shardalloc from another build directory, say) replaces that entry's path."""
     entries = list(ALLOCATORS)
     if names:
         wanted = set(names)
@@ -69,6 +71,9 @@ def select_allocators(names=None, extra=()):
         if "=" not in spec:
             sys.exit("--lib wants NAME=PATH, got %r" % spec)
         name, path = spec.split("=", 1)
+        # The package no longer describes a replaced library; shardalloc's version comes
+        # from the header either way.
+        entries = [e for e in entries if e[0] != name]
         entries.append((name, os.path.abspath(path), None, "check the path given to --lib"))
     available, notes = [], []
     for name, path, pkg, hint in entries:
@@ -120,6 +125,7 @@ def machine_info():
         "kernel": platform.release(),
         "cpu": None,
         "glibc": platform.libc_ver()[1] or None,
+        "commit": git_commit(),
     }
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -131,9 +137,26 @@ def machine_info():
     return info
 
 
+def git_commit():
+    """The checkout's commit, with "+changes" when the C sources differ from it (what a
+    library built from this working tree was built from), or None outside git."""
+    def git(*argv):
+        return subprocess.run(["git", "-C", REPO_ROOT] + list(argv), capture_output=True,
+                              text=True)
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--", "c_src", "build.rs", "src").stdout.strip()
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
 def machine_line(info):
-    return "%s, nproc %s, Linux %s, glibc %s, %s" % (
-        info["cpu"], info["nproc"], info["kernel"], info["glibc"], info["date"])
+    return "%s, nproc %s, Linux %s, glibc %s, commit %s, %s" % (
+        info["cpu"], info["nproc"], info["kernel"], info["glibc"], info.get("commit") or "?",
+        info["date"])
 
 
 def versions_line(allocs):
@@ -145,6 +168,7 @@ def add_common_args(ap, results_name):
     the results go (bench/results/RESULTS_NAME.{json,md} by default)."""
     ap.add_argument("--alloc", help="comma-separated allocator names (default: all found)")
     ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
-                    help="another allocator library to preload (repeatable)")
+                    help="another allocator library to preload (repeatable); a known NAME "
+                         "(e.g. shardalloc) takes PATH instead of its default library")
     ap.add_argument("--out-prefix", default=os.path.join(RESULTS_DIR, results_name),
                     help=f"write PREFIX.json and PREFIX.md (default bench/results/{results_name})")

@@ -1,6 +1,6 @@
 /* memwork: memory footprint of one workload under whatever malloc is linked or preloaded.
  *
- * Usage: memwork WORKLOAD [idle_ms=1000]
+ * Usage: memwork WORKLOAD [idle_ms=1000] [divisor=1]
  *   small     one thread: 2.4M blocks of 16-256 B (about 330 MiB), freed in random order
  *   mixed     a pool of 2 threads: blocks of 16 B - 64 KiB (log-uniform) to 192 MiB each, half
  *             freed and refilled, then all freed; the threads stay alive (idle) while the
@@ -9,6 +9,12 @@
  *             thread and exits; the consumer frees them all (every free is cross-thread)
  *   large     one thread: 300 blocks of 1-32 MiB, at most 16 live, one byte written per 4 KiB
  *   threads   4 threads each allocate 96 MiB of 16 B - 64 KiB blocks, free them and exit
+ *   crossidle 2 threads each allocate 400 MiB of 16 B - 64 KiB blocks; each frees half of its
+ *             own blocks and half of the other's (cross-thread frees), then both stay alive
+ *             with a trickle of work (one 16-256 B block replaced per millisecond in 64 slots)
+ *             while the memory is measured, as a server's workers between bursts
+ * divisor divides the amounts (block counts, MiB per thread; large: the number of blocks, not
+ * their sizes) for a quick run.
  *
  * Prints one line of key=value pairs (KiB for memory):
  *   peak       VmHWM: the peak resident set size of the process
@@ -18,6 +24,7 @@
  *              mi_collect(true) (mimalloc, shardalloc), mallctl("arena.4096.purge")
  *              (jemalloc), malloc_trim(0) (glibc); "none" if there is none
  *   minflt     minor page faults of the whole run (getrusage), up to the last free
+ *   mi_version mi_version() of a mimalloc-compatible allocator (30302: 3.3.2), else 0
  * Every block is written and checked, so the memory is really resident and the allocator
  * correct. The main thread allocates nothing itself before the workload. */
 #define _GNU_SOURCE
@@ -79,6 +86,8 @@ static void block_free(void *b, uint64_t tag) {
   free(p);
 }
 
+static size_t divisor = 1; /* third argument: divides the workloads' amounts */
+
 static void shuffle(void **v, size_t n, uint64_t *s) {
   for (size_t i = n; i > 1; i--) {
     size_t j = (size_t)(rng_next(s) % i);
@@ -90,7 +99,7 @@ static void shuffle(void **v, size_t n, uint64_t *s) {
 
 /* ---- Workloads ----------------------------------------------------------------------- */
 static void work_small(void) {
-  const size_t n = 2400000;
+  const size_t n = 2400000 / divisor;
   uint64_t s = 1;
   void **v = xmalloc(n * sizeof(void *));
   for (size_t i = 0; i < n; i++) v[i] = block_new(size_between(&s, 16, 256), 11);
@@ -110,7 +119,7 @@ static pool_t pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
 
 static void *mixed_worker(void *arg) {
   uint64_t s = (uint64_t)(uintptr_t)arg + 7;
-  const size_t target = (size_t)192 << 20;
+  const size_t target = ((size_t)192 << 20) / divisor;
   size_t cap = 1 << 20, n = 0, bytes = 0;
   void **v = xmalloc(cap * sizeof(void *));
   while (bytes < target && n < cap) {
@@ -152,26 +161,27 @@ static void mixed_finish(void) {
   for (int i = 0; i < 2; i++) pthread_join(mixed_threads[i], NULL);
 }
 
-#define PC_BLOCKS 2000000
+static size_t pc_count;
 static void **pc_blocks;
 
 static void *producer(void *arg) {
   (void)arg;
   uint64_t s = 3;
-  pc_blocks = xmalloc(PC_BLOCKS * sizeof(void *));
-  for (size_t i = 0; i < PC_BLOCKS; i++) pc_blocks[i] = block_new(size_between(&s, 16, 1024), 33);
+  pc_blocks = xmalloc(pc_count * sizeof(void *));
+  for (size_t i = 0; i < pc_count; i++) pc_blocks[i] = block_new(size_between(&s, 16, 1024), 33);
   return NULL; /* exits before the consumer frees */
 }
 
 static void *consumer(void *arg) {
   (void)arg;
-  for (size_t i = 0; i < PC_BLOCKS; i++) block_free(pc_blocks[i], 33);
+  for (size_t i = 0; i < pc_count; i++) block_free(pc_blocks[i], 33);
   free(pc_blocks);
   return NULL;
 }
 
 static void work_prodcons(void) {
   pthread_t t;
+  pc_count = 2000000 / divisor;
   pthread_create(&t, NULL, producer, NULL);
   pthread_join(t, NULL);
   pthread_create(&t, NULL, consumer, NULL);
@@ -179,10 +189,11 @@ static void work_prodcons(void) {
 }
 
 static void work_large(void) {
-  enum { LIVE = 16, TOTAL = 300 };
+  enum { LIVE = 16 };
+  const size_t total = 300 / divisor < 2 * LIVE ? 2 * LIVE : 300 / divisor;
   void *live[LIVE] = {0};
   uint64_t s = 5;
-  for (size_t i = 0; i < TOTAL; i++) {
+  for (size_t i = 0; i < total; i++) {
     size_t slot = (size_t)(rng_next(&s) % LIVE);
     if (live[slot] != NULL) block_free(live[slot], 44);
     live[slot] = block_new(size_between(&s, 1 << 20, 32 << 20), 44);
@@ -193,7 +204,7 @@ static void work_large(void) {
 
 static void *threads_worker(void *arg) {
   uint64_t s = (uint64_t)(uintptr_t)arg + 101;
-  const size_t target = (size_t)96 << 20;
+  const size_t target = ((size_t)96 << 20) / divisor;
   size_t cap = 1 << 20, n = 0, bytes = 0;
   void **v = xmalloc(cap * sizeof(void *));
   while (bytes < target && n < cap) {
@@ -210,6 +221,73 @@ static void work_threads(void) {
   pthread_t t[4];
   for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, threads_worker, (void *)(uintptr_t)i);
   for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+}
+
+/* crossidle: each worker fills its own array, then (after both are full) frees the first half
+ * of its own array and the second half of the other's, signals main and trickles until
+ * released. The trickle keeps each thread's heap in use without large frees of its own. */
+static void **cross_blocks[2];
+static size_t cross_count[2];
+static pthread_barrier_t cross_filled;
+static pool_t cross = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void *cross_worker(void *arg) {
+  const int me = (int)(uintptr_t)arg, other = 1 - me;
+  uint64_t s = (uint64_t)me + 201;
+  const size_t target = ((size_t)400 << 20) / divisor;
+  size_t cap = 1 << 20, n = 0, bytes = 0;
+  void **v = xmalloc(cap * sizeof(void *));
+  while (bytes < target && n < cap) {
+    size_t size = size_log(&s, 16, 64 << 10);
+    v[n++] = block_new(size, 66);
+    bytes += size;
+  }
+  cross_blocks[me] = v;
+  cross_count[me] = n;
+  pthread_barrier_wait(&cross_filled);
+  for (size_t i = 0; i < cross_count[me] / 2; i++) block_free(cross_blocks[me][i], 66);
+  for (size_t i = cross_count[other] / 2; i < cross_count[other]; i++)
+    block_free(cross_blocks[other][i], 66);
+  pthread_barrier_wait(&cross_filled); /* both arrays' blocks are all freed */
+  free(v);
+
+  void *slots[64];
+  for (size_t i = 0; i < 64; i++) slots[i] = block_new(size_between(&s, 16, 256), 77);
+  pthread_mutex_lock(&cross.lock);
+  cross.done++;
+  pthread_cond_broadcast(&cross.cond);
+  for (;;) {
+    int released = cross.release;
+    pthread_mutex_unlock(&cross.lock);
+    if (released) break;
+    size_t slot = (size_t)(rng_next(&s) % 64);
+    block_free(slots[slot], 77);
+    slots[slot] = block_new(size_between(&s, 16, 256), 77);
+    struct timespec ms = {0, 1000000L}; /* the pace of the trickle, not a synchronisation */
+    nanosleep(&ms, NULL);
+    pthread_mutex_lock(&cross.lock);
+  }
+  for (size_t i = 0; i < 64; i++) block_free(slots[i], 77);
+  return NULL;
+}
+
+static pthread_t cross_threads[2];
+
+static void work_crossidle(void) {
+  pthread_barrier_init(&cross_filled, NULL, 2);
+  for (int i = 0; i < 2; i++)
+    pthread_create(&cross_threads[i], NULL, cross_worker, (void *)(uintptr_t)i);
+  pthread_mutex_lock(&cross.lock);
+  while (cross.done < 2) pthread_cond_wait(&cross.cond, &cross.lock);
+  pthread_mutex_unlock(&cross.lock);
+}
+
+static void crossidle_finish(void) {
+  pthread_mutex_lock(&cross.lock);
+  cross.release = 1;
+  pthread_mutex_unlock(&cross.lock);
+  for (int i = 0; i < 2; i++) pthread_join(cross_threads[i], NULL);
+  pthread_barrier_destroy(&cross_filled);
 }
 
 /* ---- Measuring ----------------------------------------------------------------------- */
@@ -248,11 +326,13 @@ static const char *allocator_collect(void) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: memwork small|mixed|prodcons|large|threads [idle_ms=1000]\n");
+    fprintf(stderr, "usage: memwork small|mixed|prodcons|large|threads|crossidle [idle_ms=1000] "
+                    "[divisor=1]\n");
     return 1;
   }
   const char *w = argv[1];
   long idle_ms = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
+  if (argc > 3 && strtol(argv[3], NULL, 10) > 0) divisor = (size_t)strtol(argv[3], NULL, 10);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (strcmp(w, "small") == 0) work_small();
@@ -260,6 +340,7 @@ int main(int argc, char **argv) {
   else if (strcmp(w, "prodcons") == 0) work_prodcons();
   else if (strcmp(w, "large") == 0) work_large();
   else if (strcmp(w, "threads") == 0) work_threads();
+  else if (strcmp(w, "crossidle") == 0) work_crossidle();
   else {
     fprintf(stderr, "memwork: unknown workload %s\n", w);
     return 1;
@@ -275,9 +356,12 @@ int main(int argc, char **argv) {
   long collected = status_kib("VmRSS:");
   long peak = status_kib("VmHWM:");
   if (strcmp(w, "mixed") == 0) mixed_finish();
+  if (strcmp(w, "crossidle") == 0) crossidle_finish();
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  int (*mi_version)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "mi_version");
   printf("workload=%s peak=%ld freed=%ld idle=%ld collect=%ld collect_fn=%s minflt=%ld "
-         "time=%.3f\n",
-         w, peak, freed, idle_rss, collected, how, ru.ru_minflt, secs);
+         "time=%.3f mi_version=%d\n",
+         w, peak, freed, idle_rss, collected, how, ru.ru_minflt, secs,
+         mi_version != NULL ? mi_version() : 0);
   return 0;
 }
