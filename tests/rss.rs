@@ -9,23 +9,29 @@
 //!    plus 1 s.
 //! 2. Threads that free everything and live on, blocked, without any `collect` call: the
 //!    housekeeper gives their free memory back; RSS must fall below 10% of the peak within the
-//!    purge delay plus 1 s, while the threads are still alive. With purging off
-//!    (`SHARDALLOC_PURGE_DELAY=-1`, which `override_env` below lets through) this phase fails.
+//!    purge delay plus 1 s, while the threads are still alive.
+//!
+//! The segment cache is as large as it goes (64 segments, 2 GiB) so that empty segments are
+//! kept rather than unmapped: only purging gives their memory back, and with purging off
+//! (`SHARDALLOC_PURGE_DELAY=-1 cargo test --test rss`) the test fails.
 //!
 //! RSS is process-wide, so this file holds one test and runs the phases in order. The numbers
 //! it measured are printed (`cargo test --test rss -- --nocapture`).
 
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shardalloc::{Config, Configured, ShardAlloc};
+use shardalloc::ShardAlloc;
 
-const PURGE_DELAY_MS: i64 = 50;
+/// The purge delay of the run, unless the environment sets one.
+const PURGE_DELAY_MS: u64 = 50;
 
 #[global_allocator]
-static GLOBAL: Configured =
-    ShardAlloc::with_config(Config::new().purge_delay_ms(PURGE_DELAY_MS).override_env());
+static GLOBAL: ShardAlloc = ShardAlloc;
+
+const CHILD_VAR: &str = "RSS_TEST_CHILD";
 
 const THREADS: usize = 4;
 /// Bytes each thread allocates: 4 x 384 MiB = 1.5 GiB.
@@ -68,8 +74,37 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+/// Runs the phases in a child process whose options come from the environment (set before
+/// its first allocation): the segment cache at 64, the purge delay at 50 ms unless the
+/// environment of this test sets `SHARDALLOC_PURGE_DELAY` (to -1, say, to see it fail).
 #[test]
 fn rss_falls_after_free() {
+    if std::env::var_os(CHILD_VAR).is_some() {
+        return phases();
+    }
+    let delay = std::env::var("SHARDALLOC_PURGE_DELAY").unwrap_or(PURGE_DELAY_MS.to_string());
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "rss_falls_after_free", "--nocapture"])
+        .env(CHILD_VAR, "1")
+        .env("SHARDALLOC_SEGMENT_CACHE", "64")
+        .env("SHARDALLOC_PURGE_DELAY", &delay)
+        .output()
+        .expect("run the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("phase") || l.starts_with("  stats"))
+    {
+        println!("{line}");
+    }
+    assert!(
+        out.status.success(),
+        "purge delay {delay} ms:\n{stdout}\n{stderr}"
+    );
+}
+
+fn phases() {
     let base = rss();
 
     // Phase 1: threads allocate, free everything and exit.
@@ -100,7 +135,8 @@ fn rss_falls_after_free() {
         mib(base)
     );
     let limit = peak / 10;
-    let deadline = Duration::from_millis(PURGE_DELAY_MS as u64) + Duration::from_secs(1);
+    let delay_ms = shardalloc::options::get(shardalloc::options::Opt::PurgeDelay).max(0) as u64;
+    let deadline = Duration::from_millis(delay_ms) + Duration::from_secs(1);
     let after_exit = rss();
     let mut now_rss = after_exit;
     while now_rss >= limit && freed_at.elapsed() < deadline {

@@ -336,7 +336,10 @@ static void run_phase(long threads) {
   for (long t = 0; t < threads; t++) {
     jobs[t].index = t;
     jobs[t].threads = threads;
-    if (g_detail) jobs[t].samples = bench_check(malloc((size_t)g_ops * sizeof(sample_t)));
+    if (g_detail) { /* written now, so that its page faults do not count in the phase */
+      jobs[t].samples = bench_check(malloc((size_t)g_ops * sizeof(sample_t)));
+      memset(jobs[t].samples, 0xff, (size_t)g_ops * sizeof(sample_t));
+    }
   }
   pthread_barrier_init(&g_start, NULL, (unsigned)threads);
   double t0 = now_s();
