@@ -320,7 +320,6 @@ def main():
     med = median_rows(runs, allocs, threads_list)
     loads = [r["load1"] for r in runs]
     header = ["Machine: " + benchlib.machine_line(machine),
-              "Commit: " + commit_id(),
               "Allocators: " + benchlib.versions_line(allocs),
               "Command: `%s` (%d repetition%s of `%s`, medians)" % (
                   command, reps, "" if reps == 1 else "s", " ".join(["latency"] + argv[1:])),
@@ -345,23 +344,12 @@ def main():
     with open(md_path, "w") as f:
         f.write("# Latency of single allocator calls (`bench/latency.py`)\n\n" + report + kept)
     with open(args.out_prefix + ".json", "w") as f:
-        json.dump({"machine": machine, "commit": commit_id(), "command": command, "reps": reps,
+        json.dump({"machine": machine, "command": command, "reps": reps,
                    "quick": args.quick, "argv": ["latency"] + argv[1:], "allocators": allocs,
                    "notes": notes, "medians": med, "detail": detail, "syscalls": syscalls,
                    "runs": runs}, f, indent=1)
     print("wrote %s.json and %s.md" % (args.out_prefix, args.out_prefix))
     return 1 if any(r["rc"] != 0 for r in runs) else 0
-
-
-def commit_id():
-    try:
-        out = subprocess.run(["git", "-C", benchlib.REPO_ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", benchlib.REPO_ROOT, "status", "--porcelain",
-                                "--", "c_src"], capture_output=True, text=True).stdout.strip()
-        return out + (" (c_src modified)" if dirty else "") if out else "?"
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -669,12 +669,12 @@ void _sa_segment_huge_free(segment_t *segment) {
     if (cached) {
       list_push(&huge_cache, segment);
       huge_cache_count++;
+      /* under the lock: once it is released, another thread may take the segment out of the
+       * cache and unmap it (huge_cache_take, huge_cache_collect) */
+      unowned_note_purge(segment->purge_expire);
     }
     pthread_mutex_unlock(&segments_lock);
-    if (cached) {
-      unowned_note_purge(segment->purge_expire);
-      return;
-    }
+    if (cached) return;
   }
   huge_release(segment);
 }
