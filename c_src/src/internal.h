@@ -99,7 +99,11 @@ sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : 
  * (a stack or static address, a page from mmap, a wild value) never makes it fault. Indexes
  * wrap at SA_ADDRESS_BITS: a non-canonical pointer aliases a real entry, whose page lookup
  * stays inside that segment's header (sa_page_of masks too). */
-#define SA_ADDRESS_BITS 47 /* user space of x86-64 and of aarch64 with 47/48-bit VAs */
+#if defined(__x86_64__)
+#define SA_ADDRESS_BITS 47 /* x86-64 user space (without 5-level paging hints) */
+#else
+#define SA_ADDRESS_BITS 48 /* aarch64 and others: 48-bit user addresses */
+#endif
 #define SEGMENT_MAP_UNITS ((size_t)1 << (SA_ADDRESS_BITS - SEGMENT_SHIFT))
 extern _Atomic(segment_t *) _sa_segment_map[SEGMENT_MAP_UNITS];
 
@@ -207,7 +211,6 @@ void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
 void _sa_segment_huge_interior(page_t *page, const void *p);
-bool _sa_segment_map_contains(const void *p);
 segment_t *_sa_segment_of_any(const void *p);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);

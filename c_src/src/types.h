@@ -102,7 +102,7 @@ typedef struct block_s {
 
 /* ---- Pages ---------------------------------------------------------------------------------
  * The cross-thread free list and its state share one atomic word: the list head in bits 2-47
- * (blocks are 8-byte aligned, and every segment lies below 2^47: see the segment map), a
+ * (blocks are 8-byte aligned, and every segment lies below 2^48: see the segment map), a
  * delayed_state in bits 0-1, and in bits 48-63 the number of blocks in the list (at most a
  * page's 8192 blocks), so that `used == count` tells any thread, in one load, that every block
  * handed out from the page waits in that list (the housekeeper's sweep, heap.c). The states:
