@@ -119,6 +119,41 @@ fn wait_for_return(limit: usize, within: Duration) -> (usize, usize, Duration) {
     }
 }
 
+/// How often the thread named `shardalloc-hk` was switched to (it wakes up once per switch),
+/// and its state letter.
+fn housekeeper_wakeups() -> Option<(u64, char)> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "shardalloc-hk" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let field = |name: &str| -> Option<&str> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            line.split_whitespace().nth(1)
+        };
+        let switches = field("voluntary_ctxt_switches:")?.parse::<u64>().ok()?
+            + field("nonvoluntary_ctxt_switches:")?.parse::<u64>().ok()?;
+        return Some((switches, field("State:")?.chars().next()?));
+    }
+    None
+}
+
+/// Once the memory is back and nothing is freed any more, the housekeeper sleeps: no thread of
+/// ours runs while no memory waits to go back (it does not even wake up to look).
+fn housekeeper_sleeps() {
+    thread::sleep(Duration::from_millis(300)); // the last purges fall due
+    let (before, _) = housekeeper_wakeups().expect("the housekeeper thread runs");
+    thread::sleep(Duration::from_millis(500));
+    let (after, state) = housekeeper_wakeups().expect("the housekeeper thread runs");
+    assert_eq!(state, 'S', "the housekeeper is not asleep");
+    assert_eq!(
+        before, after,
+        "the housekeeper woke up while nothing was freed"
+    );
+}
+
 enum Msg {
     Blocks(Vec<Block>),
     Done,
@@ -216,6 +251,9 @@ fn run_case(case: &str) -> (usize, usize, usize, Duration) {
     }
     let limit = (peak / 10).max(64 << 20);
     let (r, c, waited) = wait_for_return(limit, Duration::from_secs(1));
+    if case == "idle" {
+        housekeeper_sleeps();
+    }
     for s in &senders {
         let _ = s.send(Msg::Done);
     }

@@ -26,6 +26,7 @@
  * Cost on the owners: none on the fast paths; one uncontended atomic exchange per slow path
  * (the house_lock); on a cross-thread free, one relaxed load of a flag (and a wake-up once per
  * sweep). The housekeeper's own work is bounded by the purge delay: one sweep per delay. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <time.h>
 
@@ -118,6 +119,7 @@ static void sleep_until_work(int64_t sweep_at) {
 
 static void *housekeeper_main(void *arg) {
   (void)arg;
+  pthread_setname_np(pthread_self(), "shardalloc-hk"); /* as top and ps show it */
   heap_t *own = mi_heap_get_default(); /* abandoned segments are taken in through it */
   int64_t last_sweep = 0;
   unsigned busy_rounds = 0;
