@@ -205,7 +205,9 @@ static void delayed_to_page_lists(heap_t *heap) {
         x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
       }
       sa_block_set_next(block, sa_xthread_block(x));
-      desired = sa_xthread_with_state(sa_xthread_push(x, block), DELAYED_USE);
+      desired = sa_xthread_push(x, block);
+      /* still full: the next cross-thread free tells the owner again */
+      if (page->flags.x.in_full) desired = sa_xthread_with_state(desired, DELAYED_USE);
     } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, desired,
                                                     memory_order_acq_rel, memory_order_relaxed));
     block = next;
