@@ -443,10 +443,11 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #endif
   sa_block_set_next(block, page->local_free);
   page->local_free = block;
+  bool emptied = --page->used == 0;
 #if defined(__SANITIZE_THREAD__)
   __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (heap.c) */
 #endif
-  if (sa_unlikely(--page->used == 0)) {
+  if (sa_unlikely(emptied)) {
     if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
     else _sa_page_retire(page);
   }
