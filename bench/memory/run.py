@@ -116,6 +116,7 @@ def main():
     if not allocs:
         sys.exit("no allocator to run")
     build()
+    info = benchlib.machine_info()  # now: the commit next to the libraries' build
 
     runs = {w: {a["name"]: [] for a in allocs} for w in workloads}
     for rep in range(reps):
@@ -128,13 +129,13 @@ def main():
         if a["version"] is None:
             a["version"] = version_from_mi(runs[workloads[0]][a["name"]][0]["mi_version"])
 
-    info = benchlib.machine_info()
     cmd = "bench/memory/run.py" + "".join(" " + a for a in sys.argv[1:])
     lines = ["Machine: %s." % benchlib.machine_line(info),
              "Allocators: %s%s." % (
                  benchlib.versions_line([a for a in allocs if a["name"] != NOHK]),
-                 "; %s is shardalloc with SHARDALLOC_BACKGROUND_PURGE=0 (no housekeeper)" % NOHK
-                 if any(a["name"] == NOHK for a in allocs) else ""),
+                 "".join("; %s is shardalloc %s with SHARDALLOC_BACKGROUND_PURGE=0 (no "
+                         "housekeeper)" % (NOHK, a["version"] or "?")
+                         for a in allocs if a["name"] == NOHK)),
              "Command: `%s` (medians of %d runs; amounts / %d; idle pause %d ms; collect call "
              "from the main thread: malloc_trim(0), mallctl(\"arena.4096.purge\"), "
              "mi_collect(true))." % (cmd, reps, divisor, idle_ms), ""]
