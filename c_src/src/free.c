@@ -146,8 +146,8 @@ static void free_block_mt(page_t *page, block_t *block) {
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                                   memory_order_release, memory_order_relaxed));
   /* tell the housekeeper: the owner may never come back for this block on its own */
-  _sa_housekeeper_note(sa_xthread_state(old) == DELAYED_NEVER ? HOUSE_ABANDONED : HOUSE_REMOTE_FREES,
-                       0);
+  sa_housekeeper_note_work(sa_xthread_state(old) == DELAYED_NEVER ? HOUSE_ABANDONED
+                                                                 : HOUSE_REMOTE_FREES);
   if (sa_likely(!use_delayed)) return;
 
   /* The page is in its owner's full queue: tell the owner through its heap. The owner does

@@ -35,7 +35,8 @@
 static pthread_mutex_t hk_lock = PTHREAD_MUTEX_INITIALIZER; /* guards hk_cond's predicate */
 static pthread_cond_t hk_cond;
 static bool hk_cond_ready;
-static _Atomic(unsigned) hk_work;   /* HOUSE_* flags not yet handled */
+_Atomic(unsigned) _sa_hk_work;      /* internal.h */
+#define hk_work _sa_hk_work
 static _Atomic(int64_t) hk_due;     /* earliest purge due noted since the last purge; 0: none */
 static _Atomic(bool) hk_sleeping;   /* waiting with no deadline, or a later one than noted */
 _Atomic(int) _sa_hk_state;          /* HK_* (internal.h) */

@@ -331,6 +331,14 @@ enum {
 /* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
  * when nothing changes (one relaxed load); wakes the thread at most once per change. */
 void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+extern _Atomic(unsigned) _sa_hk_work; /* HOUSE_* flags not yet handled */
+/* `_sa_housekeeper_note(what, 0)` for the cross-thread free path: one load while the flag is
+ * set already (from the first such free after a sweep to the next sweep). */
+sa_inline void sa_housekeeper_note_work(unsigned what) {
+  if (sa_likely((atomic_load_explicit(&_sa_hk_work, memory_order_relaxed) & what) == what))
+    return;
+  _sa_housekeeper_note(what, 0);
+}
 /* The housekeeper's life: off (or never needed yet), wanted (work waits, not started),
  * starting, running, stopping. */
 enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING };
