@@ -31,7 +31,9 @@ fn main() {
         );
     }
     if pointer_width != "64" {
-        panic!("shardalloc supports 64-bit Linux only; this target has {pointer_width}-bit pointers");
+        panic!(
+            "shardalloc supports 64-bit Linux only; this target has {pointer_width}-bit pointers"
+        );
     }
 
     // The profile's debug-assertions setting, as Cargo reports it for the target. `DEBUG` only

@@ -54,26 +54,27 @@ fn prefix() -> &'static Path {
         let dir = work_dir();
         let prefix = dir.join("prefix");
         let _ = fs::remove_dir_all(&prefix);
-        run(Command::new(std::env::var_os("MAKE").unwrap_or_else(|| "make".into()))
-            .arg("-C")
-            .arg(root().join("c_src"))
-            .arg("-j2")
-            .arg("install")
-            .arg(format!("BUILD_DIR={}", dir.join("build").display()))
-            .arg(format!("PREFIX={}", prefix.display()))
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-            .env_remove("MAKELEVEL"));
+        run(
+            Command::new(std::env::var_os("MAKE").unwrap_or_else(|| "make".into()))
+                .arg("-C")
+                .arg(root().join("c_src"))
+                .arg("-j2")
+                .arg("install")
+                .arg(format!("BUILD_DIR={}", dir.join("build").display()))
+                .arg(format!("PREFIX={}", prefix.display()))
+                .env_remove("MAKEFLAGS")
+                .env_remove("MFLAGS")
+                .env_remove("MAKELEVEL"),
+        );
         prefix
     })
 }
 
 /// The installed shared library's real file, which the shared program must have mapped.
 fn installed_shared_library() -> PathBuf {
-    let lib = prefix().join("lib").join(format!(
-        "libshardalloc.so.{}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    let lib = prefix()
+        .join("lib")
+        .join(format!("libshardalloc.so.{}", env!("CARGO_PKG_VERSION")));
     assert!(lib.is_file(), "{} was not installed", lib.display());
     lib
 }
@@ -145,13 +146,15 @@ fn pkg_config_build() {
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
     let flags = String::from_utf8(flags.stdout).unwrap();
     let exe = dir.join("prog");
-    run(Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-        .arg(program())
-        .arg("-o")
-        .arg(&exe)
-        .args(flags.split_whitespace())
-        // The installed directory is no system one: tell the loader where it is.
-        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display())));
+    run(
+        Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
+            .arg(program())
+            .arg("-o")
+            .arg(&exe)
+            .args(flags.split_whitespace())
+            // The installed directory is no system one: tell the loader where it is.
+            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display())),
+    );
     check_program(&exe, true);
 }
 
