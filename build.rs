@@ -20,10 +20,20 @@ fn main() {
     println!("cargo:rerun-if-changed=c_src/include");
     println!("cargo:rerun-if-changed=c_src/src");
 
-    let family = env::var("CARGO_CFG_TARGET_FAMILY").unwrap_or_default();
+    // The C core is written for Linux (c_src/src/platform.h refuses other systems too); stop
+    // here with a plain message rather than with a C compiler error.
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if !family.split(',').any(|f| f == "unix") {
-        panic!("shardalloc supports Unix targets (Linux first); this target's OS is `{os}`");
+    let pointer_width = env::var("CARGO_CFG_TARGET_POINTER_WIDTH").unwrap_or_default();
+    if os != "linux" {
+        panic!(
+            "shardalloc supports Linux only (64-bit: x86-64, aarch64); this target's OS is \
+             `{os}`, and Windows, macOS and other systems are not supported"
+        );
+    }
+    if pointer_width != "64" {
+        panic!(
+            "shardalloc supports 64-bit Linux only; this target has {pointer_width}-bit pointers"
+        );
     }
 
     // The profile's debug-assertions setting, as Cargo reports it for the target. `DEBUG` only
@@ -88,9 +98,7 @@ fn main() {
     }
     build.files(&sources).compile("shardalloc");
 
-    if os != "macos" {
-        println!("cargo:rustc-link-lib=pthread");
-    }
+    println!("cargo:rustc-link-lib=pthread");
 
     // For crates that depend on this one (DEP_SHARDALLOC_INCLUDE) and for our own tests, which
     // inspect the archive's symbols.

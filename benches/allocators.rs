@@ -20,6 +20,9 @@
 //! Within a group, the order of the allocators rotates from one parameter to the next, so a
 //! change in the machine's load does not always hit the same allocator.
 
+// rust-version (Cargo.toml) is the library's; tests and benches may use newer std APIs.
+#![allow(clippy::incompatible_msrv)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::ptr::{self, NonNull};

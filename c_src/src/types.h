@@ -28,6 +28,8 @@
 #ifndef SHARDALLOC_TYPES_H
 #define SHARDALLOC_TYPES_H
 
+#include "platform.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
