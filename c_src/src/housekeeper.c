@@ -42,6 +42,7 @@ static _Atomic(bool) hk_sleeping;   /* waiting with no deadline, or a later one 
 _Atomic(int) _sa_hk_state;          /* HK_* (internal.h) */
 #define hk_state _sa_hk_state
 static pthread_t hk_thread;
+static uintptr_t hk_forking_thread; /* in a fork child: the thread that forked */
 
 static void wake(void) {
   pthread_mutex_lock(&hk_lock);
@@ -199,7 +200,16 @@ void _sa_housekeeper_fork_child(void) {
   hk_cond_ready = false;
   atomic_store_explicit(&hk_sleeping, false, memory_order_relaxed);
   int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
-  if (state != HK_OFF) atomic_store_explicit(&hk_state, HK_WANTED, memory_order_relaxed);
+  if (state != HK_OFF) atomic_store_explicit(&hk_state, HK_FORKED, memory_order_relaxed);
+  hk_forking_thread = sa_thread_id();
+}
+
+void _sa_housekeeper_thread_started(void) {
+  int forked = HK_FORKED;
+  if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_FORKED &&
+      sa_thread_id() != hk_forking_thread)
+    atomic_compare_exchange_strong_explicit(&hk_state, &forked, HK_WANTED, memory_order_relaxed,
+                                            memory_order_relaxed);
 }
 
 void _sa_house_wait(thread_t *thread) {

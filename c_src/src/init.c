@@ -100,6 +100,7 @@ heap_t *_sa_thread_heap_init(void) {
   _sa_heap_default = &thread->heap;
   if (thread_key_ok) pthread_setspecific(thread_key, thread);
   _sa_stats_thread_start(thread);
+  _sa_housekeeper_thread_started();
   static _Atomic(bool) late_started;
   if (!atomic_exchange_explicit(&late_started, true, memory_order_relaxed)) process_start_late();
   return &thread->heap;

@@ -340,8 +340,12 @@ sa_inline void sa_housekeeper_note_work(unsigned what) {
   _sa_housekeeper_note(what, 0);
 }
 /* The housekeeper's life: off (or never needed yet), wanted (work waits, not started),
- * starting, running, stopping. */
-enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING };
+ * starting, running, stopping; and in the child of a fork, forked: started again only once
+ * the child makes a thread of its own (a single-threaded child, which most are until they
+ * exec, gives memory back on its own slow paths and gets no thread it did not ask for). */
+enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING, HK_FORKED };
+/* A thread other than the first starts allocating (init.c). */
+void _sa_housekeeper_thread_started(void);
 extern _Atomic(int) _sa_hk_state;
 void _sa_housekeeper_start(void) sa_cold;
 /* True while the housekeeper runs: owners then leave due purges to it. */
