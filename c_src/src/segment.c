@@ -257,6 +257,19 @@ static void thread_purge(thread_t *thread, int64_t now, bool force) {
   thread->purge_pending = pending;
 }
 
+/* The thread's pending count is an upper bound (the housekeeper and other threads purge its
+ * segments too): count again before purging everything in the freeing call. */
+static void thread_over_budget(thread_t *thread) {
+  size_t pending = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    segment_lock(s);
+    pending += bits_count(s->purge_slices);
+    segment_unlock(s);
+  }
+  thread->purge_pending = pending;
+  if (pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_purge(thread, 0, true);
+}
+
 int64_t _sa_segments_purge_all(bool force) {
   int64_t now = _sa_clock_ms();
   int64_t next = 0;
@@ -486,7 +499,7 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   thread_note_purge(thread, expire);
   if (expire != 0) {
     thread->purge_pending += slices;
-    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_purge(thread, 0, true);
+    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_over_budget(thread);
   }
   if (segment->used_pages == 0) segment_free(segment, thread);
 }
