@@ -24,34 +24,85 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{ffi, ShardAlloc};
 
-/// One option of the allocator (C: `mi_option_t`, with mimalloc's names).
-///
-/// Values are integers; a flag is enabled when non-zero. In the environment, a flag accepts
-/// `1`/`0`, `true`/`false`, `yes`/`no` and `on`/`off`; a number is decimal.
-///
-/// # Example
-///
-/// ```
-/// use shardalloc::options::Opt;
-///
-/// for opt in Opt::ALL {
-///     println!("{} = {}", opt.env_var(), shardalloc::options::get(opt));
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Opt {
+/// Declares [`Opt`] from one list: each variant with its documentation, its C enum constant
+/// and its environment variable. `Opt::ALL`, `Opt::to_ffi` and `Opt::env_var` are derived from
+/// it, and `tests/options_list.rs` checks the list against the C header and table.
+macro_rules! options {
+    ($($(#[$doc:meta])* $variant:ident = $ffi:ident, $env:literal;)*) => {
+        /// One option of the allocator (C: `mi_option_t`, with mimalloc's names).
+        ///
+        /// Values are integers; a flag is enabled when non-zero. In the environment, a flag
+        /// accepts `1`/`0`, `true`/`false`, `yes`/`no` and `on`/`off`; a number is decimal.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// use shardalloc::options::Opt;
+        ///
+        /// for opt in Opt::ALL {
+        ///     println!("{} = {}", opt.env_var(), shardalloc::options::get(opt));
+        /// }
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Opt {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Opt {
+            /// Every option, in the order of the C enum.
+            ///
+            /// # Example
+            ///
+            /// ```
+            /// use shardalloc::options::Opt;
+            /// assert!(Opt::ALL.contains(&Opt::Verbose));
+            /// ```
+            pub const ALL: [Opt; [$($env),*].len()] = [$(Opt::$variant),*];
+
+            /// The C enum value (`mi_option_t`).
+            ///
+            /// # Example
+            ///
+            /// ```
+            /// use shardalloc::{ffi, options::Opt};
+            /// assert_eq!(Opt::PurgeDelay.to_ffi(), ffi::mi_option_purge_delay);
+            /// ```
+            pub const fn to_ffi(self) -> ffi::mi_option_t {
+                match self {
+                    $(Opt::$variant => ffi::$ffi,)*
+                }
+            }
+
+            /// The environment variable the option is read from at start-up.
+            ///
+            /// # Example
+            ///
+            /// ```
+            /// use shardalloc::options::Opt;
+            /// assert_eq!(Opt::ShowStats.env_var(), "SHARDALLOC_SHOW_STATS");
+            /// ```
+            pub const fn env_var(self) -> &'static str {
+                match self {
+                    $(Opt::$variant => $env,)*
+                }
+            }
+        }
+    };
+}
+
+options! {
     /// `SHARDALLOC_SHOW_ERRORS` (default: on in debug builds of the C code, off in release):
     /// report misuse (a double free, an invalid pointer) and failed system calls on stderr.
     /// Read at each message.
-    ShowErrors,
+    ShowErrors = mi_option_show_errors, "SHARDALLOC_SHOW_ERRORS";
     /// `SHARDALLOC_SHOW_STATS` (default off): print the statistics ([`crate::stats_print`])
     /// on stderr when the process exits. Read at exit.
-    ShowStats,
+    ShowStats = mi_option_show_stats, "SHARDALLOC_SHOW_STATS";
     /// `SHARDALLOC_VERBOSE` (default off): a line at start-up (version, build) and on rare
     /// events (the reservation, a missing large-page pool); also shows errors. Read at each
     /// message.
-    Verbose,
+    Verbose = mi_option_verbose, "SHARDALLOC_VERBOSE";
     /// `SHARDALLOC_PURGE_DELAY` (default 25): milliseconds a free 64 KiB slice stays
     /// committed before it is given back to the OS (`madvise(MADV_DONTNEED)`), so that memory
     /// reused within the delay is never faulted in again. 0 purges at once, -1 never. Read
@@ -59,22 +110,22 @@ pub enum Opt {
     /// thread's allocation slow path and page frees, [`crate::collect`], and for memory no
     /// thread owns (segments of exited threads, the segment cache) any thread's slow path or
     /// the [`Opt::BackgroundPurge`] thread.
-    PurgeDelay,
+    PurgeDelay = mi_option_purge_delay, "SHARDALLOC_PURGE_DELAY";
     /// `SHARDALLOC_ALLOW_LARGE_OS_PAGES` (default off): ask for transparent huge pages
     /// (`MADV_HUGEPAGE`) on every segment, and explicit 2 MiB pages (`MAP_HUGETLB`, where the
     /// system has a pool) for the [`Opt::ReserveOsMemory`] reservation. Fewer page faults and
     /// TLB misses, coarser purging. Read when a segment is mapped; for the reservation, at
     /// start-up only.
-    AllowLargeOsPages,
+    AllowLargeOsPages = mi_option_allow_large_os_pages, "SHARDALLOC_ALLOW_LARGE_OS_PAGES";
     /// `SHARDALLOC_RESERVE_OS_MEMORY` (default 0): KiB of address space to reserve at
     /// start-up, from which segments are carved before any other is mapped (the environment
     /// variable accepts `K`, `M`, `G` suffixes, e.g. `4G`). Start-up only: set it with a
     /// [`Config`] or the environment.
-    ReserveOsMemory,
+    ReserveOsMemory = mi_option_reserve_os_memory, "SHARDALLOC_RESERVE_OS_MEMORY";
     /// `SHARDALLOC_ARENA_EAGER_COMMIT` (default off): pre-fault the whole
     /// [`Opt::ReserveOsMemory`] reservation at start-up (trading memory for no page faults
     /// later). Start-up only.
-    ArenaEagerCommit,
+    ArenaEagerCommit = mi_option_arena_eager_commit, "SHARDALLOC_ARENA_EAGER_COMMIT";
     /// `SHARDALLOC_BACKGROUND_PURGE` (default on): the housekeeper, one thread of the
     /// allocator's own, started the first time memory waits to go back and asleep while none
     /// does. It purges what is due in every segment, frees the pages of live threads whose
@@ -82,76 +133,11 @@ pub enum Opt {
     /// memory of exited threads, so free memory goes back to the OS while threads live. Off:
     /// threads purge their own memory on their slow paths. Set it with a [`Config`] or the
     /// environment, before the first free.
-    BackgroundPurge,
+    BackgroundPurge = mi_option_background_purge, "SHARDALLOC_BACKGROUND_PURGE";
     /// `SHARDALLOC_SEGMENT_CACHE` (default 4, at most 64): empty 32 MiB segments kept for
     /// reuse (their free memory is still purged after the delay; only the address space
     /// stays). 0 unmaps every empty segment at once. Read when a segment empties.
-    SegmentCache,
-}
-
-impl Opt {
-    /// Every option, in the order of the C enum.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// assert!(shardalloc::options::Opt::ALL.contains(&shardalloc::options::Opt::Verbose));
-    /// ```
-    pub const ALL: [Opt; 9] = [
-        Opt::ShowErrors,
-        Opt::ShowStats,
-        Opt::Verbose,
-        Opt::PurgeDelay,
-        Opt::AllowLargeOsPages,
-        Opt::ReserveOsMemory,
-        Opt::ArenaEagerCommit,
-        Opt::BackgroundPurge,
-        Opt::SegmentCache,
-    ];
-
-    /// The C enum value (`mi_option_t`).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use shardalloc::{ffi, options::Opt};
-    /// assert_eq!(Opt::PurgeDelay.to_ffi(), ffi::mi_option_purge_delay);
-    /// ```
-    pub const fn to_ffi(self) -> ffi::mi_option_t {
-        match self {
-            Opt::ShowErrors => ffi::mi_option_show_errors,
-            Opt::ShowStats => ffi::mi_option_show_stats,
-            Opt::Verbose => ffi::mi_option_verbose,
-            Opt::PurgeDelay => ffi::mi_option_purge_delay,
-            Opt::AllowLargeOsPages => ffi::mi_option_allow_large_os_pages,
-            Opt::ReserveOsMemory => ffi::mi_option_reserve_os_memory,
-            Opt::ArenaEagerCommit => ffi::mi_option_arena_eager_commit,
-            Opt::BackgroundPurge => ffi::mi_option_background_purge,
-            Opt::SegmentCache => ffi::mi_option_segment_cache,
-        }
-    }
-
-    /// The environment variable the option is read from at start-up.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use shardalloc::options::Opt;
-    /// assert_eq!(Opt::ShowStats.env_var(), "SHARDALLOC_SHOW_STATS");
-    /// ```
-    pub const fn env_var(self) -> &'static str {
-        match self {
-            Opt::ShowErrors => "SHARDALLOC_SHOW_ERRORS",
-            Opt::ShowStats => "SHARDALLOC_SHOW_STATS",
-            Opt::Verbose => "SHARDALLOC_VERBOSE",
-            Opt::PurgeDelay => "SHARDALLOC_PURGE_DELAY",
-            Opt::AllowLargeOsPages => "SHARDALLOC_ALLOW_LARGE_OS_PAGES",
-            Opt::ReserveOsMemory => "SHARDALLOC_RESERVE_OS_MEMORY",
-            Opt::ArenaEagerCommit => "SHARDALLOC_ARENA_EAGER_COMMIT",
-            Opt::BackgroundPurge => "SHARDALLOC_BACKGROUND_PURGE",
-            Opt::SegmentCache => "SHARDALLOC_SEGMENT_CACHE",
-        }
-    }
+    SegmentCache = mi_option_segment_cache, "SHARDALLOC_SEGMENT_CACHE";
 }
 
 /// The option's current value: from code ([`set`]), the environment, or its default.

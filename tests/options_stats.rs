@@ -1,5 +1,5 @@
-//! The Rust options and statistics API over the C library: every option maps to its C enum
-//! value and environment variable, `Config` applies as documented, and the statistics agree
+//! The Rust options and statistics API over the C library (the list of options itself is
+//! checked by tests/options_list.rs): `Config` applies as documented, and the statistics agree
 //! with what the program allocated (which also checks the hand-written layout of the C
 //! snapshot struct in `src/stats.rs`).
 
@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use shardalloc::options::{self, Opt};
-use shardalloc::{ffi, Config, ShardAlloc};
+use shardalloc::{Config, ShardAlloc};
 
 #[global_allocator]
 static GLOBAL: ShardAlloc = ShardAlloc;
@@ -15,30 +15,6 @@ static GLOBAL: ShardAlloc = ShardAlloc;
 /// Options and the statistics' event counters are process-wide: tests that change or reset
 /// them take this lock.
 static GLOBAL_STATE: Mutex<()> = Mutex::new(());
-
-#[test]
-fn every_option_maps_to_its_c_value_and_env_var() {
-    assert_eq!(Opt::ALL.len(), ffi::_mi_option_last as usize);
-    for (i, opt) in Opt::ALL.iter().enumerate() {
-        assert_eq!(opt.to_ffi() as usize, i, "{opt:?}");
-        assert!(opt.env_var().starts_with("SHARDALLOC_"), "{opt:?}");
-    }
-    let names: Vec<_> = Opt::ALL.iter().map(|o| o.env_var()).collect();
-    assert_eq!(
-        names,
-        [
-            "SHARDALLOC_SHOW_ERRORS",
-            "SHARDALLOC_SHOW_STATS",
-            "SHARDALLOC_VERBOSE",
-            "SHARDALLOC_PURGE_DELAY",
-            "SHARDALLOC_ALLOW_LARGE_OS_PAGES",
-            "SHARDALLOC_RESERVE_OS_MEMORY",
-            "SHARDALLOC_ARENA_EAGER_COMMIT",
-            "SHARDALLOC_BACKGROUND_PURGE",
-            "SHARDALLOC_SEGMENT_CACHE",
-        ]
-    );
-}
 
 #[test]
 fn set_get_and_defaults() {
