@@ -13,30 +13,19 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{make_c_src, root, run_ok, Run};
 
 fn work_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("install")
+    common::work_dir("install")
 }
 
-/// Runs `cmd` and returns its output; panics with everything it printed when it fails.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Runs `cmd`; panics with everything it printed when it fails.
+fn run(cmd: &mut Command) -> Run {
+    run_ok(cmd, "a command")
 }
 
 fn have(tool: &str) -> bool {
@@ -54,18 +43,7 @@ fn prefix() -> &'static Path {
         let dir = work_dir();
         let prefix = dir.join("prefix");
         let _ = fs::remove_dir_all(&prefix);
-        run(
-            Command::new(std::env::var_os("MAKE").unwrap_or_else(|| "make".into()))
-                .arg("-C")
-                .arg(root().join("c_src"))
-                .arg("-j2")
-                .arg("install")
-                .arg(format!("BUILD_DIR={}", dir.join("build").display()))
-                .arg(format!("PREFIX={}", prefix.display()))
-                .env_remove("MAKEFLAGS")
-                .env_remove("MFLAGS")
-                .env_remove("MAKELEVEL"),
-        );
+        run(make_c_src("install", &dir.join("build")).arg(format!("PREFIX={}", prefix.display())));
         prefix
     })
 }
@@ -92,7 +70,7 @@ fn check_program(exe: &Path, shared: bool) {
         cmd.arg("static");
     }
     let out = run(&mut cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = &out.stdout;
     let expected = format!(
         "shardalloc {} ok ({})",
         // SHARDALLOC_VERSION: major*100 + minor*10 + patch
@@ -144,7 +122,7 @@ fn pkg_config_build() {
     let flags = run(Command::new("pkg-config")
         .args(["--cflags", "--libs", "shardalloc"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
-    let flags = String::from_utf8(flags.stdout).unwrap();
+    let flags = flags.stdout;
     let exe = dir.join("prog");
     run(
         Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))

@@ -19,12 +19,14 @@
 //! run again with `MEMORY_BACK_CASE` set). Every block's content is verified before it is
 //! freed.
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use shardalloc::ShardAlloc;
+
+mod common;
+use common::{mib, rss, this_test_again};
 
 #[global_allocator]
 static GLOBAL: ShardAlloc = ShardAlloc;
@@ -35,23 +37,6 @@ const BYTES_PER_THREAD: usize = 400 << 20;
 const SIZES: [usize; 13] = [
     16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
 ];
-
-fn vm_kib(field: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn rss() -> usize {
-    vm_kib("VmRSS:") * 1024
-}
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1 << 20) as f64
-}
 
 /// A block whose content names it: its index in the first 8 bytes, then `fill` bytes.
 struct Block {
@@ -265,15 +250,8 @@ fn run_case(case: &str) -> (usize, usize, usize, Duration) {
 
 /// Runs `case` in a child process, returns its report line.
 fn child(case: &str, purge_delay: Option<&str>) -> (bool, String) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_case",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env(CASE_VAR, case);
+    let mut cmd = this_test_again("child_case");
+    cmd.env(CASE_VAR, case);
     if let Some(d) = purge_delay {
         cmd.env("SHARDALLOC_PURGE_DELAY", d);
     }

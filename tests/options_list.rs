@@ -10,11 +10,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
 use shardalloc::options::{self, Opt};
 use shardalloc::{ffi, ShardAlloc};
+
+mod common;
+use common::{root, this_test_again};
 
 #[global_allocator]
 static GLOBAL: ShardAlloc = ShardAlloc;
@@ -54,7 +55,7 @@ struct COption {
 }
 
 fn read(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let full = root().join(path);
     fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
@@ -246,10 +247,8 @@ fn config_has_a_shorthand_for_every_option() {
 
 #[test]
 fn runtime_defaults_match_the_c_table() {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "print_values", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1");
+    let mut cmd = this_test_again("print_values");
+    cmd.env(CHILD_ENV, "1");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SHARDALLOC_") {
             cmd.env_remove(key);

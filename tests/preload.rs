@@ -28,29 +28,19 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A program that runs longer than this is killed and its test fails.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn programs() -> PathBuf {
-    root().join("tests/programs")
-}
+mod common;
+use common::{make_c_src, root};
 
 /// This profile's folder for the library and the programs built from `tests/programs`.
 fn work_dir() -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("preload")
-        .join(profile);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
+    common::work_dir("preload")
+}
+
+/// A program that runs longer than this is killed and its test fails.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn programs() -> PathBuf {
+    root().join("tests/programs")
 }
 
 /// The line shardalloc prints on stderr at its first allocation under `SHARDALLOC_VERBOSE=1`.
@@ -73,16 +63,8 @@ fn make_shared(dir: &Path, sa_debug: bool) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
     lock.lock()
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-    let mut make = Command::new(std::env::var_os("MAKE").unwrap_or_else(|| "make".into()));
-    make.arg("-C")
-        .arg(root().join("c_src"))
-        .arg("-j2")
-        .arg("shared")
-        .arg(format!("BUILD_DIR={}", dir.display()))
-        .arg(format!("SA_DEBUG={}", u8::from(sa_debug)))
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .env_remove("MAKELEVEL");
+    let mut make = make_c_src("shared", dir);
+    make.arg(format!("SA_DEBUG={}", u8::from(sa_debug)));
     let out = make
         .output()
         .unwrap_or_else(|e| panic!("cannot run make: {e} (install make)"));

@@ -18,12 +18,14 @@
 //! RSS is process-wide, so this file holds one test and runs the phases in order. The numbers
 //! it measured are printed (`cargo test --test rss -- --nocapture`).
 
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use shardalloc::ShardAlloc;
+
+mod common;
+use common::{mib, rss, this_test_again};
 
 /// The purge delay of the run, unless the environment sets one.
 const PURGE_DELAY_MS: u64 = 50;
@@ -36,17 +38,6 @@ const CHILD_VAR: &str = "RSS_TEST_CHILD";
 const THREADS: usize = 4;
 /// Bytes each thread allocates: 4 x 384 MiB = 1.5 GiB.
 const BYTES_PER_THREAD: usize = 384 << 20;
-
-/// The resident set size now, from /proc/self/status (independent of the allocator's view).
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
 
 /// Allocate `BYTES_PER_THREAD` in blocks cycling through small (16 B - 8 KiB) and medium
 /// (8 - 64 KiB) sizes, touching every 4 KiB of each block so the memory is really resident.
@@ -70,10 +61,6 @@ fn allocate(seed: usize) -> Vec<Box<[u8]>> {
     blocks
 }
 
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1 << 20) as f64
-}
-
 /// Runs the phases in a child process whose options come from the environment (set before
 /// its first allocation): the segment cache at 64, the purge delay at 50 ms unless the
 /// environment of this test sets `SHARDALLOC_PURGE_DELAY` (to -1, say, to see it fail).
@@ -83,8 +70,7 @@ fn rss_falls_after_free() {
         return phases();
     }
     let delay = std::env::var("SHARDALLOC_PURGE_DELAY").unwrap_or(PURGE_DELAY_MS.to_string());
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "rss_falls_after_free", "--nocapture"])
+    let out = this_test_again("rss_falls_after_free")
         .env(CHILD_VAR, "1")
         .env("SHARDALLOC_SEGMENT_CACHE", "64")
         .env("SHARDALLOC_PURGE_DELAY", &delay)

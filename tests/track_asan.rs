@@ -5,65 +5,28 @@
 //! write past the usable end of a block into the next (free) one must be reported by ASan and
 //! fail the program; a clean run over every kind of allocation must pass without a report.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::OnceLock;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// This profile's folder: the library in the profile's SA_DEBUG, and the program.
-fn work_dir() -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("track_asan")
-        .join(profile)
-}
-
-fn check(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e} ({cmd:?})"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {cmd:?}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod common;
+use common::{make_c_src, root, run_ok, work_dir, Run};
 
 /// Builds the tracked library and the program (once per test process); the program's path.
 fn program() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| {
-        let dir = work_dir();
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let dir = work_dir("track_asan");
         let lib_dir = dir.join("lib");
-        let make = std::env::var_os("MAKE").unwrap_or_else(|| "make".into());
-        check(
-            Command::new(make)
-                .arg("-C")
-                .arg(root().join("c_src"))
-                .arg("-j2")
-                .arg("lib")
+        run_ok(
+            make_c_src("lib", &lib_dir)
                 .arg("SA_TRACK=asan")
-                .arg(format!("SA_DEBUG={}", u8::from(cfg!(debug_assertions))))
-                .arg(format!("BUILD_DIR={}", lib_dir.display()))
-                .env_remove("MAKEFLAGS")
-                .env_remove("MFLAGS")
-                .env_remove("MAKELEVEL"),
+                .arg(format!("SA_DEBUG={}", u8::from(cfg!(debug_assertions)))),
             "make (libshardalloc.a with SA_TRACK=asan)",
         );
         let program = dir.join("track_asan");
         let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-        check(
+        run_ok(
             Command::new(&compiler)
                 .args(["-O1", "-g", "-Wall", "-Wextra", "-pthread"])
                 .args(["-fsanitize=address", "-fno-omit-frame-pointer", "-I"])
@@ -78,21 +41,6 @@ fn program() -> &'static Path {
     })
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn explain(&self) -> String {
-        format!(
-            "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
 fn run(case: &str) -> Run {
     let out = Command::new(program())
         .arg(case)
@@ -101,11 +49,7 @@ fn run(case: &str) -> Run {
         .env_remove("LD_PRELOAD")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the program: {e}"));
-    Run {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// ASan's report for memory the allocator poisoned (use-after-poison), or for a freed heap

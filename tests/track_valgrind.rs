@@ -8,15 +8,14 @@
 //! Without valgrind installed the tests say so and pass; `.ci/run` installs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::OnceLock;
+
+mod common;
+use common::{profile, root, Run};
 
 /// The exit status valgrind gives a program in which it found errors.
 const ERROR_EXIT: i32 = 99;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn valgrind_installed() -> bool {
     Command::new("valgrind")
@@ -49,28 +48,8 @@ fn probe() -> &'static Path {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        target.join(profile).join("track_probe")
+        target.join(profile()).join("track_probe")
     })
-}
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn explain(&self) -> String {
-        format!(
-            "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
 }
 
 /// The probe's `case` under memcheck; None (with a message) when valgrind is missing.
@@ -88,11 +67,7 @@ fn run_probe(case: &str) -> Option<Run> {
         .arg(case)
         .output()
         .unwrap_or_else(|e| panic!("cannot run valgrind: {e}"));
-    Some(Run {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Some(Run::from(out))
 }
 
 /// The block count of memcheck's "definitely lost: N bytes in M blocks" line.
