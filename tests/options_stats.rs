@@ -78,7 +78,6 @@ fn stats_follow_allocations() {
     assert!(s.page_bytes >= s.in_use - s.huge_bytes);
     assert!(s.committed >= s.page_bytes);
     assert!(s.reserved >= s.committed);
-    assert!(s.committed_peak >= s.committed && s.reserved_peak >= s.reserved);
     assert!(s.segments >= 1 && s.threads >= 1);
     drop(blocks);
 }
@@ -111,26 +110,31 @@ fn reset_clears_event_counters() {
     shardalloc::stats_reset();
     let s = shardalloc::stats();
     // other tests may map or purge in between, but not the thousands a missed reset keeps
-    assert!(s.committed_peak >= s.committed);
     assert!(s.purges < 1000 && s.mmaps < 1000, "{s:?}");
     shardalloc::stats_merge();
     shardalloc::stats_print();
 }
 
-/// The peak is never below the current resident size, while the process grows (the kernel's
-/// high-water mark, which `getrusage` reports, lags the resident size it reads just after).
+/// The peaks remember memory that is gone: a block committed and made resident, then freed
+/// and given back to the OS, still counts in the committed and the resident peak, well above
+/// what is committed and resident afterwards (other tests hold far less than the block).
 #[test]
-fn process_info_peak_is_never_below_current() {
-    let mut held = Vec::new();
-    for step in 0..64 {
-        let mut v = vec![0u8; 256 << 10];
-        for i in (0..v.len()).step_by(4096) {
-            v[i] = 1;
-        }
-        held.push(v);
-        let p = shardalloc::process_info();
-        assert!(p.peak_rss >= p.current_rss, "step {step}: {p:?}");
+fn peaks_outlive_the_memory() {
+    const SIZE: usize = 256 << 20;
+    let _g = GLOBAL_STATE.lock().unwrap(); // no stats_reset in between
+    let mut block = vec![0u8; SIZE];
+    for i in (0..SIZE).step_by(4096) {
+        block[i] = 1;
     }
+    drop(block);
+    shardalloc::collect(true);
+    let s = shardalloc::stats();
+    assert!(s.committed_peak >= SIZE, "{s:?}");
+    assert!(s.committed_peak >= s.committed + SIZE / 2, "{s:?}");
+    let p = shardalloc::process_info();
+    assert!(p.peak_commit >= SIZE, "{p:?}");
+    assert!(p.peak_rss >= SIZE, "{p:?}");
+    assert!(p.peak_rss >= p.current_rss + SIZE / 2, "{p:?}");
 }
 
 #[test]
@@ -140,11 +144,7 @@ fn process_info_is_plausible() {
     let p = shardalloc::process_info();
     assert!(p.elapsed >= Duration::from_millis(20), "{p:?}");
     assert!(p.current_rss >= 8 << 20, "{p:?}");
-    assert!(p.peak_rss >= p.current_rss, "{p:?}");
-    assert!(
-        p.current_commit >= 8 << 20 && p.peak_commit >= p.current_commit,
-        "{p:?}"
-    );
+    assert!(p.current_commit >= 8 << 20, "{p:?}");
     assert!(p.page_faults > 0, "{p:?}");
     assert!(p.elapsed < Duration::from_secs(3600));
     drop(v);
