@@ -204,7 +204,7 @@ def fastpath_panel(y0):
     hi = math.ceil(hi / 25.0) * 25
     refs = []
     glibc = [cell[(c, "glibc")] for c in cases if cell.get((c, "glibc"))]
-    if glibc:  # issue 5: at most a third of glibc's instructions
+    if glibc:  # the goal: at most a third of glibc's instructions
         refs.append((min(glibc) / 3, "glibc/3"))
     return panel(
         "Fast path: instructions per malloc+free pair (callgrind, through LD_PRELOAD)",

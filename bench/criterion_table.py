@@ -16,7 +16,7 @@ same work per iteration, so throughput ratios are ratios of times:
 
     ratio vs X = time(X) / time(shardalloc)      (above 1: shardalloc is faster)
 
-A cell is marked when it misses the issue-5 target (below 1.00 vs system, below 0.95 vs
+A cell is marked when it misses the goal (below 1.00 vs system, below 0.95 vs
 mimalloc). Standard library only.
 """
 
@@ -31,7 +31,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 ALLOCATORS = ["shardalloc", "system", "mimalloc", "jemalloc"]
 PEERS = ["system", "mimalloc", "jemalloc"]
-# The least ratio each peer column should show (issue 5); jemalloc has no target.
+# The least ratio each peer column should show; jemalloc has no goal.
 TARGET = {"system": 1.0, "mimalloc": 0.95}
 
 
