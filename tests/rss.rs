@@ -1,7 +1,7 @@
 //! Free memory goes back to the OS: about 1.5 GiB allocated in small and medium blocks on four
 //! threads, then freed, must leave the resident set size (RSS) below 10% of its peak.
 //!
-//! The test follows what is documented (README, "Memory: purging and options"):
+//! The test follows what is documented (README, "Memory: when it goes back to the OS"):
 //!
 //! 1. Threads that free everything and exit: their empty segments are unmapped at exit, except
 //!    the few kept in the segment cache, whose free memory the housekeeper thread gives back
