@@ -35,7 +35,7 @@ sa_inline size_t aligned_class_size(size_t size, size_t alignment) {
   return sa_align_up(size == 0 ? 1 : size, alignment);
 }
 
-/* An alignment of a segment or more: a huge segment placed for it (segment.c). Its memory
+/* An alignment of a segment or more: a huge segment placed for it (huge.c). Its memory
  * is freshly mapped, so zero already. */
 static void *heap_malloc_huge_aligned(heap_t *heap, size_t size, size_t alignment,
                                       size_t offset) {

@@ -52,52 +52,6 @@ void _sa_pool_free(thread_t *obj) {
   pthread_mutex_unlock(&_sa_pool_lock);
 }
 
-/* ---- Huge blocks ---------------------------------------------------------------------------
- * A huge block has no owner thread: any thread frees it at once (returning its memory then).
- * So that mi_heap_delete and mi_heap_destroy can find them, the huge pages of a heap are
- * linked into heap->huge_pages under one global lock: every huge allocation and free calls
- * mmap or munmap anyway, so the lock costs nothing that shows. Pages of exited threads'
- * heaps wait in `huge_orphans` (heap NULL). */
-pthread_mutex_t _sa_huge_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
-static page_t *huge_orphans;
-
-static page_t **huge_list_of(heap_t *heap) { return heap != NULL ? &heap->huge_pages : &huge_orphans; }
-
-static void huge_push(page_t **list, page_t *page) {
-  page->prev = NULL;
-  page->next = *list;
-  if (*list != NULL) (*list)->prev = page;
-  *list = page;
-}
-
-void _sa_heap_huge_add(heap_t *heap, page_t *page) {
-  pthread_mutex_lock(&_sa_huge_lock);
-  atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
-  huge_push(huge_list_of(heap), page);
-  pthread_mutex_unlock(&_sa_huge_lock);
-}
-
-void _sa_heap_huge_remove(page_t *page) {
-  pthread_mutex_lock(&_sa_huge_lock);
-  page_t **list = huge_list_of(atomic_load_explicit(&page->heap, memory_order_relaxed));
-  if (page->prev != NULL) page->prev->next = page->next;
-  else *list = page->next;
-  if (page->next != NULL) page->next->prev = page->prev;
-  pthread_mutex_unlock(&_sa_huge_lock);
-}
-
-/* Move every huge page of `from` to `to` (NULL: the orphans). */
-static void heap_huge_move(heap_t *from, heap_t *to) {
-  pthread_mutex_lock(&_sa_huge_lock);
-  while (from->huge_pages != NULL) {
-    page_t *page = from->huge_pages;
-    from->huge_pages = page->next;
-    atomic_store_explicit(&page->heap, to, memory_order_relaxed);
-    huge_push(huge_list_of(to), page);
-  }
-  pthread_mutex_unlock(&_sa_huge_lock);
-}
-
 /* ---- Set-up -------------------------------------------------------------------------------- */
 void _sa_heap_init(heap_t *heap, thread_t *thread) {
   memset(heap, 0, sizeof(*heap));
@@ -156,7 +110,7 @@ void _sa_heap_adopt_page(heap_t *heap, page_t *page) {
 
 /* Thread exit: free the empty pages, detach the rest (their segments get abandoned). */
 void _sa_heap_detach_pages(heap_t *heap) {
-  heap_huge_move(heap, NULL);
+  _sa_heap_huge_move(heap, NULL);
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_collect(page);
@@ -171,93 +125,6 @@ void _sa_heap_detach_pages(heap_t *heap) {
       heap->page_count--;
     }
   }
-}
-
-/* ---- The housekeeper's sweep of a live thread's heap ---------------------------------------
- * The caller holds the owner's house_lock, so the owner is in none of its slow paths; it may
- * be in a fast path. Those touch the first page of a queue (malloc) and pages where the owner
- * holds a live block (free), and nothing else. A page whose `used` equals its cross-thread
- * count has no live block: every block handed out waits in the list. The owner cannot touch
- * it, and its `used` cannot change, so the sweep may read it without the owner's help: a
- * stale value can only be larger (here only the owner's frees change it, downwards), which
- * skips the page. Such a page is freed whole (its lists are not walked). Pages emptied by the
- * owner (count 0) are the owner's to retire. Blocks that full pages handed over through the
- * heap's delayed list join their pages' lists first, so that those pages count too; the page
- * stays full and asks for the owner's attention at the next cross-thread free. */
-#if defined(__SANITIZE_THREAD__)
-/* ThreadSanitizer cannot know the argument above: the read of `used` is left out of its view
- * (it races, by design, with the owner's frees of pages that still hold live blocks, which
- * the sweep then skips), and a page taken is ordered after the owner's last free of it by the
- * release in sa_page_free_local and the acquire here. Every other access is checked. */
-#include <sanitizer/tsan_interface.h>
-#define sweep_acquire(page) __tsan_acquire(&(page)->used)
-__attribute__((no_sanitize("thread"))) static uint16_t owner_used(const page_t *page) {
-  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-}
-#else
-#define sweep_acquire(page) ((void)0)
-static uint16_t owner_used(const page_t *page) {
-  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-}
-#endif
-
-static void delayed_to_page_lists(heap_t *heap) {
-  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
-  block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
-  while (block != NULL) {
-    block_t *next = sa_block_next(block);
-    page_t *page = sa_page_of(sa_segment_of(block), block);
-    uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
-    uintptr_t desired;
-    do {
-      while (sa_xthread_state(x) == DELAYED_FREEING) { /* its pusher still resets the state */
-        _sa_os_yield();
-        x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
-      }
-      sa_block_set_next(block, sa_xthread_block(x));
-      desired = sa_xthread_push(x, block);
-      /* still full: the next cross-thread free tells the owner again */
-      if (page->flags.x.in_full) desired = sa_xthread_with_state(desired, DELAYED_USE);
-    } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, desired,
-                                                    memory_order_acq_rel, memory_order_relaxed));
-    block = next;
-  }
-}
-
-void _sa_heap_sweep(heap_t *heap) {
-  delayed_to_page_lists(heap);
-  for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
-    page_queue_t *queue = &heap->pages[bin];
-    /* the first page of a size class is where the owner's malloc takes blocks from */
-    page_t *page = bin == BIN_FULL || queue->first == NULL ? queue->first : queue->first->next;
-    while (page != NULL) {
-      page_t *next = page->next;
-      uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
-      size_t count = sa_xthread_count(x);
-      if (count != 0 && owner_used(page) == count &&
-          atomic_compare_exchange_strong_explicit(&page->xthread_free, &x, sa_xthread_taken(x),
-                                                  memory_order_acq_rel, memory_order_relaxed)) {
-        sweep_acquire(page);
-        page->used = 0;
-        page->free = page->local_free = NULL;
-        page->flags.x.in_full = 0;
-        _sa_page_free(page, queue);
-      }
-      page = next;
-    }
-  }
-}
-
-void _sa_heap_take_abandoned(heap_t *heap) {
-  thread_t *thread = heap->thread;
-  sa_house_enter(thread);
-  bool took = false;
-  while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
-  if (took) {
-    for (heap_t *h = thread->heaps; h != NULL; h = h->next) _sa_heap_detach_pages(h);
-    _sa_segments_abandon(thread);
-  }
-  sa_house_exit(thread);
 }
 
 /* ---- Collection ------------------------------------------------------------------------- */
@@ -323,7 +190,7 @@ heap_t *mi_heap_new(void) {
 static void heap_delete(heap_t *heap) {
   thread_t *thread = heap->thread;
   if (heap == &thread->heap) return; /* the backing heap lives as long as its thread */
-  heap_huge_move(heap, &thread->heap);
+  _sa_heap_huge_move(heap, &thread->heap);
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_queue_remove(heap, queue, page);

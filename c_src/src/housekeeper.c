@@ -13,7 +13,7 @@
  *   - purges: it sleeps until the earliest due time that any thread noted, then purges what
  *     is due in every segment (owned, abandoned, cached);
  *   - cross-thread frees: the first such free after a sweep sets a flag and wakes it; at most
- *     once per purge delay it sweeps every live thread's heaps (heap.c, _sa_heap_sweep) under
+ *     once per purge delay it sweeps every live thread's heaps (heap_sweep, below) under
  *     that thread's house_lock, taken with a try (a thread in its slow path is skipped and
  *     retried next round), freeing every page whose handed-out blocks all wait in its
  *     cross-thread list; those pages' slices then go back after the purge delay;
@@ -72,6 +72,95 @@ void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
   if (news && atomic_load_explicit(&hk_sleeping, memory_order_acquire)) wake();
 }
 
+/* ---- The sweep of a live thread's heap -----------------------------------------------------
+ * The caller holds the owner's house_lock, so the owner is in none of its slow paths; it may
+ * be in a fast path. Those touch the first page of a queue (malloc) and pages where the owner
+ * holds a live block (free), and nothing else. A page whose `used` equals its cross-thread
+ * count has no live block: every block handed out waits in the list. The owner cannot touch
+ * it, and its `used` cannot change, so the sweep may read it without the owner's help: a
+ * stale value can only be larger (here only the owner's frees change it, downwards), which
+ * skips the page. Such a page is freed whole (its lists are not walked). Pages emptied by the
+ * owner (count 0) are the owner's to retire. Blocks that full pages handed over through the
+ * heap's delayed list join their pages' lists first, so that those pages count too; the page
+ * stays full and asks for the owner's attention at the next cross-thread free. */
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer cannot know the argument above: the read of `used` is left out of its view
+ * (it races, by design, with the owner's frees of pages that still hold live blocks, which
+ * the sweep then skips), and a page taken is ordered after the owner's last free of it by the
+ * release in sa_page_free_local and the acquire here. Every other access is checked. */
+#include <sanitizer/tsan_interface.h>
+#define sweep_acquire(page) __tsan_acquire(&(page)->used)
+__attribute__((no_sanitize("thread"))) static uint16_t owner_used(const page_t *page) {
+  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+}
+#else
+#define sweep_acquire(page) ((void)0)
+static uint16_t owner_used(const page_t *page) {
+  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+}
+#endif
+
+static void delayed_to_page_lists(heap_t *heap) {
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
+  block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
+  while (block != NULL) {
+    block_t *next = sa_block_next(block);
+    page_t *page = sa_page_of(sa_segment_of(block), block);
+    uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    uintptr_t desired;
+    do {
+      while (sa_xthread_state(x) == DELAYED_FREEING) { /* its pusher still resets the state */
+        _sa_os_yield();
+        x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+      }
+      sa_block_set_next(block, sa_xthread_block(x));
+      desired = sa_xthread_push(x, block);
+      /* still full: the next cross-thread free tells the owner again */
+      if (page->flags.x.in_full) desired = sa_xthread_with_state(desired, DELAYED_USE);
+    } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &x, desired,
+                                                    memory_order_acq_rel, memory_order_relaxed));
+    block = next;
+  }
+}
+
+static void heap_sweep(heap_t *heap) {
+  delayed_to_page_lists(heap);
+  for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
+    page_queue_t *queue = &heap->pages[bin];
+    /* the first page of a size class is where the owner's malloc takes blocks from */
+    page_t *page = bin == BIN_FULL || queue->first == NULL ? queue->first : queue->first->next;
+    while (page != NULL) {
+      page_t *next = page->next;
+      uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+      size_t count = sa_xthread_count(x);
+      if (count != 0 && owner_used(page) == count &&
+          atomic_compare_exchange_strong_explicit(&page->xthread_free, &x, sa_xthread_taken(x),
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+        sweep_acquire(page);
+        page->used = 0;
+        page->free = page->local_free = NULL;
+        page->flags.x.in_full = 0;
+        _sa_page_free(page, queue);
+      }
+      page = next;
+    }
+  }
+}
+
+/* Take the abandoned segments into `heap` (the housekeeper's own), free their empty pages,
+ * and abandon what is still in use again. */
+static void take_abandoned(heap_t *heap) {
+  thread_t *thread = heap->thread;
+  sa_house_enter(thread);
+  bool took = false;
+  while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
+  if (took) {
+    for (heap_t *h = thread->heaps; h != NULL; h = h->next) _sa_heap_detach_pages(h);
+    _sa_segments_abandon(thread);
+  }
+  sa_house_exit(thread);
+}
+
 /* ---- The sweep of one live thread --------------------------------------------------------- */
 static bool sweep_thread(thread_t *thread, void *arg) {
   bool *busy = arg;
@@ -79,7 +168,7 @@ static bool sweep_thread(thread_t *thread, void *arg) {
     *busy = true; /* in its slow path (or exiting): next round */
     return true;
   }
-  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) _sa_heap_sweep(heap);
+  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) heap_sweep(heap);
   atomic_store_explicit(&thread->house_lock, false, memory_order_release);
   return true;
 }
@@ -134,7 +223,7 @@ static void *housekeeper_main(void *arg) {
     int64_t now = _sa_clock_ms();
     unsigned take = HOUSE_ABANDONED | (now >= sweep_at ? HOUSE_REMOTE_FREES : 0);
     unsigned work = atomic_fetch_and_explicit(&hk_work, ~take, memory_order_acquire) & take;
-    if (own != NULL && (work & HOUSE_ABANDONED)) _sa_heap_take_abandoned(own);
+    if (own != NULL && (work & HOUSE_ABANDONED)) take_abandoned(own);
     if (work & HOUSE_REMOTE_FREES) {
       bool busy = false;
       _sa_threads_each(sweep_thread, &busy);

@@ -39,7 +39,7 @@ static void thread_key_destructor(void *value) {
 /* ---- fork ----------------------------------------------------------------------------------
  * Every global mutex (internal.h), in lock order: a thread that holds one takes only those
  * listed after it (the housekeeper's sweep holds the list of threads while it frees pages).
- * Across fork the handlers hold them all, then every segment's purge spin lock (segment.c),
+ * Across fork the handlers hold them all, then every segment's purge spin lock (purge.c),
  * so that the child, which has only the forking thread, finds each lock free and the lists
  * they guard consistent; other threads' heaps stay as they were, their blocks still freeable.
  * The housekeeper needs no lock of its own here: it is between rounds whenever the handlers

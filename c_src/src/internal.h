@@ -32,8 +32,8 @@ extern __thread heap_t *_sa_heap_default SA_TLS_MODEL;
  * Every mutex of the library that is not in a per-thread object. Each is defined (and
  * documented) in the file named; init.c lists them in lock order and holds them across fork. */
 extern pthread_mutex_t _sa_pool_lock;     /* heap.c: the pool of thread and heap objects */
-extern pthread_mutex_t _sa_huge_lock;     /* heap.c: the lists of huge pages */
-extern pthread_mutex_t _sa_owned_lock;    /* segment.c: the list of all owned segments */
+extern pthread_mutex_t _sa_huge_lock;     /* huge.c: the lists of huge pages */
+extern pthread_mutex_t _sa_owned_lock;    /* purge.c: the list of all owned segments */
 extern pthread_mutex_t _sa_segments_lock; /* segment.c: the segment caches, abandoned list */
 extern pthread_mutex_t _sa_arena_lock;    /* arena.c: the reservation's segment bitmap */
 extern pthread_mutex_t _sa_threads_lock;  /* stats.c: live threads, exited threads' totals */
@@ -94,7 +94,7 @@ sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : 
 /* ---- Segments and pages from pointers ---------------------------------------------------
  * The segment map: for every SEGMENT_SIZE unit of the address space, the segment that starts
  * there, or NULL (not ours, or the continuation of a huge segment: `_sa_segment_of_any`
- * resolves those). Written when a segment is created or released (segment.c). The free fast
+ * resolves those). Written when a segment is created or released (segmap.c). The free fast
  * path looks a pointer up here before it reads any header, so a pointer that is not ours
  * (a stack or static address, a page from mmap, a wild value) never makes it fault. Indexes
  * wrap at SA_ADDRESS_BITS: a non-canonical pointer aliases a real entry, whose page lookup
@@ -183,22 +183,37 @@ segment_t *_sa_arena_alloc_segment(void);
 /* Take back a segment carved from the arena (purging it); false if it is not from there. */
 bool _sa_arena_free_segment(segment_t *segment);
 
+/* ---- segmap.c ----------------------------------------------------------------------------- */
+segment_t *_sa_segment_of_any(const void *p);
+
 /* ---- segment.c: address space -> segments -> slices -> pages ---------------------------- */
 size_t _sa_page_size_of_bin(size_t bin);
-/* Purge the thread's segments whose delay is over (all pending ones if `force`), and the
- * segment cache's; cheap when nothing is pending. */
-void _sa_purge_housekeeping(thread_t *thread, bool force);
 /* Purge the cached empty segments whose delay is over (all if `force`). */
 void _sa_segment_cache_purge(bool force);
-/* Purge what is due in every thread's segments and the caches (all pending if `force`);
- * returns the earliest due time still pending (0: none). */
-int64_t _sa_segments_purge_all(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);
 /* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
+/* Abandon every segment of `thread` (their pages must be detached from heaps already). */
+void _sa_segments_abandon(thread_t *thread);
+/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
+bool _sa_segment_try_reclaim(heap_t *heap);
+/* Release every cached segment (empty and huge) to the OS. */
+void _sa_segment_caches_release(void);
+
+/* ---- purge.c: free slices go back to the OS after a delay ------------------------------- */
+/* Purge the thread's segments whose delay is over (all pending ones if `force`), and the
+ * segment cache's; cheap when nothing is pending. */
+void _sa_purge_housekeeping(thread_t *thread, bool force);
+/* Purge what is due in every thread's segments and the caches (all pending if `force`);
+ * returns the earliest due time still pending (0: none). */
+int64_t _sa_segments_purge_all(bool force);
+/* fork (init.c): hold every owned segment's purge lock, or release them all. */
+void _sa_segments_fork_purge_locks(bool hold);
+
+/* ---- huge.c: huge blocks, a segment each ------------------------------------------------ */
 /* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
 page_t *_sa_segment_huge_page_alloc(size_t size);
 /* The same for an alignment of SEGMENT_SIZE or more: `*p`, the pointer to hand out, is
@@ -206,16 +221,13 @@ page_t *_sa_segment_huge_page_alloc(size_t size);
 page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,
                                             void **p);
 void _sa_segment_huge_free(segment_t *segment);
-/* Abandon every segment of `thread` (their pages must be detached from heaps already). */
-void _sa_segments_abandon(thread_t *thread);
-/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
-bool _sa_segment_try_reclaim(heap_t *heap);
 void _sa_segment_huge_interior(page_t *page, const void *p);
-segment_t *_sa_segment_of_any(const void *p);
-/* Release every cached segment (empty and huge) to the OS. */
-void _sa_segment_caches_release(void);
-/* fork (init.c): hold every owned segment's purge lock, or release them all. */
-void _sa_segments_fork_purge_locks(bool hold);
+void _sa_heap_huge_add(heap_t *heap, page_t *page);
+void _sa_heap_huge_remove(page_t *page);
+/* Move every huge page of `from` to `to` (NULL: the orphans). */
+void _sa_heap_huge_move(heap_t *from, heap_t *to);
+/* A huge block of `size` bytes for `heap` (the generic path); NULL and ENOMEM if none. */
+void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
 
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
@@ -263,14 +275,6 @@ void _sa_heap_detach_pages(heap_t *heap);
 /* Give a page to `heap` (reclaim, or a deleted heap's pages). */
 void _sa_heap_adopt_page(heap_t *heap, page_t *page);
 bool _sa_heap_check(heap_t *heap);
-/* The housekeeper's sweep of another thread's heap (it holds the owner's house_lock): frees
- * the pages whose handed-out blocks all wait in their cross-thread list. */
-void _sa_heap_sweep(heap_t *heap);
-/* The housekeeper takes the abandoned segments into `heap` (its own), frees their empty
- * pages, and abandons what is still in use again. */
-void _sa_heap_take_abandoned(heap_t *heap);
-void _sa_heap_huge_add(heap_t *heap, page_t *page);
-void _sa_heap_huge_remove(page_t *page);
 thread_t *_sa_pool_alloc(void);
 void _sa_pool_free(thread_t *obj);
 /* fork, in the child: no page of `thread`'s heaps waits on a cross-thread free that was
@@ -457,7 +461,7 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
   page->local_free = block;
   bool emptied = --page->used == 0;
 #if defined(__SANITIZE_THREAD__)
-  __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (heap.c) */
+  __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (housekeeper.c) */
 #endif
   if (sa_unlikely(emptied)) {
     if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */

@@ -326,26 +326,13 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
   return page;
 }
 
-static void *malloc_huge(heap_t *heap, size_t size, bool zero) {
-  page_t *page = _sa_segment_huge_page_alloc(size);
-  if (page == NULL) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  _sa_heap_huge_add(heap, page);
-  void *p = sa_page_start(page);
-  sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
-  if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
-  return p;
-}
-
 static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
     if (size > HUGE_BLOCK_MAX) {
       errno = ENOMEM;
       return NULL;
     }
-    return malloc_huge(heap, size, zero);
+    return _sa_malloc_huge(heap, size, zero);
   }
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_heap_delayed_free_all(heap);

@@ -107,7 +107,7 @@ typedef struct block_s {
  * (blocks are 8-byte aligned, and every segment lies below 2^48: see the segment map), a
  * delayed_state in bits 0-1, and in bits 48-63 the number of blocks in the list (at most a
  * page's 8192 blocks), so that `used == count` tells any thread, in one load, that every block
- * handed out from the page waits in that list (the housekeeper's sweep, heap.c). The states:
+ * handed out from the page waits in that list (the housekeeper's sweep, housekeeper.c). The states:
  *
  *   NORMAL           cross-thread frees push onto the page's list.
  *   USE_DELAYED      the page is in the full queue, so its owner will not look at it: the
@@ -195,7 +195,7 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment (a huge block
  *     starts at slice 1; an aligned interior pointer into it lies in the same unit, and the
  *     slices up to it point back to the page), except the pointer of a huge block aligned to
- *     SEGMENT_SIZE or more, which may lie in the first slice of the next unit (segment.c)
+ *     SEGMENT_SIZE or more, which may lie in the first slice of the next unit (huge.c)
  *   - a slice is used (bit set in `used_slices`) <=> it belongs to a page or to the header
  *   - used_pages == number of pages (first slices) allocated from the segment
  *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
@@ -223,7 +223,7 @@ typedef struct segment_s {
   struct thread_s *owner;       /* owner thread state, NULL if none */
   struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
   struct segment_s *prev;
-  struct segment_s *owned_next; /* in the list of all owned segments (segment.c) */
+  struct segment_s *owned_next; /* in the list of all owned segments (purge.c) */
   struct segment_s *owned_prev;
   _Atomic(bool) purge_lock;     /* guards the slice bitmaps and purge times against a purge
                                    from another thread (taken on slow paths only) */

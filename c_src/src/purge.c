@@ -1,0 +1,171 @@
+/* shardalloc: purging. Free slices go back to the OS purge_delay ms after they were freed.
+ * A slice is pending (purge_slices) while it is free and dirty; allocating it again cancels
+ * that. Each pending slice is due purge_delay after its own free, so memory that is reused
+ * within the delay is never purged (and never faulted in again): only memory that stays idle
+ * goes back. Runs of due slices are purged with one madvise each. The owner thread purges
+ * its segments (from the generic path, page frees and thread exit); the cache is purged by
+ * any thread's housekeeping, mi_collect, and the optional background thread.
+ *
+ * Also here: the list of all owned segments, which exists so that any thread can purge any
+ * thread's segments, and the purge locks around fork. */
+#include <pthread.h>
+
+#include "segment.h"
+
+/* ---- All owned segments, so that any thread can purge any thread's free memory -----------
+ * (mi_collect(true) from any thread, the background purge). `owned_lock` guards the list;
+ * a segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
+ * holds the lock never touches a segment that is going away. Lock order: owned_lock, then a
+ * segment's purge_lock; segments_lock and owned_lock are never held together. */
+pthread_mutex_t _sa_owned_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
+#define owned_lock _sa_owned_lock
+static segment_t *owned_all;
+
+void _sa_owned_add(segment_t *segment) {
+  pthread_mutex_lock(&owned_lock);
+  segment->owned_prev = NULL;
+  segment->owned_next = owned_all;
+  if (owned_all != NULL) owned_all->owned_prev = segment;
+  owned_all = segment;
+  pthread_mutex_unlock(&owned_lock);
+}
+
+void _sa_owned_remove(segment_t *segment) {
+  pthread_mutex_lock(&owned_lock);
+  if (segment->owned_prev != NULL) segment->owned_prev->owned_next = segment->owned_next;
+  else owned_all = segment->owned_next;
+  if (segment->owned_next != NULL) segment->owned_next->owned_prev = segment->owned_prev;
+  segment->owned_next = segment->owned_prev = NULL;
+  pthread_mutex_unlock(&owned_lock);
+}
+
+/* ---- Purging ------------------------------------------------------------------------------- */
+static void segment_purge(segment_t *segment, int64_t now, bool force) {
+  int64_t next = 0;
+  for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
+    if (segment->purge_slices[i / 64] == 0) {
+      i = (i / 64 + 1) * 64;
+      continue;
+    }
+    if (!bit_get(segment->purge_slices, i)) {
+      i++;
+      continue;
+    }
+    if (!force && segment->purge_at[i] > now) {
+      if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
+           (force || segment->purge_at[j] <= now))
+      j++;
+    _sa_os_purge((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
+    bits_set(segment->dirty_slices, i, j - i, false);
+    bits_set(segment->purge_slices, i, j - i, false);
+    _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
+    i = j;
+  }
+  segment->purge_expire = next;
+}
+
+/* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
+int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
+  long delay = mi_option_get(mi_option_purge_delay);
+  if (delay < 0) return 0;
+  bits_set(segment->purge_slices, start, n, true);
+  int64_t due = _sa_clock_ms() + delay;
+  for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
+  if (delay == 0) {
+    segment_purge(segment, due, true);
+    return 0;
+  }
+  if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
+  return segment->purge_expire;
+}
+
+/* Pending slices taken into use again no longer count against the thread's budget. */
+void _sa_thread_unpend(thread_t *thread, size_t slices) {
+  if (thread == NULL) return;
+  thread->purge_pending = thread->purge_pending > slices ? thread->purge_pending - slices : 0;
+}
+
+void _sa_thread_note_purge(thread_t *thread, int64_t expire) {
+  if (expire != 0 && (thread->purge_next == 0 || expire < thread->purge_next)) {
+    thread->purge_next = expire;
+    _sa_housekeeper_note(0, expire);
+  }
+}
+
+/* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
+ * and adds the slices still pending to `*pending` (if not NULL). */
+int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
+  segment_lock(segment);
+  if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
+    segment_purge(segment, now, force);
+  int64_t next = segment->purge_expire;
+  if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
+  segment_unlock(segment);
+  return next;
+}
+
+static void thread_purge(thread_t *thread, int64_t now, bool force) {
+  int64_t next = 0;
+  size_t pending = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    int64_t expire = _sa_segment_purge_due(s, now, force, &pending);
+    if (expire != 0 && (next == 0 || expire < next)) next = expire;
+  }
+  thread->purge_next = next;
+  thread->purge_pending = pending;
+}
+
+/* The thread's pending count is an upper bound (the housekeeper and other threads purge its
+ * segments too): count again before purging everything in the freeing call. */
+void _sa_thread_over_budget(thread_t *thread) {
+  size_t pending = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    segment_lock(s);
+    pending += bits_count(s->purge_slices);
+    segment_unlock(s);
+  }
+  thread->purge_pending = pending;
+  if (pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_purge(thread, 0, true);
+}
+
+int64_t _sa_segments_purge_all(bool force) {
+  int64_t now = _sa_clock_ms();
+  int64_t next = 0;
+  pthread_mutex_lock(&owned_lock);
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
+    int64_t expire = _sa_segment_purge_due(s, now, force, NULL);
+    if (expire != 0 && (next == 0 || expire < next)) next = expire;
+  }
+  pthread_mutex_unlock(&owned_lock);
+  _sa_segment_cache_purge(force);
+  int64_t unowned = _sa_unowned_purge_next();
+  if (unowned != 0 && (next == 0 || unowned < next)) next = unowned;
+  return next;
+}
+
+void _sa_purge_housekeeping(thread_t *thread, bool force) {
+  if (thread->purge_next != 0) {
+    int64_t now = _sa_clock_ms();
+    if (force || thread->purge_next <= now) thread_purge(thread, now, force);
+  }
+  _sa_segment_cache_purge(force);
+}
+
+/* ---- fork: the purge locks ------------------------------------------------------------
+ * A segment's purge_lock is a spin lock, held for a bounded time and never while waiting for
+ * a mutex or another purge_lock. Once fork_prepare (init.c) holds owned_lock and
+ * segments_lock, only owner threads still take one, of their own (owned) segments: purges by
+ * other threads run under those mutexes. So this walk holds every one that can be taken.
+ * Without it, a purge_lock held by another thread at fork stays locked in the child, where
+ * that thread is gone, and the child's mi_collect(true) would spin on it for ever. */
+void _sa_segments_fork_purge_locks(bool hold) {
+  for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
+    if (hold) segment_lock(s);
+    else segment_unlock(s);
+  }
+}

@@ -1,0 +1,135 @@
+/* shardalloc: what the files of the segment layer (segmap.c, segment.c, purge.c, huge.c) share
+ * and nothing above them uses: the segment list links, a segment's purge lock, the slice
+ * bitmaps, and the functions these files call in each other. Pages, heaps and the rest go
+ * through internal.h only. */
+#ifndef SHARDALLOC_SEGMENT_H
+#define SHARDALLOC_SEGMENT_H
+
+#include "internal.h"
+
+/* ---- Segment lists (a thread's segments, the caches, the abandoned list) ---------------- */
+static inline void list_push(segment_t **list, segment_t *segment) {
+  segment->prev = NULL;
+  segment->next = *list;
+  if (*list != NULL) (*list)->prev = segment;
+  *list = segment;
+}
+
+static inline void list_remove(segment_t **list, segment_t *segment) {
+  if (segment->prev != NULL) segment->prev->next = segment->next;
+  else *list = segment->next;
+  if (segment->next != NULL) segment->next->prev = segment->prev;
+  segment->next = segment->prev = NULL;
+}
+
+/* ---- A segment's purge lock (purge.c): guards its slice bitmaps ------------------------- */
+static inline void segment_lock(segment_t *segment) {
+  while (atomic_exchange_explicit(&segment->purge_lock, true, memory_order_acquire))
+    _sa_os_yield();
+}
+static inline void segment_unlock(segment_t *segment) {
+  atomic_store_explicit(&segment->purge_lock, false, memory_order_release);
+}
+
+/* ---- Slice bitmaps -------------------------------------------------------------------- */
+static inline bool bit_get(const uint64_t *bm, size_t i) { return (bm[i / 64] >> (i % 64)) & 1; }
+
+static inline void bits_set(uint64_t *bm, size_t start, size_t n, bool on) {
+  while (n > 0) {
+    size_t bit = start % 64, take = 64 - bit < n ? 64 - bit : n;
+    uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
+    if (on) bm[start / 64] |= mask;
+    else bm[start / 64] &= ~mask;
+    start += take;
+    n -= take;
+  }
+}
+
+/* Where to put `n` slices: the first free slice for n == 1; otherwise the start of the
+ * smallest run of >= n clear bits (best fit keeps large holes for large pages: first fit
+ * let mixed page sizes spread over, and touch, far more of a segment). SIZE_MAX if none.
+ * Word at a time: O(words + runs), never a bit-by-bit walk. */
+static inline size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
+  const size_t words = SEGMENT_BITMAP_WORDS;
+  if (n == 1) {
+    for (size_t w = 0; w < words; w++)
+      if (~bm[w] != 0) return w * 64 + (size_t)__builtin_ctzll(~bm[w]);
+    return SIZE_MAX;
+  }
+  size_t best = SIZE_MAX, best_len = SIZE_MAX;
+  size_t i = 0;
+  while (i < SLICES_PER_SEGMENT) {
+    /* the next clear bit at or after i */
+    size_t w = i / 64;
+    uint64_t clear = ~bm[w] & (~(uint64_t)0 << (i % 64));
+    while (clear == 0 && ++w < words) clear = ~bm[w];
+    if (clear == 0) break;
+    size_t run_start = w * 64 + (size_t)__builtin_ctzll(clear);
+    /* the next set bit after it: the end of the run */
+    w = run_start / 64;
+    uint64_t set = bm[w] & (~(uint64_t)0 << (run_start % 64));
+    while (set == 0 && ++w < words) set = bm[w];
+    size_t run_end = set == 0 ? SLICES_PER_SEGMENT : w * 64 + (size_t)__builtin_ctzll(set);
+    size_t len = run_end - run_start;
+    if (len >= n && len < best_len) {
+      best = run_start;
+      best_len = len;
+      if (len == n) break;
+    }
+    i = run_end;
+  }
+  return best;
+}
+
+static inline size_t bits_count(const uint64_t *bm) {
+  size_t n = 0;
+  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) n += (size_t)__builtin_popcountll(bm[w]);
+  return n;
+}
+
+/* Descriptors of free slices: zero, and a free of a pointer into them takes the checked
+ * path (a double free of a block whose page is gone; a pointer never handed out). */
+static inline void slices_mark_free(page_t *first, size_t slices) {
+  memset(first, 0, slices * sizeof(page_t));
+  for (size_t i = 0; i < slices; i++) first[i].flags.x.check_free = 1;
+}
+
+/* ---- segmap.c ------------------------------------------------------------------------------ */
+/* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
+bool _sa_segment_map_set(segment_t *segment, bool on);
+
+/* ---- segment.c ----------------------------------------------------------------------------- */
+/* Address space from the OS; when it refuses, the caches and pending purges go back first and
+ * the request is tried once more. No lock may be held. */
+void *_sa_os_alloc_or_release(size_t size, size_t align, size_t at);
+/* Unmap a segment (or give it back to the arena). */
+void _sa_segment_release(segment_t *segment);
+/* A purge due at `expire` in a segment no thread owns (cached, abandoned, huge cached); the
+ * caller holds _sa_segments_lock. */
+void _sa_unowned_note_purge(int64_t expire);
+/* The earliest purge due in a segment no thread owns (0: none). */
+int64_t _sa_unowned_purge_next(void);
+
+/* ---- purge.c ------------------------------------------------------------------------------- */
+/* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
+int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n);
+/* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
+ * and adds the slices still pending to `*pending` (if not NULL). */
+int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending);
+/* Pending slices taken into use again no longer count against the thread's budget. */
+void _sa_thread_unpend(thread_t *thread, size_t slices);
+void _sa_thread_note_purge(thread_t *thread, int64_t expire);
+/* Count the thread's pending slices again; purge them all if they are over budget. */
+void _sa_thread_over_budget(thread_t *thread);
+/* Enter a segment into (or take it out of) the list of all owned segments. */
+void _sa_owned_add(segment_t *segment);
+void _sa_owned_remove(segment_t *segment);
+
+/* ---- huge.c -------------------------------------------------------------------------------- */
+/* Release the cached huge segments whose delay is over (all of them if `all`). */
+void _sa_huge_cache_collect(int64_t now, bool all);
+/* The earlier of `next` and the earliest expiry in the huge cache (0 counts as none for
+ * `next`); the caller holds _sa_segments_lock. */
+int64_t _sa_huge_cache_next_due(int64_t next);
+
+#endif /* SHARDALLOC_SEGMENT_H */
