@@ -13,10 +13,12 @@
 #include "segment.h"
 
 /* ---- All owned segments, so that any thread can purge any thread's free memory -----------
- * (mi_collect(true) from any thread, the background purge). `owned_lock` guards the list;
- * a segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
+ * (mi_collect(true) from any thread, the housekeeper). `owned_lock` guards the list; a
+ * segment leaves it (detach) before it is cached, abandoned or unmapped, so a purge that
  * holds the lock never touches a segment that is going away. Lock order: owned_lock, then a
- * segment's purge_lock; segments_lock and owned_lock are never held together. */
+ * segment's purge_lock. segments_lock and owned_lock are taken one after the other, never
+ * one inside the other, except by the fork handlers, which take every lock in the order of
+ * init.c's list. */
 pthread_mutex_t _sa_owned_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 #define owned_lock _sa_owned_lock
 static segment_t *owned_all;
