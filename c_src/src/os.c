@@ -1,6 +1,8 @@
 /* shardalloc: OS primitives. The only file that calls mmap, munmap, madvise or other system
  * calls that manage memory; the rest of the allocator asks these functions. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -149,3 +151,29 @@ void _sa_os_write_stderr(const char *msg, size_t len) {
 }
 
 void _sa_os_yield(void) { sched_yield(); }
+
+size_t _sa_os_current_rss(void) {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char *s = buf;
+  while (*s != ' ' && *s != 0) s++; /* skip the total size */
+  size_t pages = 0;
+  while (*s == ' ') s++;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
+  return pages * _sa_os_page_size();
+}
+
+void _sa_os_usage(sa_os_usage_t *usage) {
+  struct rusage ru;
+  memset(&ru, 0, sizeof(ru));
+  getrusage(RUSAGE_SELF, &ru);
+  usage->user_ms = (size_t)ru.ru_utime.tv_sec * 1000 + (size_t)ru.ru_utime.tv_usec / 1000;
+  usage->system_ms = (size_t)ru.ru_stime.tv_sec * 1000 + (size_t)ru.ru_stime.tv_usec / 1000;
+  usage->peak_rss = (size_t)ru.ru_maxrss * 1024;
+  usage->page_faults = (size_t)ru.ru_minflt + (size_t)ru.ru_majflt;
+}

@@ -2,13 +2,10 @@
  * where a system call happens anyway, so an atomic add costs nothing extra), per-thread
  * counters for blocks and pages (thread_stats_t in types.h), the list of live threads that a
  * snapshot sums over, and the printing. Nothing here runs on a fast path. */
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -162,44 +159,24 @@ static int64_t process_start_ms;
 
 void _sa_stats_process_start(void) { process_start_ms = _sa_clock_ms(); }
 
-static size_t current_rss(void) {
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[128];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  const char *s = buf;
-  while (*s != ' ' && *s != 0) s++; /* skip the total size */
-  size_t pages = 0;
-  while (*s == ' ') s++;
-  while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
-  return pages * _sa_os_page_size();
-}
-
 void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs, size_t *system_msecs,
                      size_t *current_rss_out, size_t *peak_rss, size_t *current_commit,
                      size_t *peak_commit, size_t *page_faults) {
   _sa_process_init(); /* the start time */
-  struct rusage ru;
-  memset(&ru, 0, sizeof(ru));
-  getrusage(RUSAGE_SELF, &ru);
+  sa_os_usage_t usage;
+  _sa_os_usage(&usage);
   if (elapsed_msecs) *elapsed_msecs = clamp0(_sa_clock_ms() - process_start_ms);
-  if (user_msecs)
-    *user_msecs = (size_t)ru.ru_utime.tv_sec * 1000 + (size_t)ru.ru_utime.tv_usec / 1000;
-  if (system_msecs)
-    *system_msecs = (size_t)ru.ru_stime.tv_sec * 1000 + (size_t)ru.ru_stime.tv_usec / 1000;
+  if (user_msecs) *user_msecs = usage.user_ms;
+  if (system_msecs) *system_msecs = usage.system_ms;
   /* the kernel updates the high-water mark that getrusage reports lazily: it may lag the
    * resident size read just after it, and a peak below the current value is no peak */
-  size_t rss = current_rss();
-  size_t max_rss = (size_t)ru.ru_maxrss * 1024;
+  size_t rss = _sa_os_current_rss();
   if (current_rss_out) *current_rss_out = rss;
-  if (peak_rss) *peak_rss = max_rss > rss ? max_rss : rss;
+  if (peak_rss) *peak_rss = usage.peak_rss > rss ? usage.peak_rss : rss;
   if (current_commit) *current_commit = clamp0(counter_get(&process.committed));
   if (peak_commit)
     *peak_commit = clamp0(atomic_load_explicit(&process.committed.peak, memory_order_relaxed));
-  if (page_faults) *page_faults = (size_t)ru.ru_minflt + (size_t)ru.ru_majflt;
+  if (page_faults) *page_faults = usage.page_faults;
 }
 
 /* ---- Printing (no allocation: a stack buffer per line) ---------------------------------- */

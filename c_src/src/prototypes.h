@@ -1,0 +1,238 @@
+/* shardalloc: the out-of-line functions of the core, grouped by the file that defines them,
+ * with the few small inline helpers that belong to those files. Included by internal.h, after
+ * the types and the pointer arithmetic, before the inline fast paths that call into these. */
+#ifndef SHARDALLOC_PROTOTYPES_H
+#define SHARDALLOC_PROTOTYPES_H
+
+/* ---- os.c: the only file that talks to the kernel --------------------------------------- */
+size_t _sa_os_page_size(void);
+/* Milliseconds of a monotonic clock (coarse: a few ms resolution, no system call). */
+int64_t _sa_clock_ms(void);
+/* Reserve a region for the arena: explicit large OS pages if asked (falling back to normal
+ * pages), pre-faulted if `populate`. */
+void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate);
+/* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
+void *_sa_os_alloc_aligned(size_t size, size_t align);
+/* The same, placed so that the address plus `offset` is aligned to `align`. */
+void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
+void _sa_os_free(void *p, size_t size);
+/* Ask for transparent huge pages on [p, p+size). */
+void _sa_os_advise_huge_pages(void *p, size_t size);
+/* Give the physical memory of [p, p+size) back; it reads as zero when next touched. */
+void _sa_os_purge(void *p, size_t size);
+void _sa_os_write_stderr(const char *msg, size_t len);
+/* The process's resident size now, from /proc/self/statm (0 if unreadable). */
+size_t _sa_os_current_rss(void);
+/* CPU times, peak RSS and page faults of the process, from getrusage. */
+typedef struct sa_os_usage_s {
+  size_t user_ms, system_ms, peak_rss, page_faults;
+} sa_os_usage_t;
+void _sa_os_usage(sa_os_usage_t *usage);
+void _sa_os_yield(void);
+
+/* ---- arena.c: the optional reservation segments are carved from ------------------------ */
+void _sa_arena_init(void);
+segment_t *_sa_arena_alloc_segment(void);
+/* Take back a segment carved from the arena (purging it); false if it is not from there. */
+bool _sa_arena_free_segment(segment_t *segment);
+
+/* ---- segmap.c ----------------------------------------------------------------------------- */
+segment_t *_sa_segment_of_any(const void *p);
+
+/* ---- segment.c: address space -> segments -> slices -> pages ---------------------------- */
+size_t _sa_page_size_of_bin(size_t bin);
+/* Purge the cached empty segments whose delay is over (all if `force`). */
+void _sa_segment_cache_purge(bool force);
+/* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
+page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
+/* Return a page's slices to its segment (the segment may be cached or released). */
+void _sa_segment_page_free(page_t *page, thread_t *thread);
+/* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
+bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
+/* Abandon every segment of `thread` (their pages must be detached from heaps already). */
+void _sa_segments_abandon(thread_t *thread);
+/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
+bool _sa_segment_try_reclaim(heap_t *heap);
+/* Release every cached segment (empty and huge) to the OS. */
+void _sa_segment_caches_release(void);
+
+/* ---- purge.c: free slices go back to the OS after a delay ------------------------------- */
+/* Purge the thread's segments whose delay is over (all pending ones if `force`), and the
+ * segment cache's; cheap when nothing is pending. */
+void _sa_purge_housekeeping(thread_t *thread, bool force);
+/* Purge what is due in every thread's segments and the caches (all pending if `force`);
+ * returns the earliest due time still pending (0: none). */
+int64_t _sa_segments_purge_all(bool force);
+/* fork (init.c): hold every owned segment's purge lock, or release them all. */
+void _sa_segments_fork_purge_locks(bool hold);
+
+/* ---- huge.c: huge blocks, a segment each ------------------------------------------------ */
+/* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
+page_t *_sa_segment_huge_page_alloc(size_t size);
+/* The same for an alignment of SEGMENT_SIZE or more: `*p`, the pointer to hand out, is
+ * interior, with *p + offset aligned to `alignment`. */
+page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,
+                                            void **p);
+void _sa_segment_huge_free(segment_t *segment);
+void _sa_segment_huge_interior(page_t *page, const void *p);
+void _sa_heap_huge_add(heap_t *heap, page_t *page);
+void _sa_heap_huge_remove(page_t *page);
+/* Move every huge page of `from` to `to` (NULL: the orphans). */
+void _sa_heap_huge_move(heap_t *from, heap_t *to);
+/* A huge block of `size` bytes for `heap` (the generic path); NULL and ENOMEM if none. */
+void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
+
+/* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
+extern page_t _sa_page_empty;
+void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) sa_cold;
+void _sa_page_retire(page_t *page) sa_cold;
+void _sa_page_free(page_t *page, page_queue_t *queue);
+void _sa_page_collect(page_t *page);
+void _sa_page_unfull(page_t *page);
+void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_never);
+void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
+void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
+bool _sa_page_check(const page_t *page);
+/* Realloc in place: grow the large block at `p` (owner thread) to hold `newsize` bytes. */
+bool _sa_page_try_grow(void *p, size_t newsize);
+
+sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
+  return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];
+}
+
+/* ---- free.c ----------------------------------------------------------------------------- */
+void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
+/* free of a pointer the segment map does not know: NULL, not ours, or inside a huge block */
+void _sa_free_unmapped(void *p) sa_cold;
+void _sa_free_block_local(page_t *page, block_t *block);
+void _sa_heap_delayed_free_all(heap_t *heap);
+/* The usable size of `p`; 0 (reported, see _sa_misuse) if `p` is not a live block of ours. */
+size_t _sa_usable_size(const void *p, const char *call);
+/* A pointer that is not a live block of ours, met by `call` ("free", "realloc", ...): debug
+ * builds abort with the message; release builds report it under SHOW_ERRORS and go on. */
+void _sa_misuse(const char *call, const void *p, const char *what) sa_cold;
+#if SA_DEBUG > 0
+/* Debug builds: abort with a message if freeing `p` (the start of `block`, or an interior
+ * pointer into it) on this thread (`owner`) or another is invalid or a double free. */
+void _sa_debug_check_free(const page_t *page, const block_t *block, const void *p, bool owner);
+/* Debug builds: fill a freed block with SA_DEBUG_FREED past its link. */
+void _sa_debug_fill_freed(const page_t *page, block_t *block);
+#endif
+
+/* ---- heap.c ----------------------------------------------------------------------------- */
+extern heap_t _sa_heap_empty;
+void _sa_heap_init(heap_t *heap, thread_t *thread);
+void _sa_heap_collect_retired(heap_t *heap, bool force);
+/* Detach every page of `heap` (abandon: pages keep their blocks but lose their heap). */
+void _sa_heap_detach_pages(heap_t *heap);
+/* Give a page to `heap` (reclaim, or a deleted heap's pages). */
+void _sa_heap_adopt_page(heap_t *heap, page_t *page);
+bool _sa_heap_check(heap_t *heap);
+thread_t *_sa_pool_alloc(void);
+void _sa_pool_free(thread_t *obj);
+/* fork, in the child: no page of `thread`'s heaps waits on a cross-thread free that was
+ * half done (its thread is gone). */
+void _sa_heaps_fork_child(thread_t *thread);
+
+/* ---- init.c ----------------------------------------------------------------------------- */
+/* Set up the process (once) and the calling thread; returns its default heap or NULL. */
+heap_t *_sa_thread_heap_init(void) sa_cold;
+void _sa_process_init(void);
+
+/* ---- stats.c ------------------------------------------------------------------------------
+ * Process-wide counters, defined once: the enum here, the storage, reset and printout in
+ * stats.c. Updated only where a system call or a slow path happens anyway.              */
+#define SA_PROCESS_COUNTERS(X)                                              \
+  X(reserved, "reserved", true)   /* address space mapped */                \
+  X(committed, "committed", true) /* touched and not purged */              \
+  X(huge_bytes, "huge", true)     /* bytes in huge blocks */                \
+  X(segments, "segments", false)  /* segments mapped */                     \
+  X(abandoned, "abandoned", false) /* segments waiting to be reclaimed */   \
+  X(threads, "threads", false)    /* threads with a heap */                 \
+  X(purges, "purges", false)      /* madvise calls giving memory back */    \
+  X(mmaps, "mmaps", false)        /* mmap calls */
+typedef enum sa_stat_e {
+#define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,
+  SA_PROCESS_COUNTERS(SA_STAT_ENUM)
+#undef SA_STAT_ENUM
+} sa_stat_t;
+void _sa_stat_add(sa_stat_t stat, int64_t amount);
+void _sa_stats_thread_start(thread_t *thread);
+void _sa_stats_thread_done(thread_t *thread);
+void _sa_stats_process_start(void);
+/* Call `fn` on every live thread, under the lock of the list (stats.c). */
+void _sa_threads_each(bool (*fn)(thread_t *thread, void *arg), void *arg);
+
+/* A per-thread counter: only its thread writes it, so no read-modify-write is needed. */
+sa_inline void sa_thread_stat_add(_Atomic(int64_t) *counter, int64_t amount) {
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + amount,
+                        memory_order_relaxed);
+}
+/* Bring the thread's in-use count of the page's size class up to date with `used`. */
+sa_inline void sa_page_count_used(page_t *page, thread_t *thread) {
+  int64_t delta = (int64_t)page->used - (int64_t)page->used_counted;
+  if (delta != 0) {
+    sa_thread_stat_add(&thread->stats.in_use[page->bin], delta);
+    page->used_counted = page->used;
+  }
+}
+
+/* ---- housekeeper.c: memory goes back while threads live ----------------------------------
+ * One thread of ours, started when memory first waits to go back and asleep while none does:
+ * it purges due slices in every segment, frees pages whose every block other threads freed
+ * (in live threads' heaps, busy or idle), and takes in the memory of exited threads. */
+enum {
+  HOUSE_REMOTE_FREES = 1, /* blocks were freed into another live thread's pages */
+  HOUSE_ABANDONED = 2,    /* blocks were freed into an exited thread's pages */
+};
+/* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
+ * when nothing changes (one relaxed load); wakes the thread at most once per change. */
+void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+extern _Atomic(unsigned) _sa_hk_work; /* HOUSE_* flags not yet handled */
+/* `_sa_housekeeper_note(what, 0)` for the cross-thread free path: one load while the flag is
+ * set already (from the first such free after a sweep to the next sweep). */
+sa_inline void sa_housekeeper_note_work(unsigned what) {
+  if (sa_likely((atomic_load_explicit(&_sa_hk_work, memory_order_relaxed) & what) == what))
+    return;
+  _sa_housekeeper_note(what, 0);
+}
+/* The housekeeper's life: off (or never needed yet), wanted (work waits, not started),
+ * starting, running, stopping; and in the child of a fork, forked: started again only once
+ * the child makes a thread of its own (a single-threaded child, which most are until they
+ * exec, gives memory back on its own slow paths and gets no thread it did not ask for). */
+enum { HK_OFF, HK_WANTED, HK_STARTING, HK_RUNNING, HK_STOPPING, HK_FORKED };
+/* A thread other than the first starts allocating (init.c). */
+void _sa_housekeeper_thread_started(void);
+extern _Atomic(int) _sa_hk_state;
+void _sa_housekeeper_start(void) sa_cold;
+/* True while the housekeeper runs: owners then leave due purges to it. */
+sa_inline bool sa_housekeeper_active(void) {
+  return atomic_load_explicit(&_sa_hk_state, memory_order_relaxed) == HK_RUNNING;
+}
+/* Start the housekeeper if work waits and it does not run yet: called where the caller holds
+ * no lock of ours (pthread_create may allocate). One load when there is nothing to do. */
+sa_inline void sa_housekeeper_start_if_wanted(void) {
+  if (sa_unlikely(atomic_load_explicit(&_sa_hk_state, memory_order_relaxed) == HK_WANTED))
+    _sa_housekeeper_start();
+}
+void _sa_housekeeper_stop(void);
+void _sa_housekeeper_fork_child(void);
+/* The contended case of sa_house_enter (the housekeeper is sweeping this thread). */
+void _sa_house_wait(thread_t *thread) sa_cold;
+
+sa_inline void sa_house_enter(thread_t *thread) {
+  if (thread->house_depth++ == 0 &&
+      atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire))
+    _sa_house_wait(thread);
+}
+sa_inline void sa_house_exit(thread_t *thread) {
+  if (--thread->house_depth == 0) atomic_store_explicit(&thread->house_lock, false, memory_order_release);
+}
+
+/* ---- options.c: options and messages ---------------------------------------------------- */
+void _sa_options_init(void);
+void _sa_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void _sa_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn, cold));
+void _sa_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* SHARDALLOC_PROTOTYPES_H */
