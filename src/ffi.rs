@@ -66,7 +66,7 @@ pub struct mi_stats_snapshot_s {
     pub threads: usize,
     #[doc = " madvise calls that gave memory back"]
     pub purges: usize,
-    #[doc = " mmap calls"]
+    #[doc = " mappings made (mmap)"]
     pub mmaps: usize,
     #[doc = " number of entries in the arrays below"]
     pub bins: usize,

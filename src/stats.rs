@@ -77,7 +77,7 @@ pub struct Stats {
     pub threads: usize,
     /// `madvise` calls that gave memory back, since start or [`stats_reset`].
     pub purges: usize,
-    /// `mmap` calls, since start or [`stats_reset`].
+    /// Mappings made (`mmap`), since start or [`stats_reset`].
     pub mmaps: usize,
     /// The size classes that hold pages or blocks, smallest first.
     pub size_classes: Vec<SizeClass>,
@@ -242,7 +242,7 @@ pub fn stats_print() {
 ///
 /// ```
 /// shardalloc::stats_reset();
-/// println!("{} mmap calls since the reset", shardalloc::stats().mmaps);
+/// println!("{} mappings since the reset", shardalloc::stats().mmaps);
 /// ```
 pub fn stats_reset() {
     // SAFETY: no arguments.

@@ -253,7 +253,7 @@ typedef struct mi_stats_snapshot_s {
   size_t abandoned;       /* segments of exited threads waiting to be reclaimed */
   size_t threads;         /* threads with a heap */
   size_t purges;          /* madvise calls that gave memory back */
-  size_t mmaps;           /* mmap calls */
+  size_t mmaps;           /* mappings made (mmap) */
   size_t bins;            /* number of entries in the arrays below */
   size_t bin_block_size[80]; /* block size of each size class */
   size_t bin_in_use[80];     /* blocks in use per size class */

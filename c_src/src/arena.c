@@ -17,13 +17,18 @@ void _sa_arena_init(void) {
   if (kib <= 0) return;
   size_t size = sa_align_up((size_t)kib * 1024, SEGMENT_SIZE);
   if (size > ARENA_SEGMENTS_MAX * SEGMENT_SIZE) size = ARENA_SEGMENTS_MAX * SEGMENT_SIZE;
-  uint8_t *base = _sa_os_reserve(size, SEGMENT_SIZE,
-                                 mi_option_is_enabled(mi_option_allow_large_os_pages),
-                                 mi_option_is_enabled(mi_option_arena_eager_commit));
+  bool large = mi_option_is_enabled(mi_option_allow_large_os_pages), explicit_large;
+  uint8_t *base = _sa_os_reserve(size, SEGMENT_SIZE, large,
+                                 mi_option_is_enabled(mi_option_arena_eager_commit),
+                                 &explicit_large);
   if (base == NULL) {
     _sa_error("could not reserve %zu MiB of OS memory", size >> 20);
     return;
   }
+  if (large)
+    _sa_verbose(explicit_large ? "reservation in explicit large OS pages"
+                               : "no explicit large OS pages available: using normal pages");
+  _sa_stat_add(SA_STAT_mmaps, 1);
   _sa_stat_add(SA_STAT_reserved, (int64_t)size);
   pthread_mutex_lock(&_sa_arena_lock);
   arena_base = base;
@@ -52,7 +57,7 @@ bool _sa_arena_free_segment(segment_t *segment) {
   uint8_t *p = (uint8_t *)segment;
   if (arena_base == NULL || p < arena_base || p >= arena_base + arena_segments * SEGMENT_SIZE)
     return false;
-  _sa_os_purge(p, SEGMENT_SIZE);
+  _sa_purge_range(p, SEGMENT_SIZE);
   size_t i = (size_t)(p - arena_base) / SEGMENT_SIZE;
   pthread_mutex_lock(&_sa_arena_lock);
   arena_used[i / 64] &= ~((uint64_t)1 << (i % 64));

@@ -30,6 +30,7 @@ thread_t *_sa_pool_alloc(void) {
   } else {
     if (pool_chunk_next == NULL || pool_chunk_next + size > pool_chunk_end) {
       uint8_t *chunk = _sa_os_alloc_aligned(POOL_CHUNK_SIZE, _sa_os_page_size());
+      if (chunk != NULL) _sa_stat_add(SA_STAT_mmaps, 1);
       if (chunk == NULL) {
         pthread_mutex_unlock(&_sa_pool_lock);
         return NULL;

@@ -53,7 +53,7 @@ static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
   if (segment == NULL) return NULL;
   segment->segment_size = total;
   if (!_sa_segment_map_set(segment, true)) {
-    _sa_os_free(segment, total);
+    _sa_os_unmap(segment, total);
     return NULL;
   }
   _sa_os_advise_huge_pages(segment, total);

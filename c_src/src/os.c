@@ -31,7 +31,6 @@ static void *os_mmap_flags(void *hint, size_t size, int extra_flags) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
   errno = saved_errno;
   if (p == MAP_FAILED) return NULL;
-  _sa_stat_add(SA_STAT_mmaps, 1);
   return p;
 }
 
@@ -48,17 +47,13 @@ void _sa_os_advise_huge_pages(void *p, size_t size) {
 #endif
 }
 
-/* Transparent huge pages for every segment, when the allow_large_os_pages option asks. */
-static void os_advise_huge(void *p, size_t size) {
-  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) _sa_os_advise_huge_pages(p, size);
-}
-
-void _sa_os_free(void *p, size_t size) {
-  if (p == NULL || size == 0) return;
+int _sa_os_free(void *p, size_t size) {
+  if (p == NULL || size == 0) return 0;
   sa_track_os_free(p, size);
   int saved_errno = errno;
-  if (munmap(p, size) != 0) _sa_error("munmap of %zu bytes at %p failed (errno %d)", size, p, errno);
+  int err = munmap(p, size) == 0 ? 0 : errno;
   errno = saved_errno;
+  return err;
 }
 
 /* Reserve `size` bytes at an address q with q + offset aligned to `align` (a power of two >=
@@ -74,7 +69,6 @@ void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset) {
     void *p = os_mmap((void *)hint, size);
     if (p != NULL && (((uintptr_t)p + offset) & (align - 1)) == 0) {
       atomic_store_explicit(&next_hint, (uintptr_t)p + size, memory_order_relaxed);
-      os_advise_huge(p, size);
       return p;
     }
     if (p != NULL) _sa_os_free(p, size);
@@ -89,7 +83,6 @@ void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset) {
   if (head > 0) _sa_os_free(raw, head);
   if (tail > 0) _sa_os_free(aligned + size, tail);
   atomic_store_explicit(&next_hint, (uintptr_t)aligned + size, memory_order_relaxed);
-  os_advise_huge(aligned, size);
   return aligned;
 }
 
@@ -97,7 +90,9 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
   return _sa_os_alloc_aligned_at(size, align, 0);
 }
 
-void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate) {
+void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,
+                     bool *explicit_large) {
+  *explicit_large = false;
   int flags = populate ? MAP_POPULATE : 0;
 #ifdef MAP_HUGETLB
   if (large_pages) { /* explicit 2 MiB pages: only where the system has some configured */
@@ -108,15 +103,15 @@ void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate)
       size_t head = (size_t)(aligned - raw), tail = size + align - head - size;
       if (head > 0 && head % huge == 0) _sa_os_free(raw, head);
       if (tail > 0 && tail % huge == 0) _sa_os_free(aligned + size, tail);
-      _sa_verbose("reserved %zu MiB in explicit large OS pages", size >> 20);
+      *explicit_large = true;
       return aligned;
     }
-    _sa_verbose("no explicit large OS pages available: using normal pages");
   }
 #else
   (void)large_pages;
 #endif
   void *p = _sa_os_alloc_aligned(size, align);
+  if (p != NULL && large_pages) _sa_os_advise_huge_pages(p, size); /* transparent ones, then */
   if (p != NULL && populate) {
 #ifdef MADV_POPULATE_WRITE
     int saved_errno = errno;
@@ -127,15 +122,13 @@ void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate)
   return p;
 }
 
-void _sa_os_purge(void *p, size_t size) {
+int _sa_os_purge(void *p, size_t size) {
   int saved_errno = errno;
   /* MADV_DONTNEED: the range is zero when next touched, which the allocator relies on to
    * skip clearing purged memory for calloc; MADV_FREE would leave old contents around. */
-  if (madvise(p, size, MADV_DONTNEED) != 0) {
-    _sa_error("madvise(DONTNEED) of %zu bytes at %p failed (errno %d)", size, p, errno);
-  }
-  _sa_stat_add(SA_STAT_purges, 1);
+  int err = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
   errno = saved_errno;
+  return err;
 }
 
 void _sa_os_write_stderr(const char *msg, size_t len) {

@@ -4,22 +4,28 @@
 #ifndef SHARDALLOC_PROTOTYPES_H
 #define SHARDALLOC_PROTOTYPES_H
 
-/* ---- os.c: the only file that talks to the kernel --------------------------------------- */
+/* ---- os.c: the only file that talks to the kernel ---------------------------------------
+ * It calls nothing above it: no statistics, options or messages. Its callers count the
+ * mappings and purges and report the failures (segment.c, purge.c, arena.c, heap.c). */
 size_t _sa_os_page_size(void);
 /* Milliseconds of a monotonic clock (coarse: a few ms resolution, no system call). */
 int64_t _sa_clock_ms(void);
-/* Reserve a region for the arena: explicit large OS pages if asked (falling back to normal
- * pages), pre-faulted if `populate`. */
-void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate);
+/* Reserve a region for the arena: explicit large OS pages if asked (`*explicit_large` says
+ * whether it got them; if not, normal pages marked for transparent huge pages), pre-faulted
+ * if `populate`. */
+void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,
+                     bool *explicit_large);
 /* Reserve `size` bytes (read/write, lazily committed) aligned to `align`; NULL on failure. */
 void *_sa_os_alloc_aligned(size_t size, size_t align);
 /* The same, placed so that the address plus `offset` is aligned to `align`. */
 void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
-void _sa_os_free(void *p, size_t size);
+/* Unmap; 0, or the errno of the failure. */
+int _sa_os_free(void *p, size_t size);
 /* Ask for transparent huge pages on [p, p+size). */
 void _sa_os_advise_huge_pages(void *p, size_t size);
-/* Give the physical memory of [p, p+size) back; it reads as zero when next touched. */
-void _sa_os_purge(void *p, size_t size);
+/* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
+ * the errno of the failure. */
+int _sa_os_purge(void *p, size_t size);
 void _sa_os_write_stderr(const char *msg, size_t len);
 /* The process's resident size now, from /proc/self/statm (0 if unreadable). */
 size_t _sa_os_current_rss(void);
@@ -57,6 +63,8 @@ bool _sa_segment_try_reclaim(heap_t *heap);
 void _sa_segment_caches_release(void);
 
 /* ---- purge.c: free slices go back to the OS after a delay ------------------------------- */
+/* Purge [p, p+size) (os.c), counting it and reporting a failure. */
+void _sa_purge_range(void *p, size_t size);
 /* Purge the thread's segments whose delay is over (all pending ones if `force`), and the
  * segment cache's; cheap when nothing is pending. */
 void _sa_purge_housekeeping(thread_t *thread, bool force);
@@ -150,7 +158,7 @@ void _sa_process_init(void);
   X(abandoned, "abandoned", false) /* segments waiting to be reclaimed */   \
   X(threads, "threads", false)    /* threads with a heap */                 \
   X(purges, "purges", false)      /* madvise calls giving memory back */    \
-  X(mmaps, "mmaps", false)        /* mmap calls */
+  X(mmaps, "mmaps", false)        /* mappings made (mmap) */
 typedef enum sa_stat_e {
 #define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,
   SA_PROCESS_COUNTERS(SA_STAT_ENUM)

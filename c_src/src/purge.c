@@ -42,6 +42,12 @@ void _sa_owned_remove(segment_t *segment) {
 }
 
 /* ---- Purging ------------------------------------------------------------------------------- */
+void _sa_purge_range(void *p, size_t size) {
+  int err = _sa_os_purge(p, size);
+  if (err != 0) _sa_error("madvise(DONTNEED) of %zu bytes at %p failed (errno %d)", size, p, err);
+  _sa_stat_add(SA_STAT_purges, 1);
+}
+
 static void segment_purge(segment_t *segment, int64_t now, bool force) {
   int64_t next = 0;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
@@ -62,7 +68,7 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
            (force || segment->purge_at[j] <= now))
       j++;
-    _sa_os_purge((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
+    _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));

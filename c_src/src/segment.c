@@ -61,10 +61,18 @@ static void segment_detach(segment_t *segment, thread_t *thread) {
  * just before must serve the next request, delays or not. No lock may be held. */
 void *_sa_os_alloc_or_release(size_t size, size_t align, size_t at) {
   void *p = _sa_os_alloc_aligned_at(size, align, at);
-  if (p != NULL) return p;
-  _sa_segment_caches_release();
-  _sa_segments_purge_all(true);
-  return _sa_os_alloc_aligned_at(size, align, at);
+  if (p == NULL) {
+    _sa_segment_caches_release();
+    _sa_segments_purge_all(true);
+    p = _sa_os_alloc_aligned_at(size, align, at);
+  }
+  if (p != NULL) _sa_stat_add(SA_STAT_mmaps, 1);
+  return p;
+}
+
+void _sa_os_unmap(void *p, size_t size) {
+  int err = _sa_os_free(p, size);
+  if (err != 0) _sa_error("munmap of %zu bytes at %p failed (errno %d)", size, p, err);
 }
 
 static segment_t *segment_alloc(thread_t *thread) {
@@ -83,11 +91,13 @@ static segment_t *segment_alloc(thread_t *thread) {
       in_arena = false;
       segment = _sa_os_alloc_or_release(SEGMENT_SIZE, SEGMENT_SIZE, 0);
       if (segment == NULL) return NULL;
+      if (mi_option_is_enabled(mi_option_allow_large_os_pages))
+        _sa_os_advise_huge_pages(segment, SEGMENT_SIZE);
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
     segment->segment_size = SEGMENT_SIZE;
     if (!_sa_segment_map_set(segment, true)) { /* beyond the map's address range: unusable */
-      if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_free(segment, SEGMENT_SIZE);
+      if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_unmap(segment, SEGMENT_SIZE);
       return NULL;
     }
     /* fresh (or purged) memory is zero */
@@ -112,7 +122,7 @@ void _sa_segment_release(segment_t *segment) {
   if (segment->kind == SEGMENT_NORMAL && segment->in_arena && _sa_arena_free_segment(segment))
     return;
   _sa_stat_add(SA_STAT_reserved, -(int64_t)segment->segment_size);
-  _sa_os_free(segment, segment->segment_size);
+  _sa_os_unmap(segment, segment->segment_size);
 }
 
 /* An empty segment leaves its thread: into the cache (its free memory purged after the

@@ -102,6 +102,8 @@ bool _sa_segment_map_set(segment_t *segment, bool on);
 /* Address space from the OS; when it refuses, the caches and pending purges go back first and
  * the request is tried once more. No lock may be held. */
 void *_sa_os_alloc_or_release(size_t size, size_t align, size_t at);
+/* Unmap (os.c), reporting a failure. */
+void _sa_os_unmap(void *p, size_t size);
 /* Unmap a segment (or give it back to the arena). */
 void _sa_segment_release(segment_t *segment);
 /* A purge due at `expire` in a segment no thread owns (cached, abandoned, huge cached); the
