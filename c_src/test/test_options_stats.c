@@ -53,8 +53,21 @@ static int run_child(const char *self, const char *mode, char *const env[], char
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     close(fds[0]);
-    char *argv[] = {(char *)self, (char *)mode, NULL};
-    execve(self, argv, env);
+    /* Under an emulator (make check RUNNER=qemu-...), SA_TEST_RUNNER names the runner, whose
+     * words come before the program: it cannot execute a foreign binary by itself. */
+    char *argv[16];
+    int argc = 0;
+    static char runner[256];
+    const char *r = getenv("SA_TEST_RUNNER");
+    if (r != NULL && strlen(r) < sizeof runner) {
+      strcpy(runner, r);
+      for (char *w = strtok(runner, " "); w != NULL && argc < 12; w = strtok(NULL, " "))
+        argv[argc++] = w;
+    }
+    argv[argc++] = (char *)self;
+    argv[argc++] = (char *)mode;
+    argv[argc] = NULL;
+    execve(argv[0], argv, env);
     _exit(127);
   }
   close(fds[1]);

@@ -8,6 +8,10 @@
  *   quick()                 true when SA_TEST_QUICK is set (and not "0"): the program shrinks
  *                           its iteration and thread counts (the valgrind target sets it).
  *
+ * SA_TEST_RUNNER, set when the tests run under an emulator (qemu-user for aarch64), holds its
+ * command line: a test that runs itself again puts it in front, and the test of fork, which
+ * qemu-user cannot do with threads running, skips and says so.
+ *
  * Each test program defines TEST_NAME before including this header. Helpers are `static`
  * so that every program is one translation unit with no shared object to link.            */
 #ifndef SHARDALLOC_TESTUTIL_H
