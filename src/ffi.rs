@@ -42,6 +42,22 @@ pub const _mi_option_last: mi_option_e = 9;
 pub type mi_option_e = ::core::ffi::c_uint;
 #[doc = " ---- Options ------------------------------------------------------------------------------\n Each option is read once, at process init, from the environment variable\n `SHARDALLOC_NAME` (NAME as in the comment), and can be set from code; options that shape\n the reservation of memory (reserve_os_memory, arena_eager_commit) only act when set before\n the first allocation."]
 pub use self::mi_option_e as mi_option_t;
+#[doc = " Receives one message: NUL-terminated text, usually a whole line."]
+pub type mi_output_fun = ::core::option::Option<
+    unsafe extern "C" fn(msg: *const ::core::ffi::c_char, arg: *mut ::core::ffi::c_void),
+>;
+#[doc = " Receives each error SHOW_ERRORS would print (misuse, bad option values, failed OS calls),\n with EINVAL, whether or not SHOW_ERRORS is on. (A failed allocation is not an error: it\n returns NULL with errno ENOMEM.)"]
+pub type mi_error_fun = ::core::option::Option<
+    unsafe extern "C" fn(err: ::core::ffi::c_int, arg: *mut ::core::ffi::c_void),
+>;
+#[doc = " Called at each mi_collect and mi_heap_collect, with `force` as given and a count of the\n calls so far, so that a program can free memory it deferred freeing."]
+pub type mi_deferred_free_fun = ::core::option::Option<
+    unsafe extern "C" fn(
+        force: bool,
+        heartbeat: ::core::ffi::c_ulonglong,
+        arg: *mut ::core::ffi::c_void,
+    ),
+>;
 #[doc = " A snapshot of the allocator's memory, summed over all threads (see mi_stats_snapshot)."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -129,6 +145,24 @@ extern "C" {
     #[doc = " mi_zalloc for sizes <= MI_SMALL_SIZE_MAX only."]
     #[link_name = "\u{1}shardalloc_mi_zalloc_small"]
     pub fn mi_zalloc_small(size: usize) -> *mut ::core::ffi::c_void;
+    #[doc = " macOS-style name of mi_usable_size."]
+    #[link_name = "\u{1}shardalloc_mi_malloc_size"]
+    pub fn mi_malloc_size(p: *const ::core::ffi::c_void) -> usize;
+    #[doc = " macOS-style name of mi_good_size."]
+    #[link_name = "\u{1}shardalloc_mi_malloc_good_size"]
+    pub fn mi_malloc_good_size(size: usize) -> usize;
+    #[doc = " Free `p` only when it points into memory of this allocator; other pointers are ignored."]
+    #[link_name = "\u{1}shardalloc_mi_cfree"]
+    pub fn mi_cfree(p: *mut ::core::ffi::c_void);
+    #[doc = " Windows-style name of mi_expand."]
+    #[link_name = "\u{1}shardalloc_mi__expand"]
+    pub fn mi__expand(p: *mut ::core::ffi::c_void, newsize: usize) -> *mut ::core::ffi::c_void;
+    #[doc = " realpath(3) into a block of this allocator (`resolved` NULL); otherwise as realpath."]
+    #[link_name = "\u{1}shardalloc_mi_realpath"]
+    pub fn mi_realpath(
+        path: *const ::core::ffi::c_char,
+        resolved: *mut ::core::ffi::c_char,
+    ) -> *mut ::core::ffi::c_char;
     #[doc = " Allocate `size` bytes aligned to `alignment`; NULL with EINVAL/ENOMEM on a bad alignment."]
     #[link_name = "\u{1}shardalloc_mi_malloc_aligned"]
     pub fn mi_malloc_aligned(size: usize, alignment: usize) -> *mut ::core::ffi::c_void;
@@ -156,6 +190,29 @@ extern "C" {
         newsize: usize,
         alignment: usize,
     ) -> *mut ::core::ffi::c_void;
+    #[doc = " Zeroed mi_malloc_aligned_at."]
+    #[link_name = "\u{1}shardalloc_mi_zalloc_aligned_at"]
+    pub fn mi_zalloc_aligned_at(
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " Zeroed, overflow-checked `count * size` bytes such that `p + offset` is aligned."]
+    #[link_name = "\u{1}shardalloc_mi_calloc_aligned_at"]
+    pub fn mi_calloc_aligned_at(
+        count: usize,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " Resize `p` keeping `p + offset` aligned to `alignment`."]
+    #[link_name = "\u{1}shardalloc_mi_realloc_aligned_at"]
+    pub fn mi_realloc_aligned_at(
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
     #[doc = " Resize `p`; when it grows, the new bytes are zero (p must come from a zeroing allocation)."]
     #[link_name = "\u{1}shardalloc_mi_rezalloc"]
     pub fn mi_rezalloc(p: *mut ::core::ffi::c_void, newsize: usize) -> *mut ::core::ffi::c_void;
@@ -180,6 +237,40 @@ extern "C" {
         count: usize,
         size: usize,
         alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_rezalloc keeping `p + offset` aligned."]
+    #[link_name = "\u{1}shardalloc_mi_rezalloc_aligned_at"]
+    pub fn mi_rezalloc_aligned_at(
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_recalloc keeping `p + offset` aligned."]
+    #[link_name = "\u{1}shardalloc_mi_recalloc_aligned_at"]
+    pub fn mi_recalloc_aligned_at(
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " Windows-style name of mi_recalloc_aligned."]
+    #[link_name = "\u{1}shardalloc_mi_aligned_recalloc"]
+    pub fn mi_aligned_recalloc(
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " Windows-style name of mi_recalloc_aligned_at."]
+    #[link_name = "\u{1}shardalloc_mi_aligned_offset_recalloc"]
+    pub fn mi_aligned_offset_recalloc(
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+        alignment: usize,
+        offset: usize,
     ) -> *mut ::core::ffi::c_void;
     #[doc = " posix_memalign: 0 on success; EINVAL unless alignment is a power of two times\n sizeof(void*); ENOMEM on exhaustion (then *p is untouched)."]
     #[link_name = "\u{1}shardalloc_mi_posix_memalign"]
@@ -264,12 +355,168 @@ extern "C" {
         size: usize,
         alignment: usize,
     ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_malloc_small from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_malloc_small"]
+    pub fn mi_heap_malloc_small(heap: *mut mi_heap_t, size: usize) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_mallocn from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_mallocn"]
+    pub fn mi_heap_mallocn(
+        heap: *mut mi_heap_t,
+        count: usize,
+        size: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_reallocn within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_reallocn"]
+    pub fn mi_heap_reallocn(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_reallocf within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_reallocf"]
+    pub fn mi_heap_reallocf(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_strdup from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_strdup"]
+    pub fn mi_heap_strdup(
+        heap: *mut mi_heap_t,
+        s: *const ::core::ffi::c_char,
+    ) -> *mut ::core::ffi::c_char;
+    #[doc = " mi_strndup from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_strndup"]
+    pub fn mi_heap_strndup(
+        heap: *mut mi_heap_t,
+        s: *const ::core::ffi::c_char,
+        n: usize,
+    ) -> *mut ::core::ffi::c_char;
+    #[doc = " mi_realpath from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_realpath"]
+    pub fn mi_heap_realpath(
+        heap: *mut mi_heap_t,
+        path: *const ::core::ffi::c_char,
+        resolved: *mut ::core::ffi::c_char,
+    ) -> *mut ::core::ffi::c_char;
+    #[doc = " mi_malloc_aligned_at from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_malloc_aligned_at"]
+    pub fn mi_heap_malloc_aligned_at(
+        heap: *mut mi_heap_t,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_zalloc_aligned from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_zalloc_aligned"]
+    pub fn mi_heap_zalloc_aligned(
+        heap: *mut mi_heap_t,
+        size: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_zalloc_aligned_at from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_zalloc_aligned_at"]
+    pub fn mi_heap_zalloc_aligned_at(
+        heap: *mut mi_heap_t,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_calloc_aligned from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_calloc_aligned"]
+    pub fn mi_heap_calloc_aligned(
+        heap: *mut mi_heap_t,
+        count: usize,
+        size: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_calloc_aligned_at from `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_calloc_aligned_at"]
+    pub fn mi_heap_calloc_aligned_at(
+        heap: *mut mi_heap_t,
+        count: usize,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_realloc_aligned within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_realloc_aligned"]
+    pub fn mi_heap_realloc_aligned(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_realloc_aligned_at within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_realloc_aligned_at"]
+    pub fn mi_heap_realloc_aligned_at(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_rezalloc within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_rezalloc"]
+    pub fn mi_heap_rezalloc(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_recalloc within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_recalloc"]
+    pub fn mi_heap_recalloc(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_rezalloc_aligned within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_rezalloc_aligned"]
+    pub fn mi_heap_rezalloc_aligned(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_rezalloc_aligned_at within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_rezalloc_aligned_at"]
+    pub fn mi_heap_rezalloc_aligned_at(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        newsize: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_recalloc_aligned within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_recalloc_aligned"]
+    pub fn mi_heap_recalloc_aligned(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+        alignment: usize,
+    ) -> *mut ::core::ffi::c_void;
+    #[doc = " mi_recalloc_aligned_at within `heap`."]
+    #[link_name = "\u{1}shardalloc_mi_heap_recalloc_aligned_at"]
+    pub fn mi_heap_recalloc_aligned_at(
+        heap: *mut mi_heap_t,
+        p: *mut ::core::ffi::c_void,
+        count: usize,
+        size: usize,
+        alignment: usize,
+        offset: usize,
+    ) -> *mut ::core::ffi::c_void;
     #[doc = " True when `p` points into a block that `heap` currently owns."]
     #[link_name = "\u{1}shardalloc_mi_heap_contains_block"]
     pub fn mi_heap_contains_block(heap: *mut mi_heap_t, p: *const ::core::ffi::c_void) -> bool;
     #[doc = " True when `p` (any pointer, safely) points into a block of `heap`."]
     #[link_name = "\u{1}shardalloc_mi_heap_check_owned"]
     pub fn mi_heap_check_owned(heap: *mut mi_heap_t, p: *const ::core::ffi::c_void) -> bool;
+    #[doc = " mi_heap_check_owned with the calling thread's default heap."]
+    #[link_name = "\u{1}shardalloc_mi_check_owned"]
+    pub fn mi_check_owned(p: *const ::core::ffi::c_void) -> bool;
     #[doc = " True when the option's value is non-zero."]
     #[link_name = "\u{1}shardalloc_mi_option_is_enabled"]
     pub fn mi_option_is_enabled(option: mi_option_t) -> bool;
@@ -298,9 +545,27 @@ extern "C" {
     #[doc = " Set the option's value unless the environment or code already set it."]
     #[link_name = "\u{1}shardalloc_mi_option_set_default"]
     pub fn mi_option_set_default(option: mi_option_t, value: ::core::ffi::c_long);
-    #[doc = " Print the statistics (process-wide) to stderr; `out` is reserved and must be NULL."]
+    #[doc = " Set the option to `enable` unless the environment or code already set it."]
+    #[link_name = "\u{1}shardalloc_mi_option_set_enabled_default"]
+    pub fn mi_option_set_enabled_default(option: mi_option_t, enable: bool);
+    #[doc = " The option's value as a size: bytes for reserve_os_memory (set in KiB), 0 if negative."]
+    #[link_name = "\u{1}shardalloc_mi_option_get_size"]
+    pub fn mi_option_get_size(option: mi_option_t) -> usize;
+    #[doc = " Send messages to `out` (with `arg`); NULL restores stderr."]
+    #[link_name = "\u{1}shardalloc_mi_register_output"]
+    pub fn mi_register_output(out: mi_output_fun, arg: *mut ::core::ffi::c_void);
+    #[doc = " Call `fun` (with `arg`) on each error; NULL removes it."]
+    #[link_name = "\u{1}shardalloc_mi_register_error"]
+    pub fn mi_register_error(fun: mi_error_fun, arg: *mut ::core::ffi::c_void);
+    #[doc = " Call `fun` (with `arg`) at each collect; NULL removes it."]
+    #[link_name = "\u{1}shardalloc_mi_register_deferred_free"]
+    pub fn mi_register_deferred_free(fun: mi_deferred_free_fun, arg: *mut ::core::ffi::c_void);
+    #[doc = " Print the statistics (process-wide) to `out`, an mi_output_fun (NULL: the registered one)."]
     #[link_name = "\u{1}shardalloc_mi_stats_print"]
     pub fn mi_stats_print(out: *mut ::core::ffi::c_void);
+    #[doc = " Print the statistics (process-wide) with `out(msg, arg)` (NULL: the registered output)."]
+    #[link_name = "\u{1}shardalloc_mi_stats_print_out"]
+    pub fn mi_stats_print_out(out: mi_output_fun, arg: *mut ::core::ffi::c_void);
     #[doc = " Reset the peaks and event counters of the statistics."]
     #[link_name = "\u{1}shardalloc_mi_stats_reset"]
     pub fn mi_stats_reset();
@@ -334,6 +599,10 @@ extern "C" {
     #[doc = " Release the calling thread's heap now, as at thread exit; later allocation re-creates it."]
     #[link_name = "\u{1}shardalloc_mi_thread_done"]
     pub fn mi_thread_done();
+    #[doc = " Reserve `size` bytes of address space as the arena segments are carved from (pre-faulted\n when `commit`, in explicit large OS pages when `allow_large` and available): 0 on success,\n ENOMEM when the OS refuses or the arena exists already (it holds one region, which the\n RESERVE_OS_MEMORY option makes at start-up), EINVAL for size 0."]
+    #[link_name = "\u{1}shardalloc_mi_reserve_os_memory"]
+    pub fn mi_reserve_os_memory(size: usize, commit: bool, allow_large: bool)
+        -> ::core::ffi::c_int;
     #[doc = " True when `p` points into memory that this allocator reserved from the OS."]
     #[link_name = "\u{1}shardalloc_mi_is_in_heap_region"]
     pub fn mi_is_in_heap_region(p: *const ::core::ffi::c_void) -> bool;

@@ -92,6 +92,7 @@ fn installed_layout() {
     for file in [
         "include/shardalloc.h",
         "include/shardalloc_rename.h",
+        "include/mimalloc.h",
         "lib/libshardalloc.a",
         "lib/pkgconfig/shardalloc.pc",
         "lib/cmake/shardalloc/shardalloc-config.cmake",

@@ -88,6 +88,17 @@ mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_malloc_small(size_t
 /* mi_zalloc for sizes <= MI_SMALL_SIZE_MAX only. */
 mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_zalloc_small(size_t size);
 
+/* macOS-style name of mi_usable_size. */
+mi_decl_export size_t mi_malloc_size(const void *p);
+/* macOS-style name of mi_good_size. */
+mi_decl_export size_t mi_malloc_good_size(size_t size);
+/* Free `p` only when it points into memory of this allocator; other pointers are ignored. */
+mi_decl_export void mi_cfree(void *p);
+/* Windows-style name of mi_expand. */
+mi_decl_export void *mi__expand(void *p, size_t newsize);
+/* realpath(3) into a block of this allocator (`resolved` NULL); otherwise as realpath. */
+mi_decl_export char *mi_realpath(const char *path, char *resolved);
+
 /* ---- Aligned allocation: alignment must be a power of two <= MI_ALIGNMENT_MAX ----------- */
 
 /* Allocate `size` bytes aligned to `alignment`; NULL with EINVAL/ENOMEM on a bad alignment. */
@@ -105,6 +116,15 @@ mi_calloc_aligned(size_t count, size_t size, size_t alignment);
 /* Resize `p` keeping `alignment` (which should be the one `p` was allocated with). */
 mi_decl_export mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
 mi_realloc_aligned(void *p, size_t newsize, size_t alignment);
+/* Zeroed mi_malloc_aligned_at. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *
+mi_zalloc_aligned_at(size_t size, size_t alignment, size_t offset);
+/* Zeroed, overflow-checked `count * size` bytes such that `p + offset` is aligned. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(1, 2) void *
+mi_calloc_aligned_at(size_t count, size_t size, size_t alignment, size_t offset);
+/* Resize `p` keeping `p + offset` aligned to `alignment`. */
+mi_decl_export mi_attr_alloc_size(2) void *
+mi_realloc_aligned_at(void *p, size_t newsize, size_t alignment, size_t offset);
 
 /* ---- Zero-preserving reallocation: bytes past the old size read as zero ----------------- */
 
@@ -118,6 +138,17 @@ mi_rezalloc_aligned(void *p, size_t newsize, size_t alignment);
 /* mi_recalloc keeping `alignment`. */
 mi_decl_export mi_attr_alloc_size2(2, 3) mi_attr_alloc_align(4) void *
 mi_recalloc_aligned(void *p, size_t count, size_t size, size_t alignment);
+/* mi_rezalloc keeping `p + offset` aligned. */
+mi_decl_export mi_attr_alloc_size(2) void *
+mi_rezalloc_aligned_at(void *p, size_t newsize, size_t alignment, size_t offset);
+/* mi_recalloc keeping `p + offset` aligned. */
+mi_decl_export mi_attr_alloc_size2(2, 3) void *
+mi_recalloc_aligned_at(void *p, size_t count, size_t size, size_t alignment, size_t offset);
+/* Windows-style name of mi_recalloc_aligned. */
+mi_decl_export void *mi_aligned_recalloc(void *p, size_t count, size_t size, size_t alignment);
+/* Windows-style name of mi_recalloc_aligned_at. */
+mi_decl_export void *mi_aligned_offset_recalloc(void *p, size_t count, size_t size,
+                                                size_t alignment, size_t offset);
 
 /* ---- POSIX and C11 compatible entry points ---------------------------------------------- */
 
@@ -176,10 +207,74 @@ mi_decl_export mi_attr_alloc_size(3) void *mi_heap_realloc(mi_heap_t *heap, void
 /* mi_malloc_aligned from `heap`. */
 mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
 mi_heap_malloc_aligned(mi_heap_t *heap, size_t size, size_t alignment);
+/* mi_malloc_small from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *mi_heap_malloc_small(mi_heap_t *heap,
+                                                                                size_t size);
+/* mi_mallocn from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(2, 3) void *
+mi_heap_mallocn(mi_heap_t *heap, size_t count, size_t size);
+/* mi_reallocn within `heap`. */
+mi_decl_export mi_attr_alloc_size2(3, 4) void *mi_heap_reallocn(mi_heap_t *heap, void *p,
+                                                                 size_t count, size_t size);
+/* mi_reallocf within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) void *mi_heap_reallocf(mi_heap_t *heap, void *p,
+                                                            size_t newsize);
+/* mi_strdup from `heap`. */
+mi_decl_export mi_attr_malloc char *mi_heap_strdup(mi_heap_t *heap, const char *s);
+/* mi_strndup from `heap`. */
+mi_decl_export mi_attr_malloc char *mi_heap_strndup(mi_heap_t *heap, const char *s, size_t n);
+/* mi_realpath from `heap`. */
+mi_decl_export char *mi_heap_realpath(mi_heap_t *heap, const char *path, char *resolved);
+/* mi_malloc_aligned_at from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *
+mi_heap_malloc_aligned_at(mi_heap_t *heap, size_t size, size_t alignment, size_t offset);
+/* mi_zalloc_aligned from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) mi_attr_alloc_align(3) void *
+mi_heap_zalloc_aligned(mi_heap_t *heap, size_t size, size_t alignment);
+/* mi_zalloc_aligned_at from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *
+mi_heap_zalloc_aligned_at(mi_heap_t *heap, size_t size, size_t alignment, size_t offset);
+/* mi_calloc_aligned from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(2, 3) mi_attr_alloc_align(4) void *
+mi_heap_calloc_aligned(mi_heap_t *heap, size_t count, size_t size, size_t alignment);
+/* mi_calloc_aligned_at from `heap`. */
+mi_decl_export mi_attr_malloc mi_attr_alloc_size2(2, 3) void *
+mi_heap_calloc_aligned_at(mi_heap_t *heap, size_t count, size_t size, size_t alignment,
+                          size_t offset);
+/* mi_realloc_aligned within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) mi_attr_alloc_align(4) void *
+mi_heap_realloc_aligned(mi_heap_t *heap, void *p, size_t newsize, size_t alignment);
+/* mi_realloc_aligned_at within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) void *
+mi_heap_realloc_aligned_at(mi_heap_t *heap, void *p, size_t newsize, size_t alignment,
+                           size_t offset);
+/* mi_rezalloc within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) void *mi_heap_rezalloc(mi_heap_t *heap, void *p,
+                                                            size_t newsize);
+/* mi_recalloc within `heap`. */
+mi_decl_export mi_attr_alloc_size2(3, 4) void *mi_heap_recalloc(mi_heap_t *heap, void *p,
+                                                                 size_t count, size_t size);
+/* mi_rezalloc_aligned within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) mi_attr_alloc_align(4) void *
+mi_heap_rezalloc_aligned(mi_heap_t *heap, void *p, size_t newsize, size_t alignment);
+/* mi_rezalloc_aligned_at within `heap`. */
+mi_decl_export mi_attr_alloc_size(3) void *
+mi_heap_rezalloc_aligned_at(mi_heap_t *heap, void *p, size_t newsize, size_t alignment,
+                            size_t offset);
+/* mi_recalloc_aligned within `heap`. */
+mi_decl_export mi_attr_alloc_size2(3, 4) mi_attr_alloc_align(5) void *
+mi_heap_recalloc_aligned(mi_heap_t *heap, void *p, size_t count, size_t size,
+                         size_t alignment);
+/* mi_recalloc_aligned_at within `heap`. */
+mi_decl_export mi_attr_alloc_size2(3, 4) void *
+mi_heap_recalloc_aligned_at(mi_heap_t *heap, void *p, size_t count, size_t size,
+                            size_t alignment, size_t offset);
 /* True when `p` points into a block that `heap` currently owns. */
 mi_decl_export bool mi_heap_contains_block(mi_heap_t *heap, const void *p);
 /* True when `p` (any pointer, safely) points into a block of `heap`. */
 mi_decl_export bool mi_heap_check_owned(mi_heap_t *heap, const void *p);
+/* mi_heap_check_owned with the calling thread's default heap. */
+mi_decl_export bool mi_check_owned(const void *p);
 
 /* ---- Options ------------------------------------------------------------------------------
  * Each option is read once, at process init, from the environment variable
@@ -221,11 +316,39 @@ mi_decl_export long mi_option_get_clamp(mi_option_t option, long min, long max);
 mi_decl_export void mi_option_set(mi_option_t option, long value);
 /* Set the option's value unless the environment or code already set it. */
 mi_decl_export void mi_option_set_default(mi_option_t option, long value);
+/* Set the option to `enable` unless the environment or code already set it. */
+mi_decl_export void mi_option_set_enabled_default(mi_option_t option, bool enable);
+/* The option's value as a size: bytes for reserve_os_memory (set in KiB), 0 if negative. */
+mi_decl_export size_t mi_option_get_size(mi_option_t option);
+
+/* ---- Messages ------------------------------------------------------------------------------
+ * Every message of the allocator (verbose lines, errors, statistics) goes to the registered
+ * output function, or to stderr when none is. The functions may be called from any thread and
+ * must not allocate with this allocator. */
+
+/* Receives one message: NUL-terminated text, usually a whole line. */
+typedef void(mi_output_fun)(const char *msg, void *arg);
+/* Receives each error SHOW_ERRORS would print (misuse, bad option values, failed OS calls),
+ * with EINVAL, whether or not SHOW_ERRORS is on. (A failed allocation is not an error: it
+ * returns NULL with errno ENOMEM.) */
+typedef void(mi_error_fun)(int err, void *arg);
+/* Called at each mi_collect and mi_heap_collect, with `force` as given and a count of the
+ * calls so far, so that a program can free memory it deferred freeing. */
+typedef void(mi_deferred_free_fun)(bool force, unsigned long long heartbeat, void *arg);
+
+/* Send messages to `out` (with `arg`); NULL restores stderr. */
+mi_decl_export void mi_register_output(mi_output_fun *out, void *arg);
+/* Call `fun` (with `arg`) on each error; NULL removes it. */
+mi_decl_export void mi_register_error(mi_error_fun *fun, void *arg);
+/* Call `fun` (with `arg`) at each collect; NULL removes it. */
+mi_decl_export void mi_register_deferred_free(mi_deferred_free_fun *fun, void *arg);
 
 /* ---- Statistics ---------------------------------------------------------------------------- */
 
-/* Print the statistics (process-wide) to stderr; `out` is reserved and must be NULL. */
+/* Print the statistics (process-wide) to `out`, an mi_output_fun (NULL: the registered one). */
 mi_decl_export void mi_stats_print(void *out);
+/* Print the statistics (process-wide) with `out(msg, arg)` (NULL: the registered output). */
+mi_decl_export void mi_stats_print_out(mi_output_fun *out, void *arg);
 /* Reset the peaks and event counters of the statistics. */
 mi_decl_export void mi_stats_reset(void);
 /* Merge the calling thread's counters into the process totals now (done at thread exit). */
@@ -276,6 +399,11 @@ mi_decl_export int mi_version(void);
 mi_decl_export void mi_thread_init(void);
 /* Release the calling thread's heap now, as at thread exit; later allocation re-creates it. */
 mi_decl_export void mi_thread_done(void);
+/* Reserve `size` bytes of address space as the arena segments are carved from (pre-faulted
+ * when `commit`, in explicit large OS pages when `allow_large` and available): 0 on success,
+ * ENOMEM when the OS refuses or the arena exists already (it holds one region, which the
+ * RESERVE_OS_MEMORY option makes at start-up), EINVAL for size 0. */
+mi_decl_export int mi_reserve_os_memory(size_t size, bool commit, bool allow_large);
 /* True when `p` points into memory that this allocator reserved from the OS. */
 mi_decl_export bool mi_is_in_heap_region(const void *p);
 /* Walk `heap` (the caller's own) and its pages and check every invariant of the allocator's

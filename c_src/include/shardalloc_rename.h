@@ -7,9 +7,15 @@
 #ifndef SHARDALLOC_RENAME_H
 #define SHARDALLOC_RENAME_H
 
+#define mi__expand shardalloc_mi__expand
 #define mi_aligned_alloc shardalloc_mi_aligned_alloc
+#define mi_aligned_offset_recalloc shardalloc_mi_aligned_offset_recalloc
+#define mi_aligned_recalloc shardalloc_mi_aligned_recalloc
 #define mi_calloc shardalloc_mi_calloc
 #define mi_calloc_aligned shardalloc_mi_calloc_aligned
+#define mi_calloc_aligned_at shardalloc_mi_calloc_aligned_at
+#define mi_cfree shardalloc_mi_cfree
+#define mi_check_owned shardalloc_mi_check_owned
 #define mi_collect shardalloc_mi_collect
 #define mi_expand shardalloc_mi_expand
 #define mi_free shardalloc_mi_free
@@ -18,6 +24,8 @@
 #define mi_free_size_aligned shardalloc_mi_free_size_aligned
 #define mi_good_size shardalloc_mi_good_size
 #define mi_heap_calloc shardalloc_mi_heap_calloc
+#define mi_heap_calloc_aligned shardalloc_mi_heap_calloc_aligned
+#define mi_heap_calloc_aligned_at shardalloc_mi_heap_calloc_aligned_at
 #define mi_heap_check shardalloc_mi_heap_check
 #define mi_heap_check_owned shardalloc_mi_heap_check_owned
 #define mi_heap_collect shardalloc_mi_heap_collect
@@ -27,14 +35,34 @@
 #define mi_heap_get_default shardalloc_mi_heap_get_default
 #define mi_heap_malloc shardalloc_mi_heap_malloc
 #define mi_heap_malloc_aligned shardalloc_mi_heap_malloc_aligned
+#define mi_heap_malloc_aligned_at shardalloc_mi_heap_malloc_aligned_at
+#define mi_heap_malloc_small shardalloc_mi_heap_malloc_small
+#define mi_heap_mallocn shardalloc_mi_heap_mallocn
 #define mi_heap_new shardalloc_mi_heap_new
 #define mi_heap_realloc shardalloc_mi_heap_realloc
+#define mi_heap_realloc_aligned shardalloc_mi_heap_realloc_aligned
+#define mi_heap_realloc_aligned_at shardalloc_mi_heap_realloc_aligned_at
+#define mi_heap_reallocf shardalloc_mi_heap_reallocf
+#define mi_heap_reallocn shardalloc_mi_heap_reallocn
+#define mi_heap_realpath shardalloc_mi_heap_realpath
+#define mi_heap_recalloc shardalloc_mi_heap_recalloc
+#define mi_heap_recalloc_aligned shardalloc_mi_heap_recalloc_aligned
+#define mi_heap_recalloc_aligned_at shardalloc_mi_heap_recalloc_aligned_at
+#define mi_heap_rezalloc shardalloc_mi_heap_rezalloc
+#define mi_heap_rezalloc_aligned shardalloc_mi_heap_rezalloc_aligned
+#define mi_heap_rezalloc_aligned_at shardalloc_mi_heap_rezalloc_aligned_at
 #define mi_heap_set_default shardalloc_mi_heap_set_default
+#define mi_heap_strdup shardalloc_mi_heap_strdup
+#define mi_heap_strndup shardalloc_mi_heap_strndup
 #define mi_heap_zalloc shardalloc_mi_heap_zalloc
+#define mi_heap_zalloc_aligned shardalloc_mi_heap_zalloc_aligned
+#define mi_heap_zalloc_aligned_at shardalloc_mi_heap_zalloc_aligned_at
 #define mi_is_in_heap_region shardalloc_mi_is_in_heap_region
 #define mi_malloc shardalloc_mi_malloc
 #define mi_malloc_aligned shardalloc_mi_malloc_aligned
 #define mi_malloc_aligned_at shardalloc_mi_malloc_aligned_at
+#define mi_malloc_good_size shardalloc_mi_malloc_good_size
+#define mi_malloc_size shardalloc_mi_malloc_size
 #define mi_malloc_small shardalloc_mi_malloc_small
 #define mi_malloc_usable_size shardalloc_mi_malloc_usable_size
 #define mi_mallocn shardalloc_mi_mallocn
@@ -43,24 +71,35 @@
 #define mi_option_enable shardalloc_mi_option_enable
 #define mi_option_get shardalloc_mi_option_get
 #define mi_option_get_clamp shardalloc_mi_option_get_clamp
+#define mi_option_get_size shardalloc_mi_option_get_size
 #define mi_option_is_enabled shardalloc_mi_option_is_enabled
 #define mi_option_set shardalloc_mi_option_set
 #define mi_option_set_default shardalloc_mi_option_set_default
 #define mi_option_set_enabled shardalloc_mi_option_set_enabled
+#define mi_option_set_enabled_default shardalloc_mi_option_set_enabled_default
 #define mi_posix_memalign shardalloc_mi_posix_memalign
 #define mi_process_info shardalloc_mi_process_info
 #define mi_pvalloc shardalloc_mi_pvalloc
 #define mi_realloc shardalloc_mi_realloc
 #define mi_realloc_aligned shardalloc_mi_realloc_aligned
+#define mi_realloc_aligned_at shardalloc_mi_realloc_aligned_at
 #define mi_reallocarray shardalloc_mi_reallocarray
 #define mi_reallocf shardalloc_mi_reallocf
 #define mi_reallocn shardalloc_mi_reallocn
+#define mi_realpath shardalloc_mi_realpath
 #define mi_recalloc shardalloc_mi_recalloc
 #define mi_recalloc_aligned shardalloc_mi_recalloc_aligned
+#define mi_recalloc_aligned_at shardalloc_mi_recalloc_aligned_at
+#define mi_register_deferred_free shardalloc_mi_register_deferred_free
+#define mi_register_error shardalloc_mi_register_error
+#define mi_register_output shardalloc_mi_register_output
+#define mi_reserve_os_memory shardalloc_mi_reserve_os_memory
 #define mi_rezalloc shardalloc_mi_rezalloc
 #define mi_rezalloc_aligned shardalloc_mi_rezalloc_aligned
+#define mi_rezalloc_aligned_at shardalloc_mi_rezalloc_aligned_at
 #define mi_stats_merge shardalloc_mi_stats_merge
 #define mi_stats_print shardalloc_mi_stats_print
+#define mi_stats_print_out shardalloc_mi_stats_print_out
 #define mi_stats_reset shardalloc_mi_stats_reset
 #define mi_stats_snapshot shardalloc_mi_stats_snapshot
 #define mi_strdup shardalloc_mi_strdup
@@ -72,6 +111,7 @@
 #define mi_version shardalloc_mi_version
 #define mi_zalloc shardalloc_mi_zalloc
 #define mi_zalloc_aligned shardalloc_mi_zalloc_aligned
+#define mi_zalloc_aligned_at shardalloc_mi_zalloc_aligned_at
 #define mi_zalloc_small shardalloc_mi_zalloc_small
 
 #endif /* SHARDALLOC_RENAME_H */

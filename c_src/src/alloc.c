@@ -296,6 +296,21 @@ void *mi_pvalloc(size_t size) {
   return mi_malloc_aligned(sa_align_up(size == 0 ? 1 : size, page), page);
 }
 
+/* ---- Entry points for compat.c (the remaining mimalloc API) ------------------------------------ */
+void *_sa_heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset,
+                                 bool zero) {
+  return heap_malloc_aligned_at(heap, size, alignment, offset, zero);
+}
+
+void *_sa_heap_realloc_aligned(heap_t *heap, void *p, size_t newsize, size_t alignment,
+                               bool zero) {
+  if (!alignment_ok(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return heap_realloc_zero(heap, p, newsize, alignment, zero);
+}
+
 /* ---- Heap allocation --------------------------------------------------------------------------- */
 void *mi_heap_malloc(heap_t *heap, size_t size) { return sa_heap_malloc(heap, size); }
 void *mi_heap_zalloc(heap_t *heap, size_t size) { return sa_heap_malloc_zero(heap, size, true); }

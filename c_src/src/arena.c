@@ -1,7 +1,8 @@
 /* shardalloc: the arena. With the reserve_os_memory option, one large region is reserved at
  * process start (in explicit large OS pages with allow_large_os_pages, pre-faulted with
- * arena_eager_commit) and segments are carved from it before any is mapped on its own. A
+ * arena_eager_commit), or later by mi_reserve_os_memory when none was, and segments are carved from it before any is mapped on its own. A
  * segment given back to the arena is purged, so it reads as zero when carved again. */
+#include <errno.h>
 #include <pthread.h>
 
 #include "internal.h"
@@ -12,33 +13,51 @@ static uint8_t *arena_base;
 static size_t arena_segments;
 static uint64_t arena_used[ARENA_SEGMENTS_MAX / 64];
 
-void _sa_arena_init(void) {
-  long kib = mi_option_get(mi_option_reserve_os_memory);
-  if (kib <= 0) return;
-  size_t size = sa_align_up((size_t)kib * 1024, SEGMENT_SIZE);
-  if (size > ARENA_SEGMENTS_MAX * SEGMENT_SIZE) size = ARENA_SEGMENTS_MAX * SEGMENT_SIZE;
-  bool large = mi_option_is_enabled(mi_option_allow_large_os_pages), explicit_large;
-  uint8_t *base = _sa_os_reserve(size, SEGMENT_SIZE, large,
-                                 mi_option_is_enabled(mi_option_arena_eager_commit),
-                                 &explicit_large);
+/* Reserve the arena's one region: 0, or ENOMEM when one exists already or the OS refuses.
+ * arena_base is published last (release), so a thread that sees it sees the rest. */
+static int arena_reserve(size_t bytes, bool commit, bool large) {
+  size_t size = sa_align_up(bytes, SEGMENT_SIZE);
+  if (size == 0 || size > ARENA_SEGMENTS_MAX * SEGMENT_SIZE) /* 0: rounding overflowed */
+    size = ARENA_SEGMENTS_MAX * SEGMENT_SIZE;
+  pthread_mutex_lock(&_sa_arena_lock);
+  if (arena_base != NULL) {
+    pthread_mutex_unlock(&_sa_arena_lock);
+    return ENOMEM;
+  }
+  bool explicit_large;
+  uint8_t *base = _sa_os_reserve(size, SEGMENT_SIZE, large, commit, &explicit_large);
+  if (base != NULL) {
+    arena_segments = size / SEGMENT_SIZE;
+    __atomic_store_n(&arena_base, base, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&_sa_arena_lock);
   if (base == NULL) {
     _sa_error("could not reserve %zu MiB of OS memory", size >> 20);
-    return;
+    return ENOMEM;
   }
   if (large)
     _sa_verbose(explicit_large ? "reservation in explicit large OS pages"
                                : "no explicit large OS pages available: using normal pages");
   _sa_stat_add(SA_STAT_mmaps, 1);
   _sa_stat_add(SA_STAT_reserved, (int64_t)size);
-  pthread_mutex_lock(&_sa_arena_lock);
-  arena_base = base;
-  arena_segments = size / SEGMENT_SIZE;
-  pthread_mutex_unlock(&_sa_arena_lock);
-  _sa_verbose("reserved %zu MiB of OS memory (%zu segments)", size >> 20, arena_segments);
+  _sa_verbose("reserved %zu MiB of OS memory (%zu segments)", size >> 20, size / SEGMENT_SIZE);
+  return 0;
+}
+
+void _sa_arena_init(void) {
+  long kib = mi_option_get(mi_option_reserve_os_memory);
+  if (kib <= 0) return;
+  (void)arena_reserve((size_t)kib * 1024, mi_option_is_enabled(mi_option_arena_eager_commit),
+                      mi_option_is_enabled(mi_option_allow_large_os_pages));
+}
+
+int mi_reserve_os_memory(size_t size, bool commit, bool allow_large) {
+  if (size == 0) return EINVAL;
+  return arena_reserve(size, commit, allow_large);
 }
 
 segment_t *_sa_arena_alloc_segment(void) {
-  if (arena_base == NULL) return NULL;
+  if (__atomic_load_n(&arena_base, __ATOMIC_ACQUIRE) == NULL) return NULL;
   segment_t *segment = NULL;
   pthread_mutex_lock(&_sa_arena_lock);
   for (size_t w = 0; w * 64 < arena_segments && segment == NULL; w++) {
@@ -55,7 +74,7 @@ segment_t *_sa_arena_alloc_segment(void) {
 
 bool _sa_arena_free_segment(segment_t *segment) {
   uint8_t *p = (uint8_t *)segment;
-  if (arena_base == NULL || p < arena_base || p >= arena_base + arena_segments * SEGMENT_SIZE)
+  if (__atomic_load_n(&arena_base, __ATOMIC_ACQUIRE) == NULL || p < arena_base || p >= arena_base + arena_segments * SEGMENT_SIZE)
     return false;
   _sa_purge_range(p, SEGMENT_SIZE);
   size_t i = (size_t)(p - arena_base) / SEGMENT_SIZE;

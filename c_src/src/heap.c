@@ -158,6 +158,7 @@ static void heap_collect(heap_t *heap, bool force) {
   } while (0)
 
 void mi_heap_collect(heap_t *heap, bool force) {
+  _sa_deferred_free(force);
   if (heap == NULL || heap == &_sa_heap_empty) return;
   HEAP_LOCKED(heap, heap_collect(heap, force));
 }

@@ -1,6 +1,7 @@
 /* shardalloc: options and messages. Options are read once, at process init, straight from
  * `environ` (getenv may allocate in some libcs, and we may be the malloc it would call).
  * Messages are formatted into a stack buffer and written with write(2): no allocation. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,53 @@ bool mi_option_is_enabled(mi_option_t option) { return mi_option_get(option) != 
 void mi_option_enable(mi_option_t option) { mi_option_set(option, 1); }
 void mi_option_disable(mi_option_t option) { mi_option_set(option, 0); }
 void mi_option_set_enabled(mi_option_t option, bool enable) { mi_option_set(option, enable); }
+void mi_option_set_enabled_default(mi_option_t option, bool enable) {
+  mi_option_set_default(option, enable);
+}
+
+size_t mi_option_get_size(mi_option_t option) {
+  long v = mi_option_get(option);
+  if (v <= 0) return 0;
+  return option == mi_option_reserve_os_memory ? (size_t)v * 1024 : (size_t)v;
+}
+
+/* ---- Registered handlers ------------------------------------------------------------------
+ * A function and its argument are two words: a message racing a registration may pair the new
+ * function with the old argument, as in any unsynchronised handler swap; registration is
+ * meant for start-up. */
+static mi_output_fun *_Atomic output_fun;
+static void *_Atomic output_arg;
+static mi_error_fun *_Atomic error_fun;
+static void *_Atomic error_arg;
+static mi_deferred_free_fun *_Atomic deferred_fun;
+static void *_Atomic deferred_arg;
+static _Atomic unsigned long long deferred_heartbeat;
+
+void mi_register_output(mi_output_fun *out, void *arg) {
+  output_arg = arg;
+  output_fun = out;
+}
+
+void mi_register_error(mi_error_fun *fun, void *arg) {
+  error_arg = arg;
+  error_fun = fun;
+}
+
+void mi_register_deferred_free(mi_deferred_free_fun *fun, void *arg) {
+  deferred_arg = arg;
+  deferred_fun = fun;
+}
+
+void _sa_output(const char *msg) {
+  mi_output_fun *out = output_fun;
+  if (out != NULL) out(msg, output_arg);
+  else _sa_os_write_stderr(msg, strlen(msg));
+}
+
+void _sa_deferred_free(bool force) {
+  mi_deferred_free_fun *fun = deferred_fun;
+  if (fun != NULL) fun(force, ++deferred_heartbeat, deferred_arg);
+}
 
 /* ---- Messages ----------------------------------------------------------------------------- */
 static void vmessage(const char *prefix, const char *fmt, va_list args) {
@@ -124,10 +172,13 @@ static void vmessage(const char *prefix, const char *fmt, va_list args) {
   int m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, args);
   if (m > 0) n += (size_t)m < sizeof(buf) - n - 1 ? (size_t)m : sizeof(buf) - n - 2;
   buf[n++] = '\n';
-  _sa_os_write_stderr(buf, n);
+  buf[n] = 0;
+  _sa_output(buf);
 }
 
 void _sa_error(const char *fmt, ...) {
+  mi_error_fun *on_error = error_fun;
+  if (on_error != NULL) on_error(EINVAL, error_arg);
   if (!mi_option_is_enabled(mi_option_show_errors) && !mi_option_is_enabled(mi_option_verbose))
     return;
   va_list args;

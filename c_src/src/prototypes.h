@@ -237,8 +237,20 @@ sa_inline void sa_house_exit(thread_t *thread) {
   if (--thread->house_depth == 0) atomic_store_explicit(&thread->house_lock, false, memory_order_release);
 }
 
+/* ---- alloc.c: the helpers compat.c wraps ------------------------------------------------- */
+/* Allocate from `heap` so that `p + offset` is aligned (zeroed when `zero`). */
+void *_sa_heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset,
+                                 bool zero);
+/* Reallocate within `heap` keeping `alignment`; EINVAL for a bad alignment. */
+void *_sa_heap_realloc_aligned(heap_t *heap, void *p, size_t newsize, size_t alignment,
+                               bool zero);
+
 /* ---- options.c: options and messages ---------------------------------------------------- */
 void _sa_options_init(void);
+/* Write the NUL-terminated `msg` to the registered output function (default: stderr). */
+void _sa_output(const char *msg);
+/* Call the registered deferred-free function (heap.c, at each collect). */
+void _sa_deferred_free(bool force);
 void _sa_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void _sa_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn, cold));
 void _sa_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -180,46 +180,61 @@ void mi_process_info(size_t *elapsed_msecs, size_t *user_msecs, size_t *system_m
 }
 
 /* ---- Printing (no allocation: a stack buffer per line) ---------------------------------- */
-static void print_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void print_line(const char *fmt, ...) {
+/* Where the lines go: `out(line, arg)`, or the registered output when `out` is NULL. */
+typedef struct printer_s {
+  mi_output_fun *out;
+  void *arg;
+} printer_t;
+
+static void print_line(const printer_t *to, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void print_line(const printer_t *to, const char *fmt, ...) {
   char buf[256];
   va_list args;
   va_start(args, fmt);
   int n = vsnprintf(buf, sizeof(buf), fmt, args);
   va_end(args);
   if (n < 0) return;
-  _sa_os_write_stderr(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+  if (to->out != NULL) to->out(buf, to->arg);
+  else _sa_output(buf);
 }
 
-static void print_amount(const char *label, int64_t value, int64_t peak, bool bytes) {
+static void print_amount(const printer_t *to, const char *label, int64_t value, int64_t peak, bool bytes) {
   if (bytes)
-    print_line("  %-12s %14.1f MiB   peak %12.1f MiB\n", label, (double)value / 1048576.0,
+    print_line(to, "  %-12s %14.1f MiB   peak %12.1f MiB\n", label, (double)value / 1048576.0,
                (double)peak / 1048576.0);
   else
-    print_line("  %-12s %14lld       peak %12lld\n", label, (long long)value, (long long)peak);
+    print_line(to, "  %-12s %14lld       peak %12lld\n", label, (long long)value, (long long)peak);
 }
 
+/* mimalloc's signature: `out` is an mi_output_fun passed as a data pointer. */
 void mi_stats_print(void *out) {
-  (void)out;
+  mi_output_fun *fun;
+  memcpy(&fun, &out, sizeof(fun));
+  mi_stats_print_out(fun, NULL);
+}
+
+void mi_stats_print_out(mi_output_fun *out, void *arg) {
+  const printer_t printer = {out, arg}, *to = &printer;
   mi_stats_snapshot_t s;
   mi_stats_snapshot(&s);
-  print_line("shardalloc statistics (process):\n");
-  print_line("  %-12s %14.1f MiB\n", "in use", (double)s.in_use / 1048576.0);
-  print_line("  %-12s %14.1f MiB\n", "in pages", (double)s.page_bytes / 1048576.0);
+  print_line(to, "shardalloc statistics (process):\n");
+  print_line(to, "  %-12s %14.1f MiB\n", "in use", (double)s.in_use / 1048576.0);
+  print_line(to, "  %-12s %14.1f MiB\n", "in pages", (double)s.page_bytes / 1048576.0);
 #define SA_COUNTER_PRINT(name, label, bytes)                                    \
-  print_amount(label, counter_get(&process.name),                               \
+  print_amount(to, label, counter_get(&process.name),                               \
                atomic_load_explicit(&process.name.peak, memory_order_relaxed), bytes);
   SA_PROCESS_COUNTERS(SA_COUNTER_PRINT)
 #undef SA_COUNTER_PRINT
-  print_line("  %-12s %14s %12s %10s\n", "size class", "blocks used", "bytes used", "pages");
+  print_line(to, "  %-12s %14s %12s %10s\n", "size class", "blocks used", "bytes used", "pages");
   for (size_t bin = 0; bin < s.bins; bin++) {
     if (s.bin_pages[bin] == 0 && s.bin_in_use[bin] == 0) continue;
-    print_line("  %-12zu %14zu %12zu %10zu\n", s.bin_block_size[bin], s.bin_in_use[bin],
+    print_line(to, "  %-12zu %14zu %12zu %10zu\n", s.bin_block_size[bin], s.bin_in_use[bin],
                s.bin_in_use[bin] * s.bin_block_size[bin], s.bin_pages[bin]);
   }
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
-  print_line("  process: elapsed %zu ms, user %zu ms, system %zu ms, rss %.1f MiB (peak %.1f "
+  print_line(to, "  process: elapsed %zu ms, user %zu ms, system %zu ms, rss %.1f MiB (peak %.1f "
              "MiB), page faults %zu\n",
              elapsed, user, sys, (double)rss / 1048576.0, (double)peak_rss / 1048576.0, faults);
 }
