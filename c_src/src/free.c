@@ -195,7 +195,7 @@ static void free_huge(segment_t *segment, page_t *page, const void *p) {
   _sa_segment_huge_free(segment);
 }
 
-static void free_checked(segment_t *segment, page_t *page, void *p) {
+void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   page = checked_page(segment, page, p, "free");
   if (page == NULL) return;
   if (sa_unlikely(sa_page_is_huge(page))) {
@@ -219,8 +219,6 @@ static void free_checked(segment_t *segment, page_t *page, void *p) {
   }
   sa_housekeeper_start_if_wanted();
 }
-
-void _sa_free_generic(segment_t *segment, page_t *page, void *p) { free_checked(segment, page, p); }
 
 void _sa_free_unmapped(void *p) {
   if (p == NULL) return;
