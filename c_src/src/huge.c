@@ -22,28 +22,23 @@ static void huge_release(segment_t *segment);
 
 /* ---- Huge segments ------------------------------------------------------------------------- */
 static segment_t *huge_cache_take(size_t total) {
-  segment_t *best = NULL;
+  segment_t *best = NULL, *smallest = NULL;
   pthread_mutex_lock(&segments_lock);
   for (segment_t *s = huge_cache; s != NULL; s = s->next) {
     if (s->segment_size >= total && s->segment_size - total <= total / 2 &&
         (best == NULL || s->segment_size < best->segment_size))
       best = s;
+    if (smallest == NULL || s->segment_size < smallest->segment_size) smallest = s;
   }
-  segment_t *misfits = NULL;
-  if (best != NULL) {
-    list_remove(&huge_cache, best);
+  /* None fits: the smallest is the least likely to fit a later request, and its memory is
+   * about to be faulted in again anyway, so give it back now, before the peak grows. */
+  segment_t *taken = best != NULL ? best : smallest;
+  if (taken != NULL) {
+    list_remove(&huge_cache, taken);
     huge_cache_count--;
-  } else { /* none fits: the sizes moved on, so keeping these would only raise the peak */
-    misfits = huge_cache;
-    huge_cache = NULL;
-    huge_cache_count = 0;
   }
   pthread_mutex_unlock(&segments_lock);
-  while (misfits != NULL) {
-    segment_t *next = misfits->next;
-    huge_release(misfits);
-    misfits = next;
-  }
+  if (best == NULL && taken != NULL) huge_release(taken);
   return best;
 }
 
@@ -51,12 +46,12 @@ static segment_t *huge_cache_take(size_t total) {
 static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
   segment_t *segment = _sa_os_alloc_or_release(total, align, at);
   if (segment == NULL) return NULL;
+  _sa_os_advise_huge_pages(segment, total, true); /* before the first touch, the header's */
   segment->segment_size = total;
   if (!_sa_segment_map_set(segment, true)) {
     _sa_os_unmap(segment, total);
     return NULL;
   }
-  _sa_os_advise_huge_pages(segment, total);
   segment->kind = SEGMENT_HUGE;
   _sa_stat_add(SA_STAT_reserved, (int64_t)total);
   _sa_stat_add(SA_STAT_committed, (int64_t)total);
@@ -82,7 +77,7 @@ static page_t *huge_page_init(segment_t *segment, bool fresh) {
 
 page_t *_sa_segment_huge_page_alloc(size_t size) {
   if (size > HUGE_BLOCK_MAX) return NULL;
-  size_t total = sa_align_up(SLICE_SIZE + size, _sa_os_page_size());
+  size_t total = SLICE_SIZE + mi_good_size(size); /* see there */
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
   if (fresh && (segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;

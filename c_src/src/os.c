@@ -36,14 +36,16 @@ static void *os_mmap_flags(void *hint, size_t size, int extra_flags) {
 
 static void *os_mmap(void *hint, size_t size) { return os_mmap_flags(hint, size, 0); }
 
-void _sa_os_advise_huge_pages(void *p, size_t size) {
-#ifdef MADV_HUGEPAGE
+void _sa_os_advise_huge_pages(void *p, size_t size, bool on) {
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
   int saved_errno = errno;
-  madvise(p, size, MADV_HUGEPAGE); /* THP mode "madvise" serves only ranges marked so */
+  madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE); /* THP mode "madvise" serves only
+                                                             ranges marked so */
   errno = saved_errno;
 #else
   (void)p;
   (void)size;
+  (void)on;
 #endif
 }
 
@@ -111,7 +113,7 @@ void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,
   (void)large_pages;
 #endif
   void *p = _sa_os_alloc_aligned(size, align);
-  if (p != NULL && large_pages) _sa_os_advise_huge_pages(p, size); /* transparent ones, then */
+  if (p != NULL && large_pages) _sa_os_advise_huge_pages(p, size, true); /* transparent ones, then */
   if (p != NULL && populate) {
 #ifdef MADV_POPULATE_WRITE
     int saved_errno = errno;

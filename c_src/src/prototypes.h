@@ -21,8 +21,8 @@ void *_sa_os_alloc_aligned(size_t size, size_t align);
 void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
 /* Unmap; 0, or the errno of the failure. */
 int _sa_os_free(void *p, size_t size);
-/* Ask for transparent huge pages on [p, p+size). */
-void _sa_os_advise_huge_pages(void *p, size_t size);
+/* Ask for transparent huge pages on [p, p+size) (on), or stop asking (off). */
+void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
  * the errno of the failure. */
 int _sa_os_purge(void *p, size_t size);

@@ -92,7 +92,7 @@ static segment_t *segment_alloc(thread_t *thread) {
       segment = _sa_os_alloc_or_release(SEGMENT_SIZE, SEGMENT_SIZE, 0);
       if (segment == NULL) return NULL;
       if (mi_option_is_enabled(mi_option_allow_large_os_pages))
-        _sa_os_advise_huge_pages(segment, SEGMENT_SIZE);
+        _sa_os_advise_huge_pages(segment, SEGMENT_SIZE, true);
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
     segment->segment_size = SEGMENT_SIZE;
@@ -177,6 +177,19 @@ void _sa_segment_cache_purge(bool force) {
   _sa_huge_cache_collect(now, force);
 }
 
+/* Large pages ask for transparent huge pages on the 2 MiB units they cover whole, and stop
+ * asking when they are freed: a block of megabytes is then faulted in 2 MiB at a time (as a
+ * huge block is), while small pages later carved from the same slices fault 4 KiB at a time,
+ * so they cost no more memory than they touch. Segments that asked for huge pages as a whole
+ * (allow_large_os_pages) keep asking. Two madvise calls per large page, on pages of 2 MiB
+ * or more, where the page faults they save are hundreds. */
+static void large_page_advise(segment_t *segment, size_t start, size_t slices, bool on) {
+  uintptr_t from = sa_align_up((uintptr_t)segment + start * SLICE_SIZE, THP_SIZE);
+  uintptr_t to = ((uintptr_t)segment + (start + slices) * SLICE_SIZE) & ~(THP_SIZE - 1);
+  if (to <= from || mi_option_is_enabled(mi_option_allow_large_os_pages)) return;
+  _sa_os_advise_huge_pages((void *)from, to - from, on);
+}
+
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin) {
   page_t *page = &segment->pages[start];
@@ -202,6 +215,7 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
+  if (page->flags.x.check_free) large_page_advise(segment, start, slices, true);
   return page;
 }
 
@@ -232,6 +246,7 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
+  if (page->flags.x.check_free) large_page_advise(segment, start, slices, false);
   slices_mark_free(page, slices);
   segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
@@ -275,6 +290,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   page->slice_count = (uint16_t)slices;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
   segment->used_slice_count += (uint32_t)(slices - old);
+  large_page_advise(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return true;
 }

@@ -62,6 +62,9 @@
 #define MEDIUM_BLOCK_MAX ((size_t)64 << 10)       /* at least 8 blocks per medium page */
 #define LARGE_BLOCK_MAX ((size_t)16 << 20)        /* larger blocks get a huge segment */
 #define HUGE_BLOCK_MAX ((size_t)1 << 47)          /* beyond this: ENOMEM, no mmap attempt */
+/* A transparent huge page (x86-64, aarch64 with 4 KiB pages): large and huge blocks ask for
+ * them on the whole units they span, so a first touch faults 2 MiB at once (segment.c). */
+#define THP_SIZE ((size_t)2 << 20)
 
 /* Default of the purge_delay option (ms): see the README's measurements for the choice. */
 #define SA_PURGE_DELAY_DEFAULT 25
