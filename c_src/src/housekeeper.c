@@ -17,9 +17,9 @@
  *     that thread's house_lock, taken with a try (a thread in its slow path is skipped and
  *     retried next round), freeing every page whose handed-out blocks all wait in its
  *     cross-thread list; those pages' slices then go back after the purge delay;
- *   - exited threads: a free into an abandoned page sets a flag; it takes the abandoned
- *     segments in (collecting their pages, freeing the empty ones) and abandons what is
- *     still in use again.
+ *   - exited threads: a free into an abandoned page sets a flag; at most once per purge
+ *     delay it takes the abandoned segments in (collecting their pages, freeing the empty
+ *     ones) and abandons what is still in use again.
  * Owners leave due purges to it while it runs (their slow paths do no purging beyond the
  * per-thread pending budget), which also keeps that work out of the allocating call.
  *
@@ -176,7 +176,7 @@ static bool sweep_thread(thread_t *thread, void *arg) {
 /* ---- The thread ---------------------------------------------------------------------------- */
 static int64_t sweep_interval(void) { return mi_option_get_clamp(mi_option_purge_delay, 1, 1000); }
 
-/* Sleep until there is something to do: abandoned memory, a purge due, cross-thread frees
+/* Sleep until there is something to do: a purge due, abandoned memory or cross-thread frees
  * once `sweep_at` has passed, or a stop. */
 static void sleep_until_work(int64_t sweep_at) {
   pthread_mutex_lock(&hk_lock);
@@ -184,9 +184,8 @@ static void sleep_until_work(int64_t sweep_at) {
   for (;;) {
     if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
     unsigned work = atomic_load_explicit(&hk_work, memory_order_relaxed);
-    if (work & HOUSE_ABANDONED) break;
     int64_t deadline = atomic_load_explicit(&hk_due, memory_order_relaxed);
-    if ((work & HOUSE_REMOTE_FREES) && (deadline == 0 || sweep_at < deadline)) deadline = sweep_at;
+    if (work != 0 && (deadline == 0 || sweep_at < deadline)) deadline = sweep_at;
     int64_t now = _sa_clock_ms();
     if (deadline != 0 && now >= deadline) break;
     if (deadline == 0) {
@@ -215,15 +214,18 @@ static void *housekeeper_main(void *arg) {
   int64_t last_sweep = 0;
   unsigned busy_rounds = 0;
   while (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_STOPPING) {
-    /* a sweep waits for the interval since the last one; the rest is done as it comes */
+    /* a sweep of live or exited threads' memory waits for the interval since the last one
+     * (threads that come and go by hundreds would otherwise keep it busy, contending for
+     * their locks); purges are done when due */
     int64_t sweep_at = last_sweep + sweep_interval();
     sleep_until_work(sweep_at);
     if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
 
     int64_t now = _sa_clock_ms();
-    unsigned take = HOUSE_ABANDONED | (now >= sweep_at ? HOUSE_REMOTE_FREES : 0);
+    unsigned take = now >= sweep_at ? HOUSE_ABANDONED | HOUSE_REMOTE_FREES : 0;
     unsigned work = atomic_fetch_and_explicit(&hk_work, ~take, memory_order_acquire) & take;
     if (own != NULL && (work & HOUSE_ABANDONED)) take_abandoned(own);
+    if (work & HOUSE_ABANDONED) last_sweep = now;
     if (work & HOUSE_REMOTE_FREES) {
       bool busy = false;
       _sa_threads_each(sweep_thread, &busy);
