@@ -254,7 +254,7 @@ sa_inline void sa_free(void *p) {
     page_t *page = sa_page_of(segment, p);
     if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                       sa_thread_id() &&
-                  page->flags.any == 0)) {
+                  page->flags.any == PAGE_FLAGS_FAST)) {
 #if SA_DEBUG > 0
       _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
 #endif

@@ -100,10 +100,9 @@ static segment_t *segment_alloc(thread_t *thread) {
       if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_unmap(segment, SEGMENT_SIZE);
       return NULL;
     }
-    /* fresh (or purged) memory is zero */
+    /* fresh (or purged) memory is zero: every descriptor reads as a free slice already */
     segment->kind = SEGMENT_NORMAL;
     segment->in_arena = in_arena;
-    slices_mark_free(segment->pages, SLICES_PER_SEGMENT);
     bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
     bits_set(segment->dirty_slices, 0, SEGMENT_HEADER_SLICES, true);
     segment->used_slice_count = SEGMENT_HEADER_SLICES;
@@ -196,7 +195,7 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
   page->slice_count = (uint16_t)slices;
   page->slice_offset = 0;
-  page->flags.any = 0;
+  page->flags.any = PAGE_FLAGS_FAST;
   page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
   page->bin = (uint8_t)bin;
   page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);

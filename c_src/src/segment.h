@@ -87,11 +87,10 @@ static inline size_t bits_count(const uint64_t *bm) {
   return n;
 }
 
-/* Descriptors of free slices: zero, and a free of a pointer into them takes the checked
- * path (a double free of a block whose page is gone; a pointer never handed out). */
+/* Descriptors of free slices: zero (as in fresh memory), so a free of a pointer into them
+ * takes the checked path (page_flags_t.in_use). */
 static inline void slices_mark_free(page_t *first, size_t slices) {
   memset(first, 0, slices * sizeof(page_t));
-  for (size_t i = 0; i < slices; i++) first[i].flags.x.check_free = 1;
 }
 
 /* ---- segmap.c ------------------------------------------------------------------------------ */

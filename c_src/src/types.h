@@ -138,23 +138,29 @@ typedef enum delayed_state_e {
  * once it is freed (set by atomic exchange, so a second free from any thread is seen). */
 #define HUGE_FREED ((uintptr_t)1)
 
-/* Rare conditions that send a same-thread free off the fast path, tested as one word. */
+/* Conditions of a page tested as one word by the same-thread free: it stays on the fast path
+ * only while the word is exactly PAGE_FLAGS_FAST (in_use and nothing else). */
 typedef union page_flags_u {
   struct {
     uint8_t in_full;         /* the page is in its heap's full queue */
     uint8_t has_aligned : 1; /* some block was handed out at an interior (aligned) address */
-    uint8_t check_free : 1;  /* every free here takes the checked generic path: set on the
-                                descriptors of free slices (so a second free of a block whose
-                                page is gone is caught) and on pages of one block (large), whose
-                                double free the fast path could not see */
+    uint8_t check_free : 1;  /* every free here takes the checked generic path: pages of one
+                                block (large), whose double free the fast path could not see */
+    uint8_t in_use : 1;      /* the descriptor heads a page in use. Clear in the descriptors of
+                                free slices, which are all zero, so that a free into one (a
+                                second free of a block whose page is gone, a pointer never
+                                handed out) takes the checked path: and fresh memory needs no
+                                writing for that, so a new segment's header costs only the
+                                descriptors of the pages made in it */
   } x;
   uint16_t any;
 } page_flags_t;
+#define PAGE_FLAGS_FAST (((page_flags_t){.x = {.in_use = 1}}).any)
 
 /* A page descriptor: 64 bytes, so that finding it from a pointer is a shift, not a multiply.
  * The segment header holds one per slice: the first slice of a page holds the page; the
  * other slices of it only hold `slice_offset`, the byte distance back to it, so page_of(p) is
- * two loads. A free slice's descriptor is all zero but for flags.x.check_free. What the
+ * two loads. A free slice's descriptor is all zero (flags.x.in_use clear). What the
  * descriptor does not store is derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
  * a huge page, right after the header); the block size is bin_size(bin), and a huge page
  * (bin == BIN_COUNT) has the rest of its segment as its one block.
