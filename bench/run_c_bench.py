@@ -49,6 +49,9 @@ PROGRAMS = [
     ("realloc_heavy", ["realloc_heavy"], ["realloc_heavy", "1", "10"]),
     ("large_blocks", ["large_blocks"], ["large_blocks", "1", "80"]),
     ("thread_churn", ["thread_churn"], ["thread_churn", "200", "30"]),
+    ("thread_churn_xfree", ["thread_churn", "512", "20", "100", "256", "4"],
+     ["thread_churn", "512", "5", "100", "256", "4"]),
+    ("fork_churn", ["fork_churn", "2", "200"], ["fork_churn", "2", "50"]),
 ]
 
 METRICS = [
@@ -58,6 +61,8 @@ METRICS = [
     ("cpu_s", "CPU time, user + sys (s)", "%.3f"),
     ("maxrss_mib", "Peak RSS (MiB)", "%.1f"),
     ("minflt", "Minor page faults", "%.0f"),
+    ("mops", "Throughput the program reported (M ops/s, higher is better; only programs that "
+     "report one)", "%.2f"),
 ]
 
 RUN_TIMEOUT_S = 120
@@ -101,6 +106,7 @@ def run_once(argv, env):
         "cpu_s": ru.ru_utime + ru.ru_stime,
         "maxrss_mib": (int(timed.group(1)) if timed else ru.ru_maxrss) / 1024.0,
         "minflt": int(timed.group(2)) if timed else ru.ru_minflt,
+        "mops": float(ops.group(1)) if (ops := re.search(r"([0-9.]+) M ops/s", text)) else None,
         "output": text,
     }
 
@@ -118,6 +124,8 @@ def markdown_table(title, fmt, key, progs, allocs, med):
              "|---|" + "---:|" * len(names)]
     ratios = {n: [] for n in names}
     for prog in progs:
+        if all(med[prog].get(n) and med[prog][n].get(key) is None for n in names):
+            continue  # a metric this program does not report
         base = med[prog].get("glibc", {}).get(key)
         cells = []
         for n in names:
