@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every table of bench/results in one run, against the same peers: instruction counts, the C
+# programs, memory, latency, the criterion suite, then the chart. Each script writes its own
+# results with the commit, date, machine and command; this one adds a log of the whole run
+# (bench/results/run_all.log). About 45 minutes on 2 cores; run it on a quiet machine.
+#
+# usage: bench/run_all.sh [--quick]   (--quick: each script's quick mode, results in a
+#                                      temporary folder, for trying the pipeline)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+results=bench/results
+if [[ ${1:-} == --quick ]]; then
+  quick=(--quick)
+  results=$(mktemp -d)
+fi
+
+m3=bench/build/libmimalloc3.so
+peers=()
+if [[ -f $m3 ]]; then
+  peers=(--lib "mimalloc3=$m3")
+else
+  echo "note: $m3 missing (bench/README.md shows how to build it): mimalloc 3 left out" >&2
+fi
+
+log="$results/run_all.log"
+mkdir -p "$results"
+{
+  echo "bench/run_all.sh ${quick[*]}: commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$log"
+
+step() {
+  echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$log"
+  "$@" 2>&1 | tee -a "$log" | tail -n 3
+}
+
+make -C c_src shared -j"$(nproc)" >/dev/null
+step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-prefix "$results/fastpath"
+step python3 bench/run_c_bench.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/c_bench"
+step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
+step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
+if [[ -z ${quick[*]} ]]; then
+  step cargo bench --bench allocators
+  step python3 bench/criterion_table.py --criterion-dir target/criterion --out-prefix "$results/criterion"
+fi
+step python3 bench/chart.py --results "$results" --out "$results/benchmarks.svg"
+echo "done $(date -u '+%Y-%m-%d %H:%M UTC'); results in $results" | tee -a "$log"
