@@ -319,21 +319,22 @@ static heap_t *hold_all(mi_heap_t *heap, thread_t *self) {
     sa_house_enter(self);
     return &self->heap;
   }
-  pthread_mutex_lock(&_sa_heaps_lock);
-  bool abandoned = heap->abandoned_pages != 0;
-  pthread_mutex_unlock(&_sa_heaps_lock);
-  if (abandoned) take_abandoned(self); /* exited threads' pages join this thread's instance */
   for (;;) {
     sa_house_enter(self);
     pthread_mutex_lock(&_sa_heaps_lock);
     heap_t *first = heap->instances, *busy = NULL;
     for (heap_t *h = first; h != NULL && busy == NULL; h = h->next_instance)
       if (!thread_seen(first, h, self) && !try_hold(h->thread)) busy = h;
+    /* with every owner held, no abandoned page means every page is in a listed instance, and
+     * none can leave it or be abandoned until they are released */
+    bool abandoned = busy == NULL && heap->abandoned_pages != 0;
     pthread_mutex_unlock(&_sa_heaps_lock);
-    if (busy == NULL) return first;
+    if (busy == NULL && !abandoned) return first;
     release_until(first, busy, self);
     sa_house_exit(self);
-    _sa_os_yield();
+    /* exited threads' pages join this thread's instance; none taken: another thread's
+     * reclaim holds them, and lists its instance soon */
+    if (!abandoned || !take_abandoned(self)) _sa_os_yield();
   }
 }
 
