@@ -174,10 +174,11 @@ mi_decl_export void mi_free_aligned(void *p, size_t alignment);
 /* Free `p` that was allocated with `size` bytes and `alignment`. */
 mi_decl_export void mi_free_size_aligned(void *p, size_t size, size_t alignment);
 
-/* ---- Heaps: independent allocation areas, shared by all threads ----------------------------
- * A heap is a process-wide object: any number of threads may allocate from the same heap at
- * once (each gets its own part of it, so they do not contend), and any thread may free any
- * block, whichever heap and thread it came from. The main heap is every thread's default
+/* ---- Heaps: independent allocation areas, shared by all threads ---------------------------- */
+
+/* An opaque heap, a process-wide object: any number of threads may allocate from the same
+ * heap at once (each gets its own part of it, so they do not contend), and any thread may free
+ * any block, whichever heap and thread it came from. The main heap is every thread's default
  * heap (mi_malloc); it lives as long as the process. A heap made by mi_heap_new lives until
  * mi_heap_delete or mi_heap_destroy, called from any thread; the caller must guarantee:
  *   - no thread allocates from the heap (mi_heap_* with it, or mi_malloc with it as its

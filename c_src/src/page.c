@@ -381,7 +381,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   thread_t *thread = heap->thread;
   sa_house_enter(thread);
   void *p = malloc_generic(heap, size, zero);
-  _sa_heap_merge_pending(thread); /* instances other threads deleted (sharedheap.c) */
+  sa_heap_merge_if_pending(thread); /* instances other threads deleted (sharedheap.c) */
   sa_house_exit(thread);
   sa_housekeeper_start_if_wanted();
   return p;

@@ -177,6 +177,11 @@ heap_t *_sa_heap_reclaim_home(thread_t *thread, page_t *page, bool adopt);
 void _sa_heap_instances_release(thread_t *thread, bool backing_too);
 /* Merge the instances other threads deleted (the owner, its house_lock held). */
 void _sa_heap_merge_pending(thread_t *thread);
+/* The same, as a slow path's one load when there is nothing to merge. */
+sa_inline void sa_heap_merge_if_pending(thread_t *thread) {
+  if (sa_unlikely(atomic_load_explicit(&thread->merge_pending, memory_order_relaxed)))
+    _sa_heap_merge_pending(thread);
+}
 /* fork, in the child: unlist the instances of the threads that did not survive. */
 void _sa_heaps_fork_child_unlist(thread_t *self);
 

@@ -119,7 +119,7 @@ void _sa_heap_instances_release(thread_t *thread, bool backing_too) {
 }
 
 void _sa_heap_merge_pending(thread_t *thread) {
-  if (sa_likely(!atomic_load_explicit(&thread->merge_pending, memory_order_relaxed))) return;
+  if (!atomic_load_explicit(&thread->merge_pending, memory_order_relaxed)) return;
   atomic_store_explicit(&thread->merge_pending, false, memory_order_relaxed);
   pthread_mutex_lock(&_sa_heaps_lock);
   for (heap_t *h = thread->heaps; h != NULL; h = h->next)
