@@ -63,7 +63,7 @@ void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
   heap->thread = thread;
   heap->retired_min = BIN_COUNT;
   heap->retired_max = 0;
-  heap->heap = of;
+  atomic_store_explicit(&heap->heap, of, memory_order_relaxed);
   if (thread == NULL) return;
   heap->next = thread->heaps;
   thread->heaps = heap;
@@ -114,7 +114,7 @@ void _sa_heap_adopt_page(heap_t *heap, page_t *page) {
  * a heap other than the main one keep pointing at it, through its detached instance, so that
  * a reclaim gives them back to that heap and its delete or destroy finds them. */
 void _sa_heap_detach_pages(heap_t *heap) {
-  struct mi_heap_s *of = heap->heap;
+  struct mi_heap_s *of = sa_instance_of(heap);
   heap_t *detached = of == &_sa_heap_main ? NULL : &of->detached;
   _sa_heap_huge_move(heap, detached);
   heap_close_delayed(heap);
@@ -257,7 +257,7 @@ bool mi_heap_contains_block(mi_heap_t *heap, const void *p) {
   const page_t *page = live_page_of(p);
   if (page == NULL) return false;
   const heap_t *instance = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  return (instance != NULL ? instance->heap : &_sa_heap_main) == heap;
+  return (instance != NULL ? sa_instance_of(instance) : &_sa_heap_main) == heap;
 }
 
 bool mi_heap_check_owned(mi_heap_t *heap, const void *p) {

@@ -64,6 +64,10 @@ static void fork_child(void) {
   for (size_t i = FORK_LOCK_COUNT; i-- > 0;) pthread_mutex_init(fork_locks[i], NULL);
   heap_t *heap = _sa_heap_default;
   if (heap != &_sa_heap_empty) {
+    /* a walk of a heap by a thread that did not survive may have held this thread's lock
+     * (mi_heap_visit_blocks only reads): this thread is in none of its slow paths */
+    if (heap->thread->house_depth == 0)
+      atomic_store_explicit(&heap->thread->house_lock, false, memory_order_relaxed);
     _sa_heaps_fork_child(heap->thread);
     _sa_heaps_fork_child_unlist(heap->thread); /* no delete or destroy waits on a lost thread */
   }

@@ -133,6 +133,10 @@ extern heap_t _sa_heap_empty;
 /* Set up `heap` as `thread`'s instance of `of` (listed in both; NULL thread: a heap's
  * detached instance, listed nowhere). */
 void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of);
+/* The heap `heap` is an instance of. */
+sa_inline struct mi_heap_s *sa_instance_of(const heap_t *heap) {
+  return atomic_load_explicit(&heap->heap, memory_order_relaxed);
+}
 void _sa_heap_collect_retired(heap_t *heap, bool force);
 /* Collect the instance (its owner's thread, house_lock held). */
 void _sa_heap_collect(heap_t *heap, bool force);

@@ -54,7 +54,7 @@ static void list_remove(mi_heap_t *heap, heap_t *instance) {
 static heap_t *own_instance(thread_t *thread, mi_heap_t *heap) {
   if (heap == &_sa_heap_main) return &thread->heap;
   for (heap_t *h = thread->heaps; h != NULL; h = h->next)
-    if (h->heap == heap && !h->merge) return h;
+    if (sa_instance_of(h) == heap && !h->merge) return h;
   return NULL;
 }
 
@@ -87,7 +87,7 @@ heap_t *_sa_heap_instance_lookup(mi_heap_t *heap) {
 heap_t *_sa_heap_reclaim_home(thread_t *thread, page_t *page, bool adopt) {
   heap_t *old = atomic_load_explicit(&page->heap, memory_order_relaxed);
   if (old == NULL) return adopt ? &thread->heap : NULL; /* the main heap's */
-  mi_heap_t *heap = old->heap;                           /* old == &heap->detached */
+  mi_heap_t *heap = sa_instance_of(old); /* old == &heap->detached */
   heap_t *home = NULL;
   if (adopt) {
     home = own_instance(thread, heap);
@@ -103,7 +103,7 @@ heap_t *_sa_heap_reclaim_home(thread_t *thread, page_t *page, bool adopt) {
 void _sa_heap_instances_release(thread_t *thread, bool backing_too) {
   pthread_mutex_lock(&_sa_heaps_lock);
   for (heap_t *h = thread->heaps; h != NULL; h = h->next)
-    if (backing_too || h != &thread->heap) list_remove(h->heap, h);
+    if (backing_too || h != &thread->heap) list_remove(sa_instance_of(h), h);
   pthread_mutex_unlock(&_sa_heaps_lock);
   heap_t **link = &thread->heaps;
   while (*link != NULL) {
@@ -134,7 +134,7 @@ void _sa_heap_merge_pending(thread_t *thread) {
 static bool unlist_vanished(thread_t *thread, void *self) {
   if (thread == self) return true;
   pthread_mutex_lock(&_sa_heaps_lock);
-  for (heap_t *h = thread->heaps; h != NULL; h = h->next) list_remove(h->heap, h);
+  for (heap_t *h = thread->heaps; h != NULL; h = h->next) list_remove(sa_instance_of(h), h);
   pthread_mutex_unlock(&_sa_heaps_lock);
   return true;
 }
@@ -191,16 +191,18 @@ static void heap_release(mi_heap_t *heap, thread_t *self, bool destroy) {
       _sa_os_yield();
       continue;
     }
+    /* _sa_heaps_lock stays held while another thread's lock is: a fork waits for both */
     list_remove(heap, instance);
-    if (!destroy) { /* the owner's to merge: it may be freeing into these pages right now */
-      instance->heap = &_sa_heap_main;
+    if (destroy) {
+      _sa_heap_destroy_pages(instance);
+    } else { /* the owner's to merge: it may be freeing into these pages right now */
+      atomic_store_explicit(&instance->heap, &_sa_heap_main, memory_order_relaxed);
       instance->merge = true;
       list_push(&_sa_heap_main, instance);
+      atomic_store_explicit(&owner->merge_pending, true, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&_sa_heaps_lock);
-    if (destroy) _sa_heap_destroy_pages(instance);
-    else atomic_store_explicit(&owner->merge_pending, true, memory_order_relaxed);
     release(owner);
+    pthread_mutex_unlock(&_sa_heaps_lock);
   }
   /* the huge blocks of exited threads' instances */
   heap_t *detached = &heap->detached;
@@ -248,7 +250,7 @@ mi_heap_t *mi_heap_new(void) {
 mi_heap_t *mi_heap_get_default(void) {
   heap_t *heap = _sa_heap_default;
   if (sa_unlikely(heap == &_sa_heap_empty)) heap = _sa_thread_heap_init();
-  return heap == NULL ? NULL : heap->heap;
+  return heap == NULL ? NULL : sa_instance_of(heap);
 }
 
 mi_heap_t *mi_heap_set_default(mi_heap_t *heap) {

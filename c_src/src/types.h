@@ -266,7 +266,9 @@ struct theap_s {
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
-  struct mi_heap_s *heap;                 /* the heap this is the instance of */
+  _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
+                                             thread may ask a block's heap while a delete
+                                             re-labels the instance, sharedheap.c) */
   heap_t *next_instance;                  /* in heap->instances (_sa_heaps_lock) */
   bool merge;                             /* its heap was deleted by another thread: the
                                              owner merges it into its backing heap */
