@@ -317,11 +317,14 @@ typedef struct thread_stats_s {
 } thread_stats_t;
 
 /* ---- Threads -------------------------------------------------------------------------------
- * Per-thread state, reached from every heap of the thread. `heap` is the backing heap (the
- * default one until mi_heap_set_default); it lives in the same object so that a thread's
- * first allocation takes one slot of the heap pool. Invariants:
+ * Per-thread state, reached from every instance of the thread. `heap` is the backing heap,
+ * the thread's instance of the main heap (the default one until mi_heap_set_default); it
+ * lives in the same object so that a thread's first allocation takes one slot of the heap
+ * pool. Invariants:
  *   - every segment in `segments` has thread_id == this thread's id and owner == this
- *   - `heaps` lists every instance this thread owns, the backing heap last                   */
+ *   - `heaps` lists every instance this thread owns, the backing heap last; it changes only
+ *     under house_lock (the owner's, or another thread's delete/destroy holding it)
+ *   - merge_pending is set whenever an instance in `heaps` has `merge` set                  */
 typedef struct thread_s {
   heap_t heap;               /* the backing heap */
   uintptr_t thread_id;
