@@ -10,6 +10,9 @@ each in three modes, plus one cycling mode:
   live   1000 objects of the size stay live, each iteration frees one and allocates its
          replacement (the page never empties);
   cycle  lone, with the size cycling 16, 32, 128, 1024.
+Heap cases ("heap ..."): lone, held and live with mi_heap_malloc(heap, size) from a heap of
+mi_heap_new instead of malloc (mimalloc's API, for the allocators that export it; "n/a" for the
+others), and the ratio of each to its malloc case.
 
 Method: each case runs twice under `valgrind --tool=callgrind`, with N and 2N iterations after
 the same warm-up. Subtracting the two totals (Ir, instructions executed) cancels everything
@@ -49,6 +52,9 @@ import benchlib  # noqa: E402
 
 SIZES = ["16", "32", "128", "1024", "a64"]
 CASES = [(m, s) for m in ("lone", "held", "live") for s in SIZES] + [("cycle", "16")]
+HEAP_SIZES = ["16", "32", "128", "1024"]
+HEAP_CASES = [(m, "h" + s) for m in ("lone", "held", "live") for s in HEAP_SIZES]
+NO_HEAP_API = 3  # fastpath's exit status when the allocator has no mi_heap_malloc
 
 # "  1,809,030 ( 7.83%)  file:function [object]"; the object is left out on some lines.
 ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*?)(?:\s+\[(.*)\])?\s*$")
@@ -58,6 +64,8 @@ UNKNOWN = "???"
 def case_label(mode, size):
     if mode == "cycle":
         return "cycle 16/32/128/1024 B"
+    if size.startswith("h"):
+        return "heap %s %s B" % (mode, size[1:])
     return "%s %s" % (mode, "aligned 64 B" if size == "a64" else size + " B")
 
 
@@ -68,6 +76,8 @@ def callgrind_run(alloc, mode, size, n, outdir):
             os.path.join(benchlib.BUILD_DIR, "fastpath"), mode, size, str(n)]
     proc = subprocess.run(argv, env=benchlib.preload_env(alloc["path"]), capture_output=True,
                           text=True)
+    if proc.returncode == NO_HEAP_API and size.startswith("h"):
+        return None
     if proc.returncode != 0:
         raise RuntimeError("%s failed under %s:\n%s" % (" ".join(argv[4:]), alloc["name"],
                                                         proc.stdout + proc.stderr))
@@ -99,7 +109,11 @@ def callgrind_run(alloc, mode, size, n, outdir):
 
 
 def measure(alloc, mode, size, n, outdir):
-    t1, l1, o1 = callgrind_run(alloc, mode, size, n, outdir)
+    first = callgrind_run(alloc, mode, size, n, outdir)
+    if first is None:  # no heap API in this allocator
+        return {"allocator": alloc["name"], "mode": mode, "size": size, "n": n,
+                "per_pair": None, "verified": True}
+    t1, l1, o1 = first
     t2, l2, o2 = callgrind_run(alloc, mode, size, 2 * n, outdir)
     per_pair = ((t2 - t1) - (l2 - l1)) / n
     loop = (l2 - l1) / n
@@ -145,7 +159,7 @@ def main():
     vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
     command = " ".join(["bench/callgrind_fastpath.py"] + sys.argv[1:])
     started = time.time()
-    jobs = [(a, mode, size) for mode, size in CASES for a in allocs]
+    jobs = [(a, mode, size) for mode, size in CASES + HEAP_CASES for a in allocs]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         futures = [pool.submit(measure, a, mode, size, n, outdir) for a, mode, size in jobs]
         results = [f.result() for f in futures]
@@ -159,18 +173,23 @@ def main():
     lines += ["Note: " + x for x in notes]
     lines += ["", "| case | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     unverified = []
-    for mode, size in CASES:
+    for mode, size in CASES + HEAP_CASES:
         cells = []
         for name in names:
             r = by_key[(name, mode, size)]
+            if r["per_pair"] is None:
+                cells.append("n/a")
+                continue
             cell = "%.1f" % r["per_pair"]
+            if size.startswith("h"):  # against the same case with malloc
+                cell += " (%.2fx)" % (r["per_pair"] / by_key[(name, mode, size[1:])]["per_pair"])
             if not r["verified"]:
                 cell += " !"
                 unverified.append("%s %s: most instructions in %s" % (
                     name, case_label(mode, size), r["top_object"]))
             cells.append(cell)
         lines.append("| %s | %s |" % (case_label(mode, size), " | ".join(cells)))
-    loops = sorted({round(r["loop_per_iter"], 1) for r in results})
+    loops = sorted({round(r["loop_per_iter"], 1) for r in results if r["per_pair"] is not None})
     lines += ["", "Loop instructions subtracted per iteration: %s." % ", ".join(
         "%g" % x for x in loops)]
     for u in unverified:

@@ -17,7 +17,7 @@ pub const MI_SMALL_SIZE_MAX: u32 = 1024;
 pub struct mi_heap_s {
     _unused: [u8; 0],
 }
-#[doc = " An opaque heap. Only the thread that created a heap may allocate from it; any thread may\n free its blocks."]
+#[doc = " An opaque heap, a process-wide object: any number of threads may allocate from the same\n heap at once (each gets its own part of it, so they do not contend), and any thread may free\n any block, whichever heap and thread it came from. The main heap is every thread's default\n heap (mi_malloc); it lives as long as the process. A heap made by mi_heap_new lives until\n mi_heap_delete or mi_heap_destroy, called from any thread; the caller must guarantee:\n   - no thread allocates from the heap (mi_heap_* with it, or mi_malloc with it as its\n     default) during or after the call, and no other thread has it as its default heap;\n   - the heap is deleted or destroyed once, by one thread;\n   - mi_heap_destroy: no block of the heap is used or freed, by any thread, during or after\n     the call (every one of them is freed by it, on every thread, exited ones included).\n After mi_heap_delete the blocks stay valid and may be freed by any thread at any time,\n during the call too. A thread that exits leaves its blocks of a heap in that heap: they are\n still found by its delete, destroy and walks."]
 pub type mi_heap_t = mi_heap_s;
 #[doc = " SHOW_ERRORS: report misuse and OS errors on stderr"]
 pub const mi_option_show_errors: mi_option_e = 0;
@@ -95,6 +95,37 @@ pub struct mi_stats_snapshot_s {
 }
 #[doc = " A snapshot of the allocator's memory, summed over all threads (see mi_stats_snapshot)."]
 pub type mi_stats_snapshot_t = mi_stats_snapshot_s;
+#[doc = " One area of a heap, as mi_heap_visit_blocks reports it: a run of blocks of one size."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct mi_heap_area_s {
+    #[doc = " the first block"]
+    pub blocks: *mut ::core::ffi::c_void,
+    #[doc = " bytes the area may grow to"]
+    pub reserved: usize,
+    #[doc = " bytes of blocks set up so far"]
+    pub committed: usize,
+    #[doc = " blocks in use"]
+    pub used: usize,
+    #[doc = " bytes of each block"]
+    pub block_size: usize,
+    #[doc = " bytes between the starts of two blocks"]
+    pub full_block_size: usize,
+    #[doc = " always 0"]
+    pub heap_tag: ::core::ffi::c_int,
+}
+#[doc = " One area of a heap, as mi_heap_visit_blocks reports it: a run of blocks of one size."]
+pub type mi_heap_area_t = mi_heap_area_s;
+#[doc = " Called by mi_heap_visit_blocks for each area (block NULL), then, if asked, for each block in\n use in it. Return false to stop the walk."]
+pub type mi_block_visit_fun = ::core::option::Option<
+    unsafe extern "C" fn(
+        heap: *const mi_heap_t,
+        area: *const mi_heap_area_t,
+        block: *mut ::core::ffi::c_void,
+        block_size: usize,
+        arg: *mut ::core::ffi::c_void,
+    ) -> bool,
+>;
 extern "C" {
     #[doc = " Allocate `size` bytes, 16-byte aligned (8 for size <= 8); size 0 gives a unique pointer.\n NULL with errno = ENOMEM when the request cannot be met."]
     #[link_name = "\u{1}shardalloc_mi_malloc"]
@@ -310,22 +341,22 @@ extern "C" {
     #[doc = " Free `p` that was allocated with `size` bytes and `alignment`."]
     #[link_name = "\u{1}shardalloc_mi_free_size_aligned"]
     pub fn mi_free_size_aligned(p: *mut ::core::ffi::c_void, size: usize, alignment: usize);
-    #[doc = " Create a new heap owned by the calling thread; NULL on exhaustion."]
+    #[doc = " Create a new heap; NULL on exhaustion. Every thread may allocate from it."]
     #[link_name = "\u{1}shardalloc_mi_heap_new"]
     pub fn mi_heap_new() -> *mut mi_heap_t;
-    #[doc = " Delete `heap`: blocks still allocated in it move to the thread's default heap."]
+    #[doc = " Delete `heap` (see above): blocks still allocated in it move to the main heap (in each\n thread's part: the calling thread's at once, another's at that thread's next allocation\n that misses its fast path) and stay valid. No-op for the main heap."]
     #[link_name = "\u{1}shardalloc_mi_heap_delete"]
     pub fn mi_heap_delete(heap: *mut mi_heap_t);
-    #[doc = " Destroy `heap` and free every block still allocated in it at once."]
+    #[doc = " Destroy `heap` (see above) and free every block still allocated in it at once, in every\n thread's part of it. For the main heap: mi_heap_collect(heap, false)."]
     #[link_name = "\u{1}shardalloc_mi_heap_destroy"]
     pub fn mi_heap_destroy(heap: *mut mi_heap_t);
-    #[doc = " The calling thread's default heap (the one mi_malloc uses)."]
+    #[doc = " The calling thread's default heap (the one mi_malloc uses): the main heap unless changed."]
     #[link_name = "\u{1}shardalloc_mi_heap_get_default"]
     pub fn mi_heap_get_default() -> *mut mi_heap_t;
     #[doc = " Make `heap` the calling thread's default heap; returns the previous one."]
     #[link_name = "\u{1}shardalloc_mi_heap_set_default"]
     pub fn mi_heap_set_default(heap: *mut mi_heap_t) -> *mut mi_heap_t;
-    #[doc = " Release what `heap` holds but does not use (force: also pages kept for reuse)."]
+    #[doc = " Release what `heap` holds but does not use (force: also pages kept for reuse): all of it in\n the calling thread's part; in other threads' parts, the pages whose blocks have all been\n freed (a thread busy in the allocator right then is skipped). For the main heap, the\n calling thread's part only."]
     #[link_name = "\u{1}shardalloc_mi_heap_collect"]
     pub fn mi_heap_collect(heap: *mut mi_heap_t, force: bool);
     #[doc = " mi_malloc from `heap`."]
@@ -508,7 +539,7 @@ extern "C" {
         alignment: usize,
         offset: usize,
     ) -> *mut ::core::ffi::c_void;
-    #[doc = " True when `p` points into a block that `heap` currently owns."]
+    #[doc = " True when `p` points into a block that `heap` currently owns (allocated from it by any\n thread, or moved into it by a delete)."]
     #[link_name = "\u{1}shardalloc_mi_heap_contains_block"]
     pub fn mi_heap_contains_block(heap: *mut mi_heap_t, p: *const ::core::ffi::c_void) -> bool;
     #[doc = " True when `p` (any pointer, safely) points into a block of `heap`."]
@@ -606,7 +637,15 @@ extern "C" {
     #[doc = " True when `p` points into memory that this allocator reserved from the OS."]
     #[link_name = "\u{1}shardalloc_mi_is_in_heap_region"]
     pub fn mi_is_in_heap_region(p: *const ::core::ffi::c_void) -> bool;
-    #[doc = " Walk `heap` (the caller's own) and its pages and check every invariant of the allocator's\n tables; true when all hold. Cost: proportional to the heap's pages and free blocks."]
+    #[doc = " Walk `heap` and its pages and check every invariant of the allocator's tables; true when\n all hold. Cost: proportional to the heap's pages and free blocks. Every thread's part of\n the heap, except for the main heap (the calling thread's part only); no thread may allocate\n from or free into the heap meanwhile (mi_heap_visit_blocks)."]
     #[link_name = "\u{1}shardalloc_mi_heap_check"]
     pub fn mi_heap_check(heap: *mut mi_heap_t) -> bool;
+    #[doc = " Call `visitor` for every area of `heap`, in every thread's part of it (for the main heap:\n the calling thread's part only), and for every block in use when `visit_all_blocks`.\n Returns false if the visitor stopped the walk. No thread may allocate from or free into\n `heap` meanwhile, and the visitor must not delete or destroy a heap; it may allocate and\n free elsewhere."]
+    #[link_name = "\u{1}shardalloc_mi_heap_visit_blocks"]
+    pub fn mi_heap_visit_blocks(
+        heap: *const mi_heap_t,
+        visit_all_blocks: bool,
+        visitor: mi_block_visit_fun,
+        arg: *mut ::core::ffi::c_void,
+    ) -> bool;
 }

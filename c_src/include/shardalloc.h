@@ -174,23 +174,40 @@ mi_decl_export void mi_free_aligned(void *p, size_t alignment);
 /* Free `p` that was allocated with `size` bytes and `alignment`. */
 mi_decl_export void mi_free_size_aligned(void *p, size_t size, size_t alignment);
 
-/* ---- Heaps: independent allocation areas owned by the thread that made them ------------- */
+/* ---- Heaps: independent allocation areas, shared by all threads ---------------------------- */
 
-/* An opaque heap. Only the thread that created a heap may allocate from it; any thread may
- * free its blocks. */
+/* An opaque heap, a process-wide object: any number of threads may allocate from the same
+ * heap at once (each gets its own part of it, so they do not contend), and any thread may free
+ * any block, whichever heap and thread it came from. The main heap is every thread's default
+ * heap (mi_malloc); it lives as long as the process. A heap made by mi_heap_new lives until
+ * mi_heap_delete or mi_heap_destroy, called from any thread; the caller must guarantee:
+ *   - no thread allocates from the heap (mi_heap_* with it, or mi_malloc with it as its
+ *     default) during or after the call, and no other thread has it as its default heap;
+ *   - the heap is deleted or destroyed once, by one thread;
+ *   - mi_heap_destroy: no block of the heap is used or freed, by any thread, during or after
+ *     the call (every one of them is freed by it, on every thread, exited ones included).
+ * After mi_heap_delete the blocks stay valid and may be freed by any thread at any time,
+ * during the call too. A thread that exits leaves its blocks of a heap in that heap: they are
+ * still found by its delete, destroy and walks. */
 typedef struct mi_heap_s mi_heap_t;
 
-/* Create a new heap owned by the calling thread; NULL on exhaustion. */
+/* Create a new heap; NULL on exhaustion. Every thread may allocate from it. */
 mi_decl_export mi_heap_t *mi_heap_new(void);
-/* Delete `heap`: blocks still allocated in it move to the thread's default heap. */
+/* Delete `heap` (see above): blocks still allocated in it move to the main heap (in each
+ * thread's part: the calling thread's at once, another's at that thread's next allocation
+ * that misses its fast path) and stay valid. No-op for the main heap. */
 mi_decl_export void mi_heap_delete(mi_heap_t *heap);
-/* Destroy `heap` and free every block still allocated in it at once. */
+/* Destroy `heap` (see above) and free every block still allocated in it at once, in every
+ * thread's part of it. For the main heap: mi_heap_collect(heap, false). */
 mi_decl_export void mi_heap_destroy(mi_heap_t *heap);
-/* The calling thread's default heap (the one mi_malloc uses). */
+/* The calling thread's default heap (the one mi_malloc uses): the main heap unless changed. */
 mi_decl_export mi_heap_t *mi_heap_get_default(void);
 /* Make `heap` the calling thread's default heap; returns the previous one. */
 mi_decl_export mi_heap_t *mi_heap_set_default(mi_heap_t *heap);
-/* Release what `heap` holds but does not use (force: also pages kept for reuse). */
+/* Release what `heap` holds but does not use (force: also pages kept for reuse): all of it in
+ * the calling thread's part; in other threads' parts, the pages whose blocks have all been
+ * freed (a thread busy in the allocator right then is skipped). For the main heap, the
+ * calling thread's part only. */
 mi_decl_export void mi_heap_collect(mi_heap_t *heap, bool force);
 /* mi_malloc from `heap`. */
 mi_decl_export mi_attr_malloc mi_attr_alloc_size(2) void *mi_heap_malloc(mi_heap_t *heap,
@@ -269,7 +286,8 @@ mi_heap_recalloc_aligned(mi_heap_t *heap, void *p, size_t count, size_t size,
 mi_decl_export mi_attr_alloc_size2(3, 4) void *
 mi_heap_recalloc_aligned_at(mi_heap_t *heap, void *p, size_t count, size_t size,
                             size_t alignment, size_t offset);
-/* True when `p` points into a block that `heap` currently owns. */
+/* True when `p` points into a block that `heap` currently owns (allocated from it by any
+ * thread, or moved into it by a delete). */
 mi_decl_export bool mi_heap_contains_block(mi_heap_t *heap, const void *p);
 /* True when `p` (any pointer, safely) points into a block of `heap`. */
 mi_decl_export bool mi_heap_check_owned(mi_heap_t *heap, const void *p);
@@ -406,9 +424,35 @@ mi_decl_export void mi_thread_done(void);
 mi_decl_export int mi_reserve_os_memory(size_t size, bool commit, bool allow_large);
 /* True when `p` points into memory that this allocator reserved from the OS. */
 mi_decl_export bool mi_is_in_heap_region(const void *p);
-/* Walk `heap` (the caller's own) and its pages and check every invariant of the allocator's
- * tables; true when all hold. Cost: proportional to the heap's pages and free blocks. */
+/* Walk `heap` and its pages and check every invariant of the allocator's tables; true when
+ * all hold. Cost: proportional to the heap's pages and free blocks. Every thread's part of
+ * the heap, except for the main heap (the calling thread's part only); no thread may allocate
+ * from or free into the heap meanwhile (mi_heap_visit_blocks). */
 mi_decl_export bool mi_heap_check(mi_heap_t *heap);
+
+/* One area of a heap, as mi_heap_visit_blocks reports it: a run of blocks of one size. */
+typedef struct mi_heap_area_s {
+  void *blocks;           /* the first block */
+  size_t reserved;        /* bytes the area may grow to */
+  size_t committed;       /* bytes of blocks set up so far */
+  size_t used;            /* blocks in use */
+  size_t block_size;      /* bytes of each block */
+  size_t full_block_size; /* bytes between the starts of two blocks */
+  int heap_tag;           /* always 0 */
+} mi_heap_area_t;
+
+/* Called by mi_heap_visit_blocks for each area (block NULL), then, if asked, for each block in
+ * use in it. Return false to stop the walk. */
+typedef bool(mi_block_visit_fun)(const mi_heap_t *heap, const mi_heap_area_t *area, void *block,
+                                 size_t block_size, void *arg);
+
+/* Call `visitor` for every area of `heap`, in every thread's part of it (for the main heap:
+ * the calling thread's part only), and for every block in use when `visit_all_blocks`.
+ * Returns false if the visitor stopped the walk. No thread may allocate from or free into
+ * `heap` meanwhile, and the visitor must not delete or destroy a heap; it may allocate and
+ * free elsewhere. */
+mi_decl_export bool mi_heap_visit_blocks(const mi_heap_t *heap, bool visit_all_blocks,
+                                         mi_block_visit_fun *visitor, void *arg);
 
 #ifdef __cplusplus
 }

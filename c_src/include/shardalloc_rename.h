@@ -54,6 +54,7 @@
 #define mi_heap_set_default shardalloc_mi_heap_set_default
 #define mi_heap_strdup shardalloc_mi_heap_strdup
 #define mi_heap_strndup shardalloc_mi_heap_strndup
+#define mi_heap_visit_blocks shardalloc_mi_heap_visit_blocks
 #define mi_heap_zalloc shardalloc_mi_heap_zalloc
 #define mi_heap_zalloc_aligned shardalloc_mi_heap_zalloc_aligned
 #define mi_heap_zalloc_aligned_at shardalloc_mi_heap_zalloc_aligned_at

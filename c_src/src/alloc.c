@@ -41,8 +41,9 @@ static void *heap_malloc_huge_aligned(heap_t *heap, size_t size, size_t alignmen
                                       size_t offset) {
   if (heap == &_sa_heap_empty) heap = _sa_thread_heap_init();
   void *p = NULL;
-  page_t *page = heap == NULL ? NULL
-                              : _sa_segment_huge_page_alloc_aligned(size, alignment, offset, &p);
+  page_t *page = heap == NULL || heap->thread == NULL /* no instance could be made */
+                     ? NULL
+                     : _sa_segment_huge_page_alloc_aligned(size, alignment, offset, &p);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;
@@ -313,15 +314,34 @@ void *_sa_heap_realloc_aligned(heap_t *heap, void *p, size_t newsize, size_t ali
   return heap_realloc_zero(heap, p, newsize, alignment, zero);
 }
 
-/* ---- Heap allocation --------------------------------------------------------------------------- */
-void *mi_heap_malloc(heap_t *heap, size_t size) { return sa_heap_malloc(heap, size); }
-void *mi_heap_zalloc(heap_t *heap, size_t size) { return sa_heap_malloc_zero(heap, size, true); }
-void *mi_heap_calloc(heap_t *heap, size_t count, size_t size) {
-  return heap_calloc(heap, count, size);
+/* ---- Heap allocation: the calling thread's instance of the heap (sharedheap.c) ----------------
+ * The hot entry points test the thread's cache themselves and leave the lookup to a cold
+ * function called last, so that a hit needs no stack frame: a compare and a load more than
+ * the default heap's path. */
+static sa_cold void *heap_malloc_lookup(mi_heap_t *heap, size_t size, bool zero) {
+  return sa_heap_malloc_zero(_sa_heap_instance_lookup(heap), size, zero);
 }
-void *mi_heap_realloc(heap_t *heap, void *p, size_t newsize) {
-  return heap_realloc_zero(heap, p, newsize, 1, false);
+static sa_cold void *heap_malloc_aligned_lookup(mi_heap_t *heap, size_t size, size_t alignment) {
+  return heap_malloc_aligned(_sa_heap_instance_lookup(heap), size, alignment);
 }
-void *mi_heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
-  return heap_malloc_aligned(heap, size, alignment);
+
+void *mi_heap_malloc(mi_heap_t *heap, size_t size) {
+  if (sa_likely(heap->id == _sa_heap_cache.id)) return sa_heap_malloc(_sa_heap_cache.instance, size);
+  return heap_malloc_lookup(heap, size, false);
+}
+void *mi_heap_zalloc(mi_heap_t *heap, size_t size) {
+  if (sa_likely(heap->id == _sa_heap_cache.id))
+    return sa_heap_malloc_zero(_sa_heap_cache.instance, size, true);
+  return heap_malloc_lookup(heap, size, true);
+}
+void *mi_heap_calloc(mi_heap_t *heap, size_t count, size_t size) {
+  return heap_calloc(sa_heap_instance(heap), count, size);
+}
+void *mi_heap_realloc(mi_heap_t *heap, void *p, size_t newsize) {
+  return heap_realloc_zero(sa_heap_instance(heap), p, newsize, 1, false);
+}
+void *mi_heap_malloc_aligned(mi_heap_t *heap, size_t size, size_t alignment) {
+  if (sa_likely(heap->id == _sa_heap_cache.id))
+    return heap_malloc_aligned(_sa_heap_cache.instance, size, alignment);
+  return heap_malloc_aligned_lookup(heap, size, alignment);
 }

@@ -16,10 +16,11 @@ static bool mul_checked(size_t count, size_t size, size_t *total) {
 
 /* Reallocation keeping `p + offset` aligned. Offset 0 is alloc.c's aligned realloc (which can
  * resize in place); otherwise: in place when the block fits and is aligned, else move. */
-static void *heap_realloc_aligned_at(heap_t *heap, void *p, size_t newsize, size_t alignment,
+static void *heap_realloc_aligned_at(mi_heap_t *heap, void *p, size_t newsize, size_t alignment,
                                      size_t offset, bool zero) {
-  if (offset == 0) return _sa_heap_realloc_aligned(heap, p, newsize, alignment, zero);
-  if (p == NULL) return _sa_heap_malloc_aligned_at(heap, newsize, alignment, offset, zero);
+  heap_t *instance = sa_heap_instance(heap);
+  if (offset == 0) return _sa_heap_realloc_aligned(instance, p, newsize, alignment, zero);
+  if (p == NULL) return _sa_heap_malloc_aligned_at(instance, newsize, alignment, offset, zero);
   size_t usable = mi_usable_size(p);
   if (usable == 0) { /* not a live block of ours */
     errno = EINVAL;
@@ -30,14 +31,14 @@ static void *heap_realloc_aligned_at(heap_t *heap, void *p, size_t newsize, size
     if (zero) memset((uint8_t *)p + newsize, 0, usable - newsize);
     return p;
   }
-  void *q = _sa_heap_malloc_aligned_at(heap, newsize, alignment, offset, zero);
+  void *q = _sa_heap_malloc_aligned_at(instance, newsize, alignment, offset, zero);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
   mi_free(p);
   return q;
 }
 
-static char *heap_strndup(heap_t *heap, const char *s, size_t n) {
+static char *heap_strndup(mi_heap_t *heap, const char *s, size_t n) {
   if (s == NULL) return NULL;
   size_t len = strnlen(s, n);
   char *t = mi_heap_malloc(heap, len + 1);
@@ -88,86 +89,86 @@ void *mi_aligned_offset_recalloc(void *p, size_t count, size_t size, size_t alig
 }
 
 /* ---- Heap variants ---------------------------------------------------------------------------- */
-void *mi_heap_malloc_small(heap_t *heap, size_t size) {
+void *mi_heap_malloc_small(mi_heap_t *heap, size_t size) {
   sa_assert(size <= MI_SMALL_SIZE_MAX);
   return mi_heap_malloc(heap, size);
 }
 
-void *mi_heap_mallocn(heap_t *heap, size_t count, size_t size) {
+void *mi_heap_mallocn(mi_heap_t *heap, size_t count, size_t size) {
   size_t total;
   return mul_checked(count, size, &total) ? mi_heap_malloc(heap, total) : NULL;
 }
 
-void *mi_heap_reallocn(heap_t *heap, void *p, size_t count, size_t size) {
+void *mi_heap_reallocn(mi_heap_t *heap, void *p, size_t count, size_t size) {
   size_t total;
   return mul_checked(count, size, &total) ? mi_heap_realloc(heap, p, total) : NULL;
 }
 
-void *mi_heap_reallocf(heap_t *heap, void *p, size_t newsize) {
+void *mi_heap_reallocf(mi_heap_t *heap, void *p, size_t newsize) {
   void *q = mi_heap_realloc(heap, p, newsize);
   if (q == NULL) mi_free(p);
   return q;
 }
 
-char *mi_heap_strdup(heap_t *heap, const char *s) {
+char *mi_heap_strdup(mi_heap_t *heap, const char *s) {
   return s == NULL ? NULL : heap_strndup(heap, s, strlen(s));
 }
-char *mi_heap_strndup(heap_t *heap, const char *s, size_t n) { return heap_strndup(heap, s, n); }
+char *mi_heap_strndup(mi_heap_t *heap, const char *s, size_t n) { return heap_strndup(heap, s, n); }
 
 /* realpath(3) resolves into a buffer of its own (libc malloc when `resolved` is NULL, which
  * may not be ours): resolve into a stack buffer, then copy into `heap`. */
-char *mi_heap_realpath(heap_t *heap, const char *path, char *resolved) {
+char *mi_heap_realpath(mi_heap_t *heap, const char *path, char *resolved) {
   if (resolved != NULL) return realpath(path, resolved);
   char buf[PATH_MAX];
   if (realpath(path, buf) == NULL) return NULL;
   return mi_heap_strdup(heap, buf);
 }
 
-void *mi_heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset) {
-  return _sa_heap_malloc_aligned_at(heap, size, alignment, offset, false);
+void *mi_heap_malloc_aligned_at(mi_heap_t *heap, size_t size, size_t alignment, size_t offset) {
+  return _sa_heap_malloc_aligned_at(sa_heap_instance(heap), size, alignment, offset, false);
 }
-void *mi_heap_zalloc_aligned(heap_t *heap, size_t size, size_t alignment) {
-  return _sa_heap_malloc_aligned_at(heap, size, alignment, 0, true);
+void *mi_heap_zalloc_aligned(mi_heap_t *heap, size_t size, size_t alignment) {
+  return _sa_heap_malloc_aligned_at(sa_heap_instance(heap), size, alignment, 0, true);
 }
-void *mi_heap_zalloc_aligned_at(heap_t *heap, size_t size, size_t alignment, size_t offset) {
-  return _sa_heap_malloc_aligned_at(heap, size, alignment, offset, true);
+void *mi_heap_zalloc_aligned_at(mi_heap_t *heap, size_t size, size_t alignment, size_t offset) {
+  return _sa_heap_malloc_aligned_at(sa_heap_instance(heap), size, alignment, offset, true);
 }
-void *mi_heap_calloc_aligned(heap_t *heap, size_t count, size_t size, size_t alignment) {
+void *mi_heap_calloc_aligned(mi_heap_t *heap, size_t count, size_t size, size_t alignment) {
   return mi_heap_calloc_aligned_at(heap, count, size, alignment, 0);
 }
-void *mi_heap_calloc_aligned_at(heap_t *heap, size_t count, size_t size, size_t alignment,
+void *mi_heap_calloc_aligned_at(mi_heap_t *heap, size_t count, size_t size, size_t alignment,
                                 size_t offset) {
   size_t total;
   if (!mul_checked(count, size, &total)) return NULL;
-  return _sa_heap_malloc_aligned_at(heap, total, alignment, offset, true);
+  return _sa_heap_malloc_aligned_at(sa_heap_instance(heap), total, alignment, offset, true);
 }
 
-void *mi_heap_realloc_aligned(heap_t *heap, void *p, size_t newsize, size_t alignment) {
+void *mi_heap_realloc_aligned(mi_heap_t *heap, void *p, size_t newsize, size_t alignment) {
   return heap_realloc_aligned_at(heap, p, newsize, alignment, 0, false);
 }
-void *mi_heap_realloc_aligned_at(heap_t *heap, void *p, size_t newsize, size_t alignment,
+void *mi_heap_realloc_aligned_at(mi_heap_t *heap, void *p, size_t newsize, size_t alignment,
                                  size_t offset) {
   return heap_realloc_aligned_at(heap, p, newsize, alignment, offset, false);
 }
-void *mi_heap_rezalloc(heap_t *heap, void *p, size_t newsize) {
+void *mi_heap_rezalloc(mi_heap_t *heap, void *p, size_t newsize) {
   return heap_realloc_aligned_at(heap, p, newsize, 1, 0, true);
 }
-void *mi_heap_recalloc(heap_t *heap, void *p, size_t count, size_t size) {
+void *mi_heap_recalloc(mi_heap_t *heap, void *p, size_t count, size_t size) {
   size_t total;
   return mul_checked(count, size, &total) ? mi_heap_rezalloc(heap, p, total) : NULL;
 }
-void *mi_heap_rezalloc_aligned(heap_t *heap, void *p, size_t newsize, size_t alignment) {
+void *mi_heap_rezalloc_aligned(mi_heap_t *heap, void *p, size_t newsize, size_t alignment) {
   return heap_realloc_aligned_at(heap, p, newsize, alignment, 0, true);
 }
-void *mi_heap_rezalloc_aligned_at(heap_t *heap, void *p, size_t newsize, size_t alignment,
+void *mi_heap_rezalloc_aligned_at(mi_heap_t *heap, void *p, size_t newsize, size_t alignment,
                                   size_t offset) {
   return heap_realloc_aligned_at(heap, p, newsize, alignment, offset, true);
 }
-void *mi_heap_recalloc_aligned(heap_t *heap, void *p, size_t count, size_t size,
+void *mi_heap_recalloc_aligned(mi_heap_t *heap, void *p, size_t count, size_t size,
                                size_t alignment) {
   return mi_heap_recalloc_aligned_at(heap, p, count, size, alignment, 0);
 }
-void *mi_heap_recalloc_aligned_at(heap_t *heap, void *p, size_t count, size_t size,
+void *mi_heap_recalloc_aligned_at(mi_heap_t *heap, void *p, size_t count, size_t size,
                                   size_t alignment, size_t offset) {
   size_t total;
   if (!mul_checked(count, size, &total)) return NULL;

@@ -1,6 +1,7 @@
-/* shardalloc: heaps. The pool that heap and thread objects come from, heap set-up and
- * tear-down (delete, destroy, abandon at thread exit, adopting pages), collection, the
- * heap validity walk, and the public mi_heap_* functions that are not allocation. */
+/* shardalloc: thread heaps, the per-thread instances of heaps. The pool that thread, instance
+ * and heap objects come from, instance set-up and tear-down (merge into the backing heap,
+ * destroy, abandon at thread exit, adopting pages), collection, the validity walk, and the
+ * questions about a block's heap. The process-wide heaps above them are in sharedheap.c. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -54,7 +55,7 @@ void _sa_pool_free(thread_t *obj) {
 }
 
 /* ---- Set-up -------------------------------------------------------------------------------- */
-void _sa_heap_init(heap_t *heap, thread_t *thread) {
+void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
   memset(heap, 0, sizeof(*heap));
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) heap->pages_direct[w] = &_sa_page_empty;
   for (size_t bin = 0; bin < BIN_COUNT; bin++) heap->pages[bin].block_size = sa_bin_size(bin);
@@ -62,14 +63,14 @@ void _sa_heap_init(heap_t *heap, thread_t *thread) {
   heap->thread = thread;
   heap->retired_min = BIN_COUNT;
   heap->retired_max = 0;
+  atomic_store_explicit(&heap->heap, of, memory_order_relaxed);
+  if (thread == NULL) return;
   heap->next = thread->heaps;
   thread->heaps = heap;
-}
-
-static void heap_unlink(heap_t *heap) {
-  heap_t **link = &heap->thread->heaps;
-  while (*link != heap) link = &(*link)->next;
-  *link = heap->next;
+  pthread_mutex_lock(&_sa_heaps_lock);
+  heap->next_instance = of->instances;
+  of->instances = heap;
+  pthread_mutex_unlock(&_sa_heaps_lock);
 }
 
 #define heap_for_each_page(heap, queue, page, next)                                         \
@@ -109,10 +110,15 @@ void _sa_heap_adopt_page(heap_t *heap, page_t *page) {
   heap->page_count++;
 }
 
-/* Thread exit: free the empty pages, detach the rest (their segments get abandoned). */
+/* Thread exit: free the empty pages, detach the rest (their segments get abandoned). Pages of
+ * a heap other than the main one keep pointing at it, through its detached instance, so that
+ * a reclaim gives them back to that heap and its delete or destroy finds them. */
 void _sa_heap_detach_pages(heap_t *heap) {
-  _sa_heap_huge_move(heap, NULL);
+  struct mi_heap_s *of = sa_instance_of(heap);
+  heap_t *detached = of == &_sa_heap_main ? NULL : &of->detached;
+  _sa_heap_huge_move(heap, detached);
   heap_close_delayed(heap);
+  int64_t detached_pages = 0;
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_collect(page);
     if (page->used == 0) {
@@ -122,14 +128,20 @@ void _sa_heap_detach_pages(heap_t *heap) {
       _sa_page_queue_remove(heap, queue, page);
       page->flags.x.in_full = 0;
       page->retire_expire = 0;
-      atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+      atomic_store_explicit(&page->heap, detached, memory_order_relaxed);
       heap->page_count--;
+      detached_pages++;
     }
+  }
+  if (detached != NULL && detached_pages != 0) { /* counted before the segments are abandoned */
+    pthread_mutex_lock(&_sa_heaps_lock);
+    of->abandoned_pages += detached_pages;
+    pthread_mutex_unlock(&_sa_heaps_lock);
   }
 }
 
 /* ---- Collection ------------------------------------------------------------------------- */
-static void heap_collect(heap_t *heap, bool force) {
+void _sa_heap_collect(heap_t *heap, bool force) {
   if (force) { /* take in exited threads' memory: their empty pages go back below */
     while (_sa_segment_try_reclaim(heap)) {
     }
@@ -148,50 +160,22 @@ static void heap_collect(heap_t *heap, bool force) {
   }
 }
 
-/* The owner side of the housekeeper's exclusion around a whole heap operation. */
-#define HEAP_LOCKED(heap, call)             \
-  do {                                      \
-    thread_t *locked_thread = (heap)->thread; \
-    sa_house_enter(locked_thread);          \
-    call;                                   \
-    sa_house_exit(locked_thread);           \
-  } while (0)
-
-void mi_heap_collect(heap_t *heap, bool force) {
-  _sa_deferred_free(force);
-  if (heap == NULL || heap == &_sa_heap_empty) return;
-  HEAP_LOCKED(heap, heap_collect(heap, force));
+/* ---- Merge and destroy -------------------------------------------------------------------
+ * Both run with the owner's house_lock held, by the owner (merge) or by any thread (destroy:
+ * its caller guarantees that no thread touches the heap or its blocks, so the owner's fast
+ * paths cannot reach its pages). Neither takes the house_lock again: a thread that holds
+ * another's lock is not its owner, and must not count in its house_depth. */
+static void heap_unlink(heap_t *heap) {
+  heap_t **link = &heap->thread->heaps;
+  while (*link != heap) link = &(*link)->next;
+  *link = heap->next;
 }
 
-void mi_collect(bool force) { mi_heap_collect(_sa_heap_default, force); }
-
-/* ---- Public heap functions -------------------------------------------------------------- */
-heap_t *mi_heap_get_default(void) {
-  heap_t *heap = _sa_heap_default;
-  if (sa_unlikely(heap == &_sa_heap_empty)) heap = _sa_thread_heap_init();
-  return heap;
-}
-
-heap_t *mi_heap_set_default(heap_t *heap) {
-  heap_t *old = mi_heap_get_default();
-  if (heap != NULL && heap != &_sa_heap_empty) _sa_heap_default = heap;
-  return old;
-}
-
-heap_t *mi_heap_new(void) {
-  heap_t *backing = mi_heap_get_default();
-  if (backing == NULL) return NULL;
-  thread_t *obj = _sa_pool_alloc();
-  if (obj == NULL) return NULL;
-  heap_t *heap = &obj->heap;
-  HEAP_LOCKED(backing, _sa_heap_init(heap, backing->thread));
-  return heap;
-}
-
-/* The heap stops existing; its live blocks move to the thread's backing heap. */
-static void heap_delete(heap_t *heap) {
+/* The instance stops existing; its live blocks move to its thread's backing heap. The owner
+ * does this (it may free into these pages from its fast path at any time). */
+void _sa_heap_merge(heap_t *heap) {
   thread_t *thread = heap->thread;
-  if (heap == &thread->heap) return; /* the backing heap lives as long as its thread */
+  sa_assert(heap != &thread->heap);
   _sa_heap_huge_move(heap, &thread->heap);
   heap_close_delayed(heap);
   heap_for_each_page(heap, queue, page, next) {
@@ -202,11 +186,6 @@ static void heap_delete(heap_t *heap) {
   if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
   heap_unlink(heap);
   _sa_pool_free((thread_t *)heap);
-}
-
-void mi_heap_delete(heap_t *heap) {
-  if (heap == NULL || heap == &_sa_heap_empty) return;
-  HEAP_LOCKED(heap, heap_delete(heap));
 }
 
 #if SA_TRACK
@@ -234,13 +213,11 @@ static void track_free_live_blocks(page_t *page) {
 #define track_free_live_blocks(page) ((void)0)
 #endif
 
-/* The heap stops existing and so do all its blocks. */
-static void heap_destroy(heap_t *heap) {
+/* The instance stops existing and so do all its blocks. Blocks other threads handed over
+ * through the delayed list go back to their pages first, so that every block is in exactly
+ * one list or live when the pages go (what a memory checker is told, track_free_live_blocks). */
+void _sa_heap_destroy_pages(heap_t *heap) {
   thread_t *thread = heap->thread;
-  if (heap == &thread->heap) { /* the backing heap cannot go: collect it instead */
-    heap_collect(heap, false);
-    return;
-  }
   while (heap->huge_pages != NULL) {
     page_t *page = heap->huge_pages;
     if (page->flags.x.has_aligned) sa_track_mem_noaccess(sa_page_start(page), sa_block_size(page));
@@ -248,21 +225,17 @@ static void heap_destroy(heap_t *heap) {
     _sa_heap_huge_remove(page);
     _sa_segment_huge_free(sa_segment_of(page));
   }
-  heap_close_delayed(heap);
+  heap_for_each_page(heap, queue, page, next) _sa_page_set_delayed(page, DELAYED_NEVER, true);
+  _sa_heap_delayed_to_pages(heap);
   heap_for_each_page(heap, queue, page, next) {
     track_free_live_blocks(page);
     page->used = 0;
     page->flags.x.in_full = 0;
     _sa_page_free(page, queue);
   }
-  if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
+  if (_sa_heap_default == heap) _sa_heap_default = &thread->heap; /* the owner destroying */
   heap_unlink(heap);
   _sa_pool_free((thread_t *)heap);
-}
-
-void mi_heap_destroy(heap_t *heap) {
-  if (heap == NULL || heap == &_sa_heap_empty) return;
-  HEAP_LOCKED(heap, heap_destroy(heap));
 }
 
 /* The page whose blocks hold `p`, for any address; NULL if `p` is not in a page in use. */
@@ -278,12 +251,16 @@ static page_t *live_page_of(const void *p) {
   return page;
 }
 
-bool mi_heap_contains_block(heap_t *heap, const void *p) {
+/* The heap a live page belongs to: its instance's, or the main heap for a page of an exited
+ * thread's main instance (page->heap NULL); NULL for a free huge block. */
+bool mi_heap_contains_block(mi_heap_t *heap, const void *p) {
   const page_t *page = live_page_of(p);
-  return page != NULL && atomic_load_explicit(&page->heap, memory_order_relaxed) == heap;
+  if (page == NULL) return false;
+  const heap_t *instance = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  return (instance != NULL ? sa_instance_of(instance) : &_sa_heap_main) == heap;
 }
 
-bool mi_heap_check_owned(heap_t *heap, const void *p) {
+bool mi_heap_check_owned(mi_heap_t *heap, const void *p) {
   if (((uintptr_t)p & (SA_INTPTR_SIZE - 1)) != 0) return false;
   return mi_heap_contains_block(heap, p);
 }
@@ -321,11 +298,4 @@ bool _sa_heap_check(heap_t *heap) {
     SA_CHECK(page != &_sa_page_empty || queue->first == NULL);
   }
   return true;
-}
-
-bool mi_heap_check(heap_t *heap) {
-  if (heap == NULL || heap == &_sa_heap_empty) return true;
-  bool ok;
-  HEAP_LOCKED(heap, ok = _sa_heap_check(heap));
-  return ok;
 }

@@ -13,7 +13,7 @@
  *   - purges: it sleeps until the earliest due time that any thread noted, then purges what
  *     is due in every segment (owned, abandoned, cached);
  *   - cross-thread frees: the first such free after a sweep sets a flag and wakes it; at most
- *     once per purge delay it sweeps every live thread's heaps (heap_sweep, below) under
+ *     once per purge delay it sweeps every live thread's heaps (_sa_heap_sweep, below) under
  *     that thread's house_lock, taken with a try (a thread in its slow path is skipped and
  *     retried next round), freeing every page whose handed-out blocks all wait in its
  *     cross-thread list; those pages' slices then go back after the purge delay;
@@ -100,7 +100,7 @@ static uint16_t owner_used(const page_t *page) {
 }
 #endif
 
-static void delayed_to_page_lists(heap_t *heap) {
+void _sa_heap_delayed_to_pages(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
@@ -123,8 +123,8 @@ static void delayed_to_page_lists(heap_t *heap) {
   }
 }
 
-static void heap_sweep(heap_t *heap) {
-  delayed_to_page_lists(heap);
+void _sa_heap_sweep(heap_t *heap) {
+  _sa_heap_delayed_to_pages(heap);
   for (size_t bin = 0; bin < BIN_QUEUES; bin++) {
     page_queue_t *queue = &heap->pages[bin];
     /* the first page of a size class is where the owner's malloc takes blocks from */
@@ -154,9 +154,10 @@ static void take_abandoned(heap_t *heap) {
   sa_house_enter(thread);
   bool took = false;
   while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
-  if (took) {
+  if (took) { /* the pages went to its instances of their heaps: detach them all again */
     for (heap_t *h = thread->heaps; h != NULL; h = h->next) _sa_heap_detach_pages(h);
     _sa_segments_abandon(thread);
+    _sa_heap_instances_release(thread, false);
   }
   sa_house_exit(thread);
 }
@@ -168,7 +169,7 @@ static bool sweep_thread(thread_t *thread, void *arg) {
     *busy = true; /* in its slow path (or exiting): next round */
     return true;
   }
-  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) heap_sweep(heap);
+  for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next) _sa_heap_sweep(heap);
   atomic_store_explicit(&thread->house_lock, false, memory_order_release);
   return true;
 }
@@ -210,7 +211,8 @@ static void sleep_until_work(int64_t sweep_at) {
 static void *housekeeper_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "shardalloc-hk"); /* as top and ps show it */
-  heap_t *own = mi_heap_get_default(); /* abandoned segments are taken in through it */
+  /* abandoned segments are taken in through its backing heap */
+  heap_t *own = mi_heap_get_default() != NULL ? _sa_heap_default : NULL;
   int64_t last_sweep = 0;
   unsigned busy_rounds = 0;
   while (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_STOPPING) {

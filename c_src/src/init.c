@@ -16,19 +16,17 @@ static bool thread_key_ok;
 
 static void thread_done(thread_t *thread) {
   _sa_heap_default = &_sa_heap_empty;
-  sa_house_enter(thread); /* held to the end: the housekeeper must not sweep what goes away */
+  _sa_heap_cache.id = 0;
+  /* held to the end: neither the housekeeper nor a heap's delete or destroy in another thread
+   * may touch what goes away */
+  sa_house_enter(thread);
   /* the backing heap goes last: other heaps of the thread are listed before it */
   for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
     _sa_heap_detach_pages(heap);
   _sa_segments_abandon(thread);
+  _sa_heap_instances_release(thread, true); /* off their heaps' lists; instances freed */
   _sa_stats_thread_done(thread); /* off the live list: no sweep reaches it any more */
   sa_house_exit(thread);
-  heap_t *heap = thread->heaps;
-  while (heap != NULL) {
-    heap_t *next = heap->next;
-    if (heap != &thread->heap) _sa_pool_free((thread_t *)heap);
-    heap = next;
-  }
   _sa_pool_free(thread);
 }
 
@@ -47,6 +45,7 @@ static void thread_key_destructor(void *value) {
  * order to release. */
 static pthread_mutex_t *const fork_locks[] = {
     &_sa_threads_lock, /* the housekeeper sweeps under it, taking the others */
+    &_sa_heaps_lock,   /* heaps' instance lists; a collect sweeps under it */
     &_sa_pool_lock,    &_sa_huge_lock,  &_sa_owned_lock, &_sa_segments_lock, &_sa_arena_lock,
 };
 #define FORK_LOCK_COUNT (sizeof(fork_locks) / sizeof(fork_locks[0]))
@@ -64,7 +63,14 @@ static void fork_child(void) {
   _sa_segments_fork_purge_locks(false);
   for (size_t i = FORK_LOCK_COUNT; i-- > 0;) pthread_mutex_init(fork_locks[i], NULL);
   heap_t *heap = _sa_heap_default;
-  if (heap != &_sa_heap_empty) _sa_heaps_fork_child(heap->thread);
+  if (heap != &_sa_heap_empty) {
+    /* a walk of a heap by a thread that did not survive may have held this thread's lock
+     * (mi_heap_visit_blocks only reads): this thread is in none of its slow paths */
+    if (heap->thread->house_depth == 0)
+      atomic_store_explicit(&heap->thread->house_lock, false, memory_order_relaxed);
+    _sa_heaps_fork_child(heap->thread);
+    _sa_heaps_fork_child_unlist(heap->thread); /* no delete or destroy waits on a lost thread */
+  }
 }
 
 /* At exit (a destructor, not atexit: registering may allocate, inside our own malloc). */
@@ -96,7 +102,7 @@ heap_t *_sa_thread_heap_init(void) {
   thread_t *thread = _sa_pool_alloc();
   if (thread == NULL) return NULL;
   thread->thread_id = sa_thread_id();
-  _sa_heap_init(&thread->heap, thread);
+  _sa_heap_init(&thread->heap, thread, &_sa_heap_main);
   _sa_heap_default = &thread->heap;
   if (thread_key_ok) pthread_setspecific(thread_key, thread);
   _sa_stats_thread_start(thread);

@@ -31,6 +31,7 @@ extern __thread heap_t *_sa_heap_default SA_TLS_MODEL;
 /* ---- Global locks -----------------------------------------------------------------------
  * Every mutex of the library that is not in a per-thread object. Each is defined (and
  * documented) in the file named; init.c lists them in lock order and holds them across fork. */
+extern pthread_mutex_t _sa_heaps_lock;    /* sharedheap.c: heaps' instance lists */
 extern pthread_mutex_t _sa_pool_lock;     /* heap.c: the pool of thread and heap objects */
 extern pthread_mutex_t _sa_huge_lock;     /* huge.c: the lists of huge pages */
 extern pthread_mutex_t _sa_owned_lock;    /* purge.c: the list of all owned segments */

@@ -371,8 +371,8 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
 }
 
 void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
-  if (sa_unlikely(heap == &_sa_heap_empty)) {
-    heap = _sa_thread_heap_init();
+  if (sa_unlikely(heap->thread == NULL)) { /* no thread yet, or an instance could not be made */
+    heap = heap == &_sa_heap_empty ? _sa_thread_heap_init() : NULL;
     if (heap == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -381,6 +381,7 @@ void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
   thread_t *thread = heap->thread;
   sa_house_enter(thread);
   void *p = malloc_generic(heap, size, zero);
+  sa_heap_merge_if_pending(thread); /* instances other threads deleted (sharedheap.c) */
   sa_house_exit(thread);
   sa_housekeeper_start_if_wanted();
   return p;

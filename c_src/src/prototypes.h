@@ -57,7 +57,8 @@ void _sa_segment_page_free(page_t *page, thread_t *thread);
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);
-/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
+/* Take one abandoned segment into `heap`'s thread, each page into the thread's instance of
+ * the page's heap; true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);
@@ -127,20 +128,66 @@ void _sa_debug_check_free(const page_t *page, const block_t *block, const void *
 void _sa_debug_fill_freed(const page_t *page, block_t *block);
 #endif
 
-/* ---- heap.c ----------------------------------------------------------------------------- */
+/* ---- heap.c: thread heaps (instances) ----------------------------------------------------- */
 extern heap_t _sa_heap_empty;
-void _sa_heap_init(heap_t *heap, thread_t *thread);
+/* Set up `heap` as `thread`'s instance of `of` (listed in both; NULL thread: a heap's
+ * detached instance, listed nowhere). */
+void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of);
+/* The heap `heap` is an instance of. */
+sa_inline struct mi_heap_s *sa_instance_of(const heap_t *heap) {
+  return atomic_load_explicit(&heap->heap, memory_order_relaxed);
+}
 void _sa_heap_collect_retired(heap_t *heap, bool force);
-/* Detach every page of `heap` (abandon: pages keep their blocks but lose their heap). */
+/* Collect the instance (its owner's thread, house_lock held). */
+void _sa_heap_collect(heap_t *heap, bool force);
+/* Detach every page of `heap` (abandon: pages keep their blocks; page->heap becomes the
+ * heap's detached instance, counted in its abandoned_pages, or NULL for the main heap). */
 void _sa_heap_detach_pages(heap_t *heap);
 /* Give a page to `heap` (reclaim, or a deleted heap's pages). */
 void _sa_heap_adopt_page(heap_t *heap, page_t *page);
+/* The owner merges `heap` into its backing heap: blocks move there, `heap` is freed. */
+void _sa_heap_merge(heap_t *heap);
+/* Free every page and block of `heap` and `heap` itself (owner's house_lock held; no thread
+ * uses the heap's blocks). */
+void _sa_heap_destroy_pages(heap_t *heap);
 bool _sa_heap_check(heap_t *heap);
 thread_t *_sa_pool_alloc(void);
 void _sa_pool_free(thread_t *obj);
 /* fork, in the child: no page of `thread`'s heaps waits on a cross-thread free that was
  * half done (its thread is gone). */
 void _sa_heaps_fork_child(thread_t *thread);
+
+/* ---- sharedheap.c: process-wide heaps and their per-thread instances ------------------------ */
+extern struct mi_heap_s _sa_heap_main;
+/* The calling thread's last heap used by id and its instance there: mi_heap_malloc's one
+ * compare. Ids are never reused, so a stale entry never matches. */
+typedef struct heap_cache_s {
+  uint64_t id;
+  heap_t *instance;
+} heap_cache_t;
+extern __thread heap_cache_t _sa_heap_cache SA_TLS_MODEL;
+/* The calling thread's instance of `heap`, found or made (the cold side of sa_heap_instance). */
+heap_t *_sa_heap_instance_lookup(struct mi_heap_s *heap) sa_cold;
+sa_inline heap_t *sa_heap_instance(struct mi_heap_s *heap) {
+  if (sa_likely(heap->id == _sa_heap_cache.id)) return _sa_heap_cache.instance;
+  return _sa_heap_instance_lookup(heap);
+}
+/* The instance of `thread` that takes a reclaimed page of an exited thread (the page's heap's;
+ * made if need be), taking the page off its heap's abandoned count; with !adopt the page is
+ * about to be freed and NULL is returned. Caller holds thread's house_lock. */
+heap_t *_sa_heap_reclaim_home(thread_t *thread, page_t *page, bool adopt);
+/* Thread exit (`backing_too`) or the housekeeper's re-abandon: unlist the thread's instances
+ * from their heaps and free all but the backing heap. Pages are detached already. */
+void _sa_heap_instances_release(thread_t *thread, bool backing_too);
+/* Merge the instances other threads deleted (the owner, its house_lock held). */
+void _sa_heap_merge_pending(thread_t *thread);
+/* The same, as a slow path's one load when there is nothing to merge. */
+sa_inline void sa_heap_merge_if_pending(thread_t *thread) {
+  if (sa_unlikely(atomic_load_explicit(&thread->merge_pending, memory_order_relaxed)))
+    _sa_heap_merge_pending(thread);
+}
+/* fork, in the child: unlist the instances of the threads that did not survive. */
+void _sa_heaps_fork_child_unlist(thread_t *self);
 
 /* ---- init.c ----------------------------------------------------------------------------- */
 /* Set up the process (once) and the calling thread; returns its default heap or NULL. */
@@ -196,6 +243,11 @@ enum {
 /* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
  * when nothing changes (one relaxed load); wakes the thread at most once per change. */
 void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+/* Free the pages of `heap` whose handed-out blocks all wait in their cross-thread lists (any
+ * thread holding the owner's house_lock). */
+void _sa_heap_sweep(heap_t *heap);
+/* Move the blocks of `heap`'s delayed list into their pages' cross-thread lists (the same). */
+void _sa_heap_delayed_to_pages(heap_t *heap);
 extern _Atomic(unsigned) _sa_hk_work; /* HOUSE_* flags not yet handled */
 /* `_sa_housekeeper_note(what, 0)` for the cross-thread free path: one load while the flag is
  * set already (from the first such free after a sweep to the next sweep). */

@@ -338,6 +338,8 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
     i += page->slice_count;
     bool last = segment->used_pages == 1;
     _sa_page_collect(page);
+    /* the thread's instance of the page's heap takes it (sharedheap.c) */
+    heap_t *home = _sa_heap_reclaim_home(thread, page, page->used != 0);
     if (page->used == 0) {
       /* the exited thread counted this page and its blocks; the totals are what count */
       sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
@@ -345,7 +347,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
       _sa_segment_page_free(page, thread);
       if (last) break;
     } else {
-      _sa_heap_adopt_page(heap, page);
+      _sa_heap_adopt_page(home, page);
       sa_page_count_used(page, thread);
     }
   }

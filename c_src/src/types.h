@@ -10,15 +10,20 @@
  *             pages 8 slices, large pages just enough slices for one block.
  *   block     what malloc returns: a slot of a page's block size.
  *   bin       a size class. bin_size(b) is the block size of bin b.
- *   heap      where a thread allocates from: per bin a queue of pages, plus a direct table
- *             from small sizes to a page that has free blocks. Owned by one thread.
+ *   heap      a process-wide object (mi_heap_t) any thread may allocate from. Each thread
+ *             that does gets an instance of it (below).
+ *   instance  a thread heap (heap_t): where one thread allocates from one heap. Per bin a
+ *             queue of pages, plus a direct table from small sizes to a page that has free
+ *             blocks. Owned by its thread. The main heap's instance of a thread is its
+ *             backing heap, in thread_t.
  *   thread    the per-thread state (thread_t): the backing heap, the thread's segments.
  *   abandoned a segment whose owner thread has exited while it still held live blocks; any
  *             thread may later reclaim it and its pages.
  *
  * Who may touch what
- *   - A heap, its page queues and the non-atomic fields of its pages belong to the owner
- *     thread alone. Other threads touch a page only through `xthread_free` (one CAS) and,
+ *   - An instance, its page queues and the non-atomic fields of its pages belong to the owner
+ *     thread alone, or to a thread holding the owner's house_lock while the owner is on no
+ *     path that touches them (see struct mi_heap_s). Other threads touch a page only through `xthread_free` (one CAS) and,
  *     in the DELAYED_FREEING state only, read `page->heap` to reach `heap->thread_delayed_free`.
  *   - A segment's slice bitmaps and page list belong to its owner thread; `thread_id` is
  *     atomic because every free reads it to choose the local or the cross-thread path.
@@ -193,7 +198,8 @@ typedef struct page_s {
   block_t *free;         /* allocation pops from here: owner only */
   block_t *local_free;   /* same-thread frees push here: owner only */
   _Atomic(uintptr_t) xthread_free; /* cross-thread frees: list head | delayed_state */
-  _Atomic(struct mi_heap_s *) heap; /* owner heap; NULL while abandoned */
+  _Atomic(struct theap_s *) heap; /* owner instance; while abandoned: NULL for the main
+                                     heap's pages, &heap->detached for another heap's */
   struct page_s *next;   /* in the heap's page queue */
   struct page_s *prev;
 } page_t;
@@ -248,7 +254,8 @@ typedef struct page_queue_s {
   size_t block_size;
 } page_queue_t;
 
-/* A heap. Invariants:
+/* A thread heap: the instance of one heap (struct mi_heap_s, below) for one thread; the
+ * allocation fast paths work on it alone. Invariants:
  *   - pages_direct[w] is the first page of the queue of bin(w*8) if that page has a block
  *     in `free`, else a page whose `free` is NULL (sa_page_empty or the same page): the fast
  *     path pops from it or falls to the generic path, never anything else
@@ -256,19 +263,56 @@ typedef struct page_queue_s {
  *     pages of any bin with flags.in_full set
  *   - retired pages (retire_expire > 0) have bins in [retired_min, retired_max] and were
  *     moved to the front of their queue when retired; retired_bytes is their total size     */
-struct mi_heap_s {
+typedef struct theap_s heap_t;
+struct theap_s {
   page_t *pages_direct[DIRECT_WSIZE_MAX + 1];
   page_queue_t pages[BIN_QUEUES];
   _Atomic(block_t *) thread_delayed_free; /* blocks of full pages freed by other threads */
   struct thread_s *thread;                /* owner thread state (and its id) */
-  struct mi_heap_s *next;                 /* in the owner's list of heaps */
+  heap_t *next;                           /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
   page_t *huge_pages;                     /* huge blocks allocated here (_sa_huge_lock) */
   size_t retired_min;                     /* bins that may hold retired pages */
   size_t retired_max;
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
+  _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
+                                             thread may ask a block's heap while a delete
+                                             re-labels the instance, sharedheap.c) */
+  heap_t *next_instance;                  /* in heap->instances (_sa_heaps_lock) */
+  bool merge;                             /* its heap was deleted by another thread: the
+                                             owner merges it into its backing heap */
 };
-typedef struct mi_heap_s heap_t;
+
+/* A heap: the process-wide object behind mi_heap_t. Any thread may allocate from it, through
+ * its own instance of it (made on first use, sharedheap.c); blocks are freed as any block is.
+ *
+ * Invariants (`instances`, `abandoned_pages` and every instance's `next_instance` change only
+ * under _sa_heaps_lock):
+ *   - `id` is unique for the life of the process (never reused, the main heap's is 1): the
+ *     thread-local cache (heap id, instance) can never match a new heap at a freed address
+ *   - `instances` lists exactly the live threads' instances of this heap, at most one per
+ *     thread (the main heap also lists the instances of deleted heaps that their owners have
+ *     yet to merge, `merge` set); an instance is listed from its creation, under its owner's
+ *     house_lock, until its owner exits or the heap is deleted or destroyed
+ *   - a page of an exited thread's instance lies in an abandoned segment with page->heap ==
+ *     &detached (the main heap's: NULL), and abandoned_pages counts those pages; it leaves
+ *     the count when a reclaim frees the page or adopts it into the reclaiming thread's
+ *     instance of this heap, in the same critical section that lists that instance. So
+ *     `instances == NULL && abandoned_pages == 0` means no page of the heap exists
+ *   - `detached` belongs to no thread and holds no queue: it is page->heap of those pages,
+ *     and holds the huge blocks of exited threads' instances (huge.c)
+ * Who touches another thread's instance: only a thread holding that owner's house_lock, taken
+ * with a try under _sa_heaps_lock while the instance is listed (so the owner is on none of its
+ * slow paths and cannot exit meanwhile). Holding it, the thread may walk the instance, free
+ * pages the owner's fast paths cannot reach (mi_heap_destroy, whose caller guarantees that no
+ * thread uses the heap or its blocks; the housekeeper's sweep) or re-label it for its owner
+ * (mi_heap_delete); it never moves a page the owner may still free into (the owner merges). */
+struct mi_heap_s {
+  uint64_t id;
+  heap_t *instances;
+  int64_t abandoned_pages;
+  heap_t detached;
+};
 
 /* ---- Statistics -------------------------------------------------------------------------------
  * Per-thread counters, written only by their thread (relaxed loads and stores, no atomic
@@ -282,11 +326,14 @@ typedef struct thread_stats_s {
 } thread_stats_t;
 
 /* ---- Threads -------------------------------------------------------------------------------
- * Per-thread state, reached from every heap of the thread. `heap` is the backing heap (the
- * default one until mi_heap_set_default); it lives in the same object so that a thread's
- * first allocation takes one slot of the heap pool. Invariants:
+ * Per-thread state, reached from every instance of the thread. `heap` is the backing heap,
+ * the thread's instance of the main heap (the default one until mi_heap_set_default); it
+ * lives in the same object so that a thread's first allocation takes one slot of the heap
+ * pool. Invariants:
  *   - every segment in `segments` has thread_id == this thread's id and owner == this
- *   - `heaps` lists every heap this thread owns, the backing heap first                      */
+ *   - `heaps` lists every instance this thread owns, the backing heap last; it changes only
+ *     under house_lock (the owner's, or another thread's delete/destroy holding it)
+ *   - merge_pending is set whenever an instance in `heaps` has `merge` set                  */
 typedef struct thread_s {
   heap_t heap;               /* the backing heap */
   uintptr_t thread_id;
@@ -306,6 +353,8 @@ typedef struct thread_s {
   struct thread_s *next_live; /* in the list of live threads (stats.c) */
   struct thread_s *prev_live;
   struct thread_s *next_free; /* in the heap pool's free list */
+  _Atomic(bool) merge_pending; /* an instance of this thread has `merge` set */
 } thread_t;
+_Static_assert(sizeof(struct mi_heap_s) <= sizeof(thread_t), "heaps come from the pool too");
 
 #endif /* SHARDALLOC_TYPES_H */

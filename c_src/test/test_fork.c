@@ -39,16 +39,22 @@ static bool segment_round(void) {
   return ok;
 }
 
-/* The other global locks: the huge lists, the pool of heap objects, the list of threads,
- * every segment's purge lock and the caches. */
+/* The other global locks: the huge lists, the pool of heap objects, heaps' lists of their
+ * instances, the list of threads, every segment's purge lock and the caches. */
 static bool other_round(void) {
   bool ok = true;
   void *huge = mi_malloc(HUGE);
   if (huge == NULL) ok = false;
   mi_free(huge);
   mi_heap_t *heap = mi_heap_new();
-  if (heap == NULL) ok = false;
-  else mi_heap_delete(heap);
+  if (heap == NULL) {
+    ok = false;
+  } else { /* the thread's instance of it: the list of a heap's instances */
+    void *p = mi_heap_malloc(heap, 100);
+    if (p == NULL) ok = false;
+    mi_heap_delete(heap);
+    mi_free(p);
+  }
   mi_stats_merge();
   mi_collect(true);
   return ok;
@@ -70,10 +76,11 @@ static void *worker(void *arg) {
  * So a thread per lock takes it and holds it a little while, in a loop, taking no other: the
  * window is then wide open for each. */
 extern pthread_mutex_t _sa_pool_lock, _sa_huge_lock, _sa_owned_lock, _sa_segments_lock,
-    _sa_arena_lock, _sa_threads_lock;
+    _sa_arena_lock, _sa_threads_lock, _sa_heaps_lock;
 static pthread_mutex_t *const library_locks[] = {&_sa_pool_lock,     &_sa_huge_lock,
                                                   &_sa_owned_lock,    &_sa_segments_lock,
-                                                  &_sa_arena_lock,    &_sa_threads_lock};
+                                                  &_sa_arena_lock,    &_sa_threads_lock,
+                                                  &_sa_heaps_lock};
 
 #define LOCK_COUNT (sizeof(library_locks) / sizeof(library_locks[0]))
 
