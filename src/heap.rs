@@ -192,9 +192,9 @@ impl Heap {
     /// ```
     #[inline]
     pub fn contains<T: ?Sized>(&self, ptr: *const T) -> bool {
-        // SAFETY: mi_heap_check_owned accepts any address; it only consults the allocator's
-        // own tables.
-        unsafe { ffi::mi_heap_check_owned(self.as_raw(), ptr.cast::<c_void>()) }
+        // SAFETY: mi_heap_contains_block accepts any address (interior and unaligned ones
+        // too): it finds the page through the allocator's segment map, never through `ptr`.
+        unsafe { ffi::mi_heap_contains_block(self.as_raw(), ptr.cast::<c_void>()) }
     }
 
     /// Give back what the heap holds but does not use: its empty pages (with `force`, also
@@ -261,11 +261,12 @@ impl Heap {
     ///
     /// let heap = shardalloc::Heap::new();
     /// assert_eq!(heap.stats().blocks, 0);
-    /// let v: Vec<Vec<u64, _>, _> = Vec::from_iter_in((0..100).map(|_| {
+    /// let mut v = Vec::with_capacity_in(100, &heap);
+    /// for i in 0..100u64 {
     ///     let mut inner = Vec::with_capacity_in(8, &heap);
-    ///     inner.push(1);
-    ///     inner
-    /// }), &heap);
+    ///     inner.push(i);
+    ///     v.push(inner);
+    /// }
     /// let s = heap.stats();
     /// assert_eq!(s.blocks, 101); // the outer vector and its 100 inner ones
     /// assert!(s.bytes >= 100 * 64);
