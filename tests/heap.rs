@@ -46,7 +46,11 @@ unsafe fn fill(p: NonNull<u8>, len: usize, tag: usize) {
 
 unsafe fn check(p: NonNull<u8>, len: usize, tag: usize) {
     for i in 0..len {
-        assert_eq!(*p.as_ptr().add(i), pattern(tag, i), "byte {i} of block {tag}");
+        assert_eq!(
+            *p.as_ptr().add(i),
+            pattern(tag, i),
+            "byte {i} of block {tag}"
+        );
     }
 }
 
@@ -130,7 +134,10 @@ fn alignment_beyond_the_maximum_is_an_error() {
     let p = take(&heap, small, false);
     unsafe {
         fill(p, 64, 3);
-        assert_eq!((&heap).grow(p, small, layout(128, ALIGNMENT_MAX * 2)), Err(AllocError));
+        assert_eq!(
+            (&heap).grow(p, small, layout(128, ALIGNMENT_MAX * 2)),
+            Err(AllocError)
+        );
         check(p, 64, 3);
         (&heap).deallocate(p, small);
     }
@@ -197,9 +204,9 @@ fn grow_zeroed_zeroes_past_the_old_size() {
     let _serial = serial();
     let heap = Heap::new();
     for &(old_size, new_size, align) in &[
-        (100, 110, 8),     // in place: within the block's slack
-        (100, 4000, 8),    // moves
-        (1000, 1024, 64),  // in place
+        (100, 110, 8),    // in place: within the block's slack
+        (100, 4000, 8),   // moves
+        (1000, 1024, 64), // in place
         (40 * KIB, 200 * KIB, 16),
         (64, 256, 4 * KIB), // a larger alignment
         (0, 64, 8),         // from a zero-sized block
@@ -214,7 +221,10 @@ fn grow_zeroed_zeroes_past_the_old_size() {
                 p.as_ptr().write_bytes(0xCD, usable);
                 fill(p, old_size, 2);
             }
-            let q = (&heap).grow_zeroed(p, old, new).expect("grow_zeroed").cast::<u8>();
+            let q = (&heap)
+                .grow_zeroed(p, old, new)
+                .expect("grow_zeroed")
+                .cast::<u8>();
             assert_eq!(q.as_ptr() as usize % align, 0);
             check(q, old_size, 2);
             let tail = std::slice::from_raw_parts(q.as_ptr().add(old_size), new_size - old_size);
