@@ -104,7 +104,11 @@ fn main() {
     drop(answers_tx);
     for id in 0..requests {
         // Sizes vary: most requests are small, a few are large.
-        let lines = if id % 50 == 0 { 20_000 } else { 50 + (id % 7) as u32 * 100 };
+        let lines = if id % 50 == 0 {
+            20_000
+        } else {
+            50 + (id % 7) as u32 * 100
+        };
         tx.send(Request { id, lines }).unwrap();
     }
     drop(tx);
@@ -124,7 +128,7 @@ fn main() {
     let stats = shardalloc::stats();
     println!(
         "{requests} requests on {workers} workers in {:.1} ms, total quantity {total}; \
-         shardalloc now holds {} KiB in pages",
+         pages left in use after the last heap: {} KiB",
         elapsed.as_secs_f64() * 1e3,
         stats.page_bytes / 1024
     );

@@ -76,7 +76,7 @@
 use core::alloc::Layout;
 use core::ffi::c_void;
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use crate::ffi;
 
@@ -157,7 +157,7 @@ impl Heap {
     }
 
     /// The C library's handle of this heap, for use with the `mi_heap_*` functions of
-    /// [`ffi`](crate::ffi). It stays valid until the `Heap` is dropped; never pass it to
+    /// [`ffi`](mod@crate::ffi). It stays valid until the `Heap` is dropped; never pass it to
     /// `mi_heap_delete` or `mi_heap_destroy` (the `Heap` does that when dropped).
     ///
     /// # Example
@@ -287,7 +287,11 @@ impl Heap {
         }
         stats
     }
+}
 
+// The code behind the `Allocator` impls.
+#[cfg(any(feature = "allocator-api2", feature = "nightly"))]
+impl Heap {
     /// A zero-sized block: a dangling pointer with the layout's alignment, valid for 0 bytes.
     #[inline]
     fn dangling(layout: Layout) -> NonNull<[u8]> {
@@ -359,7 +363,7 @@ impl Heap {
         let p = NonNull::new(p)?;
         if zeroed && new.size() > old.size() {
             // Bytes past the old size may hold anything (the block's slack, or a copy of it).
-            ptr::write_bytes(p.as_ptr().add(old.size()), 0, new.size() - old.size());
+            core::ptr::write_bytes(p.as_ptr().add(old.size()), 0, new.size() - old.size());
         }
         Some(NonNull::slice_from_raw_parts(p, new.size()))
     }
@@ -443,6 +447,7 @@ impl Drop for Heap {
     }
 }
 
+#[cfg(any(feature = "allocator-api2", feature = "nightly"))]
 /// The impl of `Allocator` and `AllocError` as named where it is expanded: allocator-api2's or
 /// the standard library's, the same trait declared twice.
 macro_rules! impl_allocator {
