@@ -250,9 +250,15 @@ impl Heap {
     }
 
     /// What the heap holds now: its blocks in use and the memory of its pages, from a walk
-    /// over the heap's pages (`mi_heap_visit_blocks`), so it costs time in proportion to the
-    /// number of pages, not of blocks. Blocks that other threads free while the walk runs may
-    /// or may not be counted.
+    /// over the heap's pages in every thread's part of it (`mi_heap_visit_blocks`), so it
+    /// costs time in proportion to the number of pages, not of blocks.
+    ///
+    /// # Safety
+    ///
+    /// No other thread may allocate from this heap or free a block of it while the call runs:
+    /// the walk reads the page lists those calls change. A heap that only the calling thread
+    /// uses meets this, and so does a heap whose other users have finished (threads joined, or
+    /// a scope of `std::thread::scope` ended).
     ///
     /// # Example
     ///
@@ -260,31 +266,31 @@ impl Heap {
     /// use allocator_api2::vec::Vec;
     ///
     /// let heap = shardalloc::Heap::new();
-    /// assert_eq!(heap.stats().blocks, 0);
+    /// // SAFETY: only this thread uses `heap`.
+    /// assert_eq!(unsafe { heap.stats() }.blocks, 0);
     /// let mut v = Vec::with_capacity_in(100, &heap);
     /// for i in 0..100u64 {
     ///     let mut inner = Vec::with_capacity_in(8, &heap);
     ///     inner.push(i);
     ///     v.push(inner);
     /// }
-    /// let s = heap.stats();
+    /// let s = unsafe { heap.stats() };
     /// assert_eq!(s.blocks, 101); // the outer vector and its 100 inner ones
     /// assert!(s.bytes >= 100 * 64);
     /// drop(v);
-    /// assert_eq!(heap.stats().blocks, 0);
+    /// assert_eq!(unsafe { heap.stats() }.blocks, 0);
     /// ```
     #[cfg(shardalloc_heap_visit)]
-    pub fn stats(&self) -> HeapStats {
+    pub unsafe fn stats(&self) -> HeapStats {
         let mut stats = HeapStats::default();
-        // SAFETY: the heap is alive, and `add_area` gets `stats` as its argument, nothing else.
-        unsafe {
-            ffi::mi_heap_visit_blocks(
-                self.as_raw(),
-                false,
-                Some(add_area),
-                (&mut stats as *mut HeapStats).cast::<c_void>(),
-            );
-        }
+        // The caller keeps other threads out of the heap; `add_area` gets `stats` as its
+        // argument and touches nothing else.
+        ffi::mi_heap_visit_blocks(
+            self.as_raw(),
+            false,
+            Some(add_area),
+            (&mut stats as *mut HeapStats).cast::<c_void>(),
+        );
         stats
     }
 }
@@ -376,7 +382,8 @@ impl Heap {
 /// ```
 /// let heap = shardalloc::Heap::new();
 /// let b = allocator_api2::boxed::Box::new_in([0u8; 1000], &heap);
-/// let s = heap.stats();
+/// // SAFETY: only this thread uses `heap`.
+/// let s = unsafe { heap.stats() };
 /// assert_eq!(s.blocks, 1);
 /// assert!(s.bytes >= 1000 && s.committed >= s.bytes);
 /// # drop(b);
