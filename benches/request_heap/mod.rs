@@ -4,7 +4,8 @@
 //!
 //! A request builds `n` objects: a string of 16-80 bytes each (grown piece by piece), for every
 //! other one a vector of 2-17 `u64` in a hash map, and along the way frees half of the map's
-//! entries and a quarter of the strings. The variants (criterion IDs `request_heap/<variant>/<n>`):
+//! entries and a quarter of the strings. The variants (criterion IDs
+//! `request_heap/<variant>/<n>`):
 //!
 //! - `shardalloc`, `mimalloc`: the allocator's global instance (through [`Via`]); at the end
 //!   every object is dropped, one free each.
