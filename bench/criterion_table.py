@@ -17,7 +17,11 @@ same work per iteration, so throughput ratios are ratios of times:
     ratio vs X = time(X) / time(shardalloc)      (above 1: shardalloc is faster)
 
 A cell is marked when it misses the goal (below 1.00 vs system, below 0.95 vs
-mimalloc). Standard library only.
+mimalloc).
+
+The groups of `shardalloc::Heap` (request_heap, heap_destroy) compare other variants (a heap
+dropped at once, the global shardalloc and mimalloc, bumpalo) and get a table of their own,
+with ratios to the heap's time. Standard library only.
 """
 
 import argparse
@@ -33,6 +37,9 @@ ALLOCATORS = ["shardalloc", "system", "mimalloc", "jemalloc"]
 PEERS = ["system", "mimalloc", "jemalloc"]
 # The least ratio each peer column should show; jemalloc has no goal.
 TARGET = {"system": 1.0, "mimalloc": 0.95}
+# The groups of benches/request_heap: their variants, the first the base of the ratios.
+HEAP_GROUPS = ["request_heap", "heap_destroy"]
+HEAP_VARIANTS = ["heap", "shardalloc", "mimalloc", "bumpalo"]
 
 
 def collect(criterion_dirs):
@@ -46,7 +53,8 @@ def collect(criterion_dirs):
         with open(os.path.join(dirpath, "estimates.json")) as f:
             est = json.load(f)
         alloc = meta.get("function_id")
-        if alloc not in ALLOCATORS:
+        names = HEAP_VARIANTS if meta["group_id"] in HEAP_GROUPS else ALLOCATORS
+        if alloc not in names:
             continue
         key = (meta["group_id"], meta.get("value_str") or "")
         ns = est["median"]["point_estimate"]
@@ -92,6 +100,8 @@ def build(rows):
     """Returns the list of result records, sorted, each with times and ratios."""
     records = []
     for (group, param) in sorted(rows, key=lambda k: (group_order(k[0]), param_order(k[1]))):
+        if group in HEAP_GROUPS:
+            continue
         times = rows[(group, param)]
         if "shardalloc" not in times:
             continue
@@ -129,6 +139,32 @@ def markdown(records):
     return "\n".join(out) + "\n", means
 
 
+def heap_markdown(rows):
+    """The table of the heap groups: each variant's time and its ratio to the heap's."""
+    peers = HEAP_VARIANTS[1:]
+    keys = sorted((k for k in rows if k[0] in HEAP_GROUPS),
+                  key=lambda k: (HEAP_GROUPS.index(k[0]), param_order(k[1])))
+    if not keys:
+        return ""
+    out = ["| workload | " + " | ".join(HEAP_VARIANTS) + " | " +
+           " | ".join("%s / heap" % p for p in peers) + " |",
+           "|---|" + "---:|" * (len(HEAP_VARIANTS) + len(peers))]
+    for group, param in keys:
+        times = rows[(group, param)]
+        cells = [fmt_time(times[v]) if v in times else "-" for v in HEAP_VARIANTS]
+        for p in peers:
+            cells.append("%.2f" % (times[p] / times["heap"]) if p in times and "heap" in times
+                         else "-")
+        out.append("| %s/%s | %s |" % (group, param, " | ".join(cells)))
+    out.append("")
+    out.append("`shardalloc::Heap` (benches/request_heap): a request's objects built in a heap "
+               "and dropped with it (`heap`), against the same objects freed one by one on the "
+               "global allocators (`shardalloc`, `mimalloc`) and in a bumpalo arena reset after "
+               "each request (`bumpalo`). Ratios: the variant's time divided by the heap's "
+               "(above 1: the heap is faster).")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--criterion-dir", action="append",
@@ -144,7 +180,10 @@ def main():
                  % ", ".join(dirs))
     records = build(rows)
     table, means = markdown(records)
+    heap_table = heap_markdown(rows)
     print(table, end="")
+    if heap_table:
+        print("\n" + heap_table, end="")
     os.makedirs(os.path.dirname(os.path.abspath(args.out_prefix)), exist_ok=True)
     with open(args.out_prefix + ".md", "w") as f:
         f.write("# Criterion suite: shardalloc vs the system allocator, mimalloc, jemalloc\n\n")
@@ -156,6 +195,8 @@ def main():
         if args.note:
             f.write("\n" + args.note + "\n")
         f.write("\n" + table)
+        if heap_table:
+            f.write("\n## Heaps: a request dropped with its heap\n\n" + heap_table)
     with open(args.out_prefix + ".json", "w") as f:
         json.dump({"records": records, "geomean": means, "note": args.note}, f, indent=1)
 

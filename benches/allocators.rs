@@ -671,6 +671,9 @@ fn bench_threads(c: &mut Criterion) {
     g.finish();
 }
 
+// request_heap, heap_destroy: shardalloc::Heap against the global allocators and bumpalo.
+mod request_heap;
+
 fn main() {
     let mut c = Criterion::default()
         .without_plots()
@@ -680,5 +683,6 @@ fn main() {
     bench_growth(&mut c);
     bench_maps(&mut c);
     bench_threads(&mut c);
+    request_heap::bench(&mut c);
     c.final_summary();
 }

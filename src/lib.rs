@@ -39,6 +39,7 @@
 
 #![deny(missing_docs)]
 #![no_std]
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 // The vector of size classes in `stats::Stats`.
 extern crate alloc;
@@ -57,8 +58,13 @@ use core::ffi::c_void;
 )]
 pub mod ffi;
 
+pub mod heap;
 pub mod options;
 pub mod stats;
+
+pub use heap::Heap;
+#[cfg(shardalloc_heap_visit)]
+pub use heap::HeapStats;
 
 pub use options::{Config, Configured};
 pub use stats::{
