@@ -246,16 +246,55 @@ void mi_free_size(void *p, size_t size) {
   sa_free(p);
 }
 
-void mi_free_aligned(void *p, size_t alignment) {
-  sa_assert(((uintptr_t)p & (alignment - 1)) == 0);
-  (void)alignment;
-  sa_free(p);
+/* ---- Sized free ---------------------------------------------------------------------------
+ * A block allocated (or last reallocated) with `size` bytes and `alignment` both at most
+ * SIZED_SMALL_MAX lies in a small page: its class is at most 8 KiB, and in-place shrinking
+ * keeps a block only down to half its size, so no medium block (10 KiB and up) is ever left
+ * with a size that small. A small page is one slice, so the descriptor of the block's slice
+ * is its page: neither the segment map nor the slice offset is read. The caller's word is
+ * all that guards this, so debug builds check it against the tables. */
+#define SIZED_SMALL_MAX ((size_t)4 << 10)
+/* the smallest medium class is 5/4 of SMALL_BLOCK_MAX; realloc keeps a block in place down
+ * to half its size (alloc.c) */
+_Static_assert(SIZED_SMALL_MAX * 2 < SMALL_BLOCK_MAX + SMALL_BLOCK_MAX / 4,
+               "a block sized SIZED_SMALL_MAX or less is small even after in-place shrinking");
+
+#if SA_DEBUG > 0
+static void debug_check_size(const page_t *page, const void *p, size_t size) {
+  segment_t *segment = sa_segment_lookup(p);
+  const page_t *real = segment == NULL ? NULL : sa_page_of(segment, p);
+  size_t usable = _sa_usable_size(p, "sized free");
+  if (real != page || size > usable)
+    _sa_fatal("sized free of %p with size %zu: the size does not match the block (%zu usable "
+              "bytes%s)", p, size, usable, real != page ? ", not in a small page" : "");
+}
+#endif
+
+void _sa_free_small(void *p, size_t size) {
+  segment_t *segment = sa_segment_of(p);
+  page_t *page = &segment->pages[((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT];
+#if SA_DEBUG > 0
+  debug_check_size(page, p, size);
+#else
+  (void)size;
+#endif
+  if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
+                    sa_thread_id() &&
+                page->flags.any == 0)) {
+#if SA_DEBUG > 0
+    _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+    sa_track_free(p, sa_block_size(page));
+    sa_page_free_local(page, (block_t *)p);
+    return;
+  }
+  _sa_free_generic(segment, page, p);
 }
 
 void mi_free_size_aligned(void *p, size_t size, size_t alignment) {
   sa_assert(((uintptr_t)p & (alignment - 1)) == 0);
-  (void)alignment;
-  mi_free_size(p, size);
+  if (sa_likely((size | alignment) <= SIZED_SMALL_MAX && p != NULL)) _sa_free_small(p, size);
+  else mi_free_size(p, size);
 }
 
 size_t mi_usable_size(const void *p) { return _sa_usable_size(p, "mi_usable_size"); }

@@ -114,6 +114,10 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
 void _sa_free_unmapped(void *p) sa_cold;
 void _sa_free_block_local(page_t *page, block_t *block);
 void _sa_heap_delayed_free_all(heap_t *heap);
+/* Free `p`, not NULL, allocated (or last reallocated) with `size` bytes and an alignment
+ * both at most 4 KiB through the mimalloc API: its page is the descriptor of its slice (free.c,
+ * "Sized free"). The Rust crate's dealloc calls it when the Layout says so. */
+void _sa_free_small(void *p, size_t size);
 /* The usable size of `p`; 0 (reported, see _sa_misuse) if `p` is not a live block of ours. */
 size_t _sa_usable_size(const void *p, const char *call);
 /* A pointer that is not a live block of ours, met by `call` ("free", "realloc", ...): debug
