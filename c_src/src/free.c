@@ -246,6 +246,12 @@ void mi_free_size(void *p, size_t size) {
   sa_free(p);
 }
 
+void mi_free_aligned(void *p, size_t alignment) {
+  sa_assert(((uintptr_t)p & (alignment - 1)) == 0);
+  (void)alignment;
+  sa_free(p);
+}
+
 /* ---- Sized free ---------------------------------------------------------------------------
  * A block allocated (or last reallocated) with `size` bytes and `alignment` both at most
  * SIZED_SMALL_MAX lies in a small page: its class is at most 8 KiB, and in-place shrinking
