@@ -158,6 +158,7 @@ static void heap_collect(heap_t *heap, bool force) {
   } while (0)
 
 void mi_heap_collect(heap_t *heap, bool force) {
+  _sa_remote_flush();
   _sa_deferred_free(force);
   if (heap == NULL || heap == &_sa_heap_empty) return;
   HEAP_LOCKED(heap, heap_collect(heap, force));
@@ -181,6 +182,7 @@ heap_t *mi_heap_set_default(heap_t *heap) {
 heap_t *mi_heap_new(void) {
   heap_t *backing = mi_heap_get_default();
   if (backing == NULL) return NULL;
+  _sa_remote_off(); /* a heap that can be destroyed: see remote.c */
   thread_t *obj = _sa_pool_alloc();
   if (obj == NULL) return NULL;
   heap_t *heap = &obj->heap;

@@ -15,6 +15,7 @@ static pthread_key_t thread_key;
 static bool thread_key_ok;
 
 static void thread_done(thread_t *thread) {
+  _sa_remote_flush();
   _sa_heap_default = &_sa_heap_empty;
   sa_house_enter(thread); /* held to the end: the housekeeper must not sweep what goes away */
   /* the backing heap goes last: other heaps of the thread are listed before it */

@@ -57,7 +57,8 @@ void _sa_segment_page_free(page_t *page, thread_t *thread);
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);
-/* Take one abandoned segment into `heap`'s thread; true if one was reclaimed. */
+/* Take one abandoned segment into the backing heap of `heap`'s thread (never into another heap:
+ * remote.c); true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);
@@ -118,6 +119,19 @@ void _sa_heap_delayed_free_all(heap_t *heap);
  * both at most 4 KiB through the mimalloc API: its page is the descriptor of its slice (free.c,
  * "Sized free"). The Rust crate's dealloc calls it when the Layout says so. */
 void _sa_free_small(void *p, size_t size);
+/* A chain of `count` blocks of `page` (head ... tail) freed by a thread that is not the
+ * owner, with one CAS; tail's link is set here. */
+void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count);
+/* The checks, debug fill and tracking of a cross-thread free of `p` in `page`: its block, or
+ * NULL (reported) when `p` is no block to free. */
+block_t *_sa_free_mt_prepare(segment_t *segment, page_t *page, void *p);
+
+/* ---- remote.c: the remote-free buffer (gathered cross-thread frees) ------------------------ */
+void _sa_remote_free(segment_t *segment, page_t *page, void *p);
+/* Hand this thread's gathered frees over now (its slow path, mi_collect, thread exit). */
+void _sa_remote_flush(void);
+/* The first heap other than a backing heap is made: gathering stops for good. */
+void _sa_remote_off(void);
 /* The usable size of `p`; 0 (reported, see _sa_misuse) if `p` is not a live block of ours. */
 size_t _sa_usable_size(const void *p, const char *call);
 /* A pointer that is not a live block of ours, met by `call` ("free", "realloc", ...): debug

@@ -309,7 +309,10 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   if (segment == NULL) return false;
   _sa_stat_add(SA_STAT_abandoned, -1);
 
+  /* into the backing heap, whichever heap asked: a page of a backing heap never moves to a
+   * heap that can be destroyed (remote.c gathers frees for such pages) */
   thread_t *thread = heap->thread;
+  heap = &thread->heap;
   segment_attach(segment, thread);
   /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
    * rest. Freeing the last page frees the segment, so stop on that. */

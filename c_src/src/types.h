@@ -14,7 +14,9 @@
  *             from small sizes to a page that has free blocks. Owned by one thread.
  *   thread    the per-thread state (thread_t): the backing heap, the thread's segments.
  *   abandoned a segment whose owner thread has exited while it still held live blocks; any
- *             thread may later reclaim it and its pages.
+ *             thread may later reclaim it and its pages, always into its backing heap (a
+ *             page of a backing heap never moves into a heap that mi_heap_destroy may free:
+ *             remote.c relies on it).
  *
  * Who may touch what
  *   - A heap, its page queues and the non-atomic fields of its pages belong to the owner
