@@ -100,9 +100,10 @@ def main():
             lines += ["", "shardalloc under `perf record` (share of CPU-clock samples, 2% and up; "
                       "thread `consumer` frees, the other allocates). `_sa_page_collect`: the "
                       "owner takes in a page's cross-thread list (it walks the list: one cache "
-                      "miss per block the consumer freed); `_sa_free_generic`, `checked_page`, "
-                      "`free`: the consumer's cross-thread free (a CAS on the page descriptor "
-                      "and reads of it, the line the owner writes on every allocation); "
+                      "miss per block the consumer freed); `_sa_free_chain_mt` (the CAS), "
+                      "`_sa_free_generic`, `checked_page`, `free`: the consumer's cross-thread "
+                      "free (a CAS on the page descriptor and reads of it, the line the owner "
+                      "writes on every allocation); "
                       "`consumer`, `main`: the program reading and writing the blocks; kernel "
                       "symbols: the threads blocking on the queue.",
                       "", "| share | thread | symbol |", "|---:|---|---|"]
