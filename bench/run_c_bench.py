@@ -42,6 +42,7 @@ import benchlib  # noqa: E402
 PROGRAMS = [
     ("larson", ["larson"], ["larson", "2", "12"]),
     ("xmalloc", ["xmalloc"], ["xmalloc", "2", "1000000"]),
+    ("producer_consumer", ["producer_consumer"], ["producer_consumer", "10"]),
     ("cfrac_like", ["cfrac_like"], ["cfrac_like", "1", "400000"]),
     ("cache_scratch", ["cache_scratch"], ["cache_scratch", "2", "2000", "8", "40000"]),
     ("cache_thrash", ["cache_scratch", "--thrash"],

@@ -10,7 +10,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 scripts=(bench/callgrind_fastpath.py bench/run_c_bench.py bench/memory/run.py bench/latency.py
-  bench/criterion_table.py bench/chart.py)
+  bench/criterion_table.py bench/chart.py bench/crossfree_profile.py)
 for script in "${scripts[@]}"; do
   python3 "$script" --help >/dev/null
 done
@@ -21,6 +21,7 @@ python3 bench/callgrind_fastpath.py --n 2000 --alloc "$allocs" --out-prefix "$ou
 python3 bench/run_c_bench.py --quick --alloc "$allocs" --out-prefix "$out/c_bench"
 python3 bench/memory/run.py --quick --only small,threads --alloc "$allocs" --out-prefix "$out/memory"
 python3 bench/latency.py --quick --no-detail --ops 20000 --alloc "$allocs" --out-prefix "$out/latency"
+python3 bench/crossfree_profile.py --reps 1 --rounds 1 --alloc "$allocs" --out-prefix "$out/crossfree" >/dev/null
 
 # criterion_table.py reads criterion's output; a two-entry one stands in for a `cargo bench` run.
 for alloc in shardalloc system; do
@@ -35,7 +36,7 @@ python3 bench/criterion_table.py --criterion-dir "$out/criterion" --out-prefix "
 grep -q '1.20' "$out/criterion.md" || { echo "criterion_table.py: no 1.20 ratio" >&2; exit 1; }
 
 python3 bench/chart.py --results "$out" --out "$out/chart.svg"
-for f in fastpath c_bench memory latency criterion; do
+for f in fastpath c_bench memory latency criterion crossfree; do
   test -s "$out/$f.json" && test -s "$out/$f.md"
 done
 test -s "$out/chart.svg"

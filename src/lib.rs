@@ -131,14 +131,33 @@ unsafe impl GlobalAlloc for ShardAlloc {
         ffi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
     }
 
+    /// A block whose `Layout` has a size and an alignment of at most 4 KiB lies in a small
+    /// page, which its address names without a look-up: such blocks take the sized free
+    /// (debug builds check the size against the block and abort on a mismatch).
     #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        ffi::mi_free(ptr.cast())
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() | layout.align() <= SIZED_FREE_MAX {
+            sized::_sa_free_small(ptr.cast(), layout.size())
+        } else {
+            ffi::mi_free(ptr.cast())
+        }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ffi::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
+    }
+}
+
+/// The largest size and alignment the sized free takes (`SIZED_SMALL_MAX` in free.c).
+const SIZED_FREE_MAX: usize = 4096;
+
+mod sized {
+    extern "C" {
+        /// Frees `p` (not null), allocated through the C API with a size and an alignment of
+        /// at most 4 KiB, of which `size` is the size; an internal symbol of the C library
+        /// (free.c), not part of its public API.
+        pub fn _sa_free_small(p: *mut core::ffi::c_void, size: usize);
     }
 }
 

@@ -171,7 +171,10 @@ mi_decl_export size_t mi_malloc_usable_size(const void *p);
 mi_decl_export void mi_free_size(void *p, size_t size);
 /* Free `p` that was allocated with `alignment`. */
 mi_decl_export void mi_free_aligned(void *p, size_t alignment);
-/* Free `p` that was allocated with `size` bytes and `alignment`. */
+/* Free `p` that was allocated (or last reallocated) with `size` bytes and `alignment` by
+ * mi_malloc, mi_malloc_aligned or their zeroing and reallocating variants (not the `_at`
+ * ones). Faster than mi_free for sizes and alignments up to 4 KiB; a size or alignment
+ * that does not match the block is undefined behaviour (debug builds abort). */
 mi_decl_export void mi_free_size_aligned(void *p, size_t size, size_t alignment);
 
 /* ---- Heaps: independent allocation areas, shared by all threads ---------------------------- */

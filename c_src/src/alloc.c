@@ -80,6 +80,25 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
   return (void *)aligned;
 }
 
+/* The usable size of `p` for realloc. A pointer into a page without rare flags (so a live
+ * page of small or medium blocks, or a huge page: a free slice has check_free set) within the
+ * page's blocks
+ * is answered inline, without the misuse paths; everything else goes to _sa_usable_size,
+ * which reports what is not a live block. */
+sa_inline size_t realloc_usable_size(const void *p) {
+  segment_t *segment = sa_segment_lookup(p);
+  if (sa_likely(segment != NULL)) {
+    const page_t *page = sa_page_of(segment, p);
+    if (sa_likely(page->flags.any == 0 && !sa_page_is_huge(page))) {
+      size_t bsize = sa_bin_size(page->bin);
+      if (sa_likely((size_t)((const uint8_t *)p - sa_page_start(page)) <
+                    (size_t)page->reserved * bsize))
+        return bsize; /* no interior pointers in such a page */
+    }
+  }
+  return _sa_usable_size(p, "realloc");
+}
+
 /* In place when the new size fits and does not waste more than half the block. Zeroing
  * reallocation keeps the tail of the block zero (see mi_rezalloc). */
 static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t alignment,
@@ -88,7 +107,7 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     return alignment <= SA_INTPTR_SIZE ? sa_heap_malloc_zero(heap, newsize, zero)
                                        : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   }
-  size_t usable = _sa_usable_size(p, "realloc");
+  size_t usable = realloc_usable_size(p);
   if (sa_unlikely(usable == 0)) { /* not a live block of ours: leave it alone */
     errno = EINVAL;
     return NULL;

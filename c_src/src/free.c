@@ -122,30 +122,31 @@ void _sa_free_block_local(page_t *page, block_t *block) {
   sa_page_free_local(page, block);
 }
 
-/* ---- Cross-thread free: one CAS, plus the delayed-free hand-off for full pages --------- */
-static void free_block_mt(page_t *page, block_t *block) {
-#if SA_DEBUG > 0
-  _sa_debug_fill_freed(page, block);
-#endif
+/* ---- Cross-thread free: one CAS, plus the delayed-free hand-off for full pages ---------
+ * A chain of `count` blocks of one page (head ... tail, linked, tail's link to be set) goes
+ * in with the same single CAS as one block: the remote-free buffer (remote.c) hands over the
+ * frees it gathered for a page this way. */
+void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count) {
   uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t desired;
   bool use_delayed;
   do {
     /* a page of one block whose block waits in the list already: a second free */
-    if (sa_unlikely(page->reserved == 1 && sa_xthread_block(old) != NULL)) {
-      _sa_misuse("free", block, "double free: the block is free already");
+    if (sa_unlikely(page->reserved == 1 && (count > 1 || sa_xthread_block(old) != NULL))) {
+      _sa_misuse("free", head, "double free: the block is free already");
       return;
     }
     use_delayed = sa_xthread_state(old) == DELAYED_USE;
     if (use_delayed) {
       desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {
-      sa_block_set_next(block, sa_xthread_block(old));
-      desired = sa_xthread_push(old, block);
+      sa_block_set_next(tail, sa_xthread_block(old));
+      desired = (uintptr_t)head | (old & XTHREAD_STATE_MASK) |
+                ((uintptr_t)(sa_xthread_count(old) + count) << XTHREAD_COUNT_SHIFT);
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                                   memory_order_release, memory_order_relaxed));
-  /* tell the housekeeper: the owner may never come back for this block on its own */
+  /* tell the housekeeper: the owner may never come back for these blocks on its own */
   sa_housekeeper_note_work(sa_xthread_state(old) == DELAYED_NEVER ? HOUSE_ABANDONED
                                                                  : HOUSE_REMOTE_FREES);
   if (sa_likely(!use_delayed)) return;
@@ -154,16 +155,37 @@ static void free_block_mt(page_t *page, block_t *block) {
    * not free or re-home the heap while the page is DELAYED_FREEING. */
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_acquire);
   sa_assert(heap != NULL);
-  block_t *head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+  block_t *first = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
   do {
-    sa_block_set_next(block, head);
-  } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
+    sa_block_set_next(tail, first);
+  } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &first, head,
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {
     desired = sa_xthread_with_state(old, DELAYED_NORMAL);
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
                                                   memory_order_release, memory_order_relaxed));
+}
+
+static void free_block_mt(page_t *page, block_t *block) {
+#if SA_DEBUG > 0
+  _sa_debug_fill_freed(page, block);
+#endif
+  _sa_free_chain_mt(page, block, block, 1);
+}
+
+/* The block of `p` as a cross-thread free would take it in (checks, debug fill, tracking), or
+ * NULL when `p` is no block to free (reported). */
+block_t *_sa_free_mt_prepare(segment_t *segment, page_t *page, void *p) {
+  page = checked_page(segment, page, p, "free");
+  if (page == NULL) return NULL;
+  block_t *block = sa_block_start(page, p);
+#if SA_DEBUG > 0
+  _sa_debug_check_free(page, block, p, false);
+  _sa_debug_fill_freed(page, block);
+#endif
+  sa_track_free(p, sa_block_size(page) - (size_t)((uint8_t *)p - (uint8_t *)block));
+  return block;
 }
 
 /* Free the blocks other threads handed over through the delayed list (owner only). */
@@ -252,10 +274,59 @@ void mi_free_aligned(void *p, size_t alignment) {
   sa_free(p);
 }
 
+/* ---- Sized free ---------------------------------------------------------------------------
+ * A block allocated (or last reallocated) with `size` bytes and `alignment` both at most
+ * SIZED_SMALL_MAX lies in a small page: its class is at most 8 KiB, and in-place shrinking
+ * keeps a block only down to half its size, so no medium block (10 KiB and up) is ever left
+ * with a size that small. A small page is one slice, so the descriptor of the block's slice
+ * is its page: neither the segment map nor the slice offset is read. The caller's word is
+ * all that guards this, so debug builds check it against the tables. */
+#define SIZED_SMALL_MAX ((size_t)4 << 10)
+/* the smallest medium class is 5/4 of SMALL_BLOCK_MAX; realloc keeps a block in place down
+ * to half its size (alloc.c) */
+_Static_assert(SIZED_SMALL_MAX * 2 < SMALL_BLOCK_MAX + SMALL_BLOCK_MAX / 4,
+               "a block sized SIZED_SMALL_MAX or less is small even after in-place shrinking");
+
+#if SA_DEBUG > 0
+static void debug_check_size(const page_t *page, const void *p, size_t size) {
+  segment_t *segment = sa_segment_lookup(p);
+  const page_t *real = segment == NULL ? NULL : sa_page_of(segment, p);
+  size_t usable = _sa_usable_size(p, "sized free");
+  if (real != page || size > usable)
+    _sa_fatal("sized free of %p with size %zu: the size does not match the block (%zu usable "
+              "bytes%s)", p, size, usable, real != page ? ", not in a small page" : "");
+}
+#endif
+
+void _sa_free_small(void *p, size_t size) {
+  segment_t *segment = sa_segment_of(p);
+  page_t *page = &segment->pages[((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT];
+#if SA_DEBUG > 0
+  debug_check_size(page, p, size);
+#else
+  (void)size;
+#endif
+  if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
+                sa_thread_id())) {
+    if (sa_likely(page->flags.any == 0)) {
+#if SA_DEBUG > 0
+      _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+      sa_track_free(p, sa_block_size(page));
+      sa_page_free_local(page, (block_t *)p);
+      return;
+    }
+    _sa_free_generic(segment, page, p);
+    return;
+  }
+  /* another thread's: gathered per page, no field of the page read (remote.c) */
+  _sa_remote_free(segment, page, p);
+}
+
 void mi_free_size_aligned(void *p, size_t size, size_t alignment) {
   sa_assert(((uintptr_t)p & (alignment - 1)) == 0);
-  (void)alignment;
-  mi_free_size(p, size);
+  if (sa_likely((size | alignment) <= SIZED_SMALL_MAX && p != NULL)) _sa_free_small(p, size);
+  else mi_free_size(p, size);
 }
 
 size_t mi_usable_size(const void *p) { return _sa_usable_size(p, "mi_usable_size"); }

@@ -15,6 +15,7 @@ static pthread_key_t thread_key;
 static bool thread_key_ok;
 
 static void thread_done(thread_t *thread) {
+  _sa_remote_flush();
   _sa_heap_default = &_sa_heap_empty;
   _sa_heap_cache.id = 0;
   /* held to the end: neither the housekeeper nor a heap's delete or destroy in another thread

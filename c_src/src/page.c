@@ -335,6 +335,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
     return _sa_malloc_huge(heap, size, zero);
   }
   /* bounded housekeeping, paced by the regular refills of the free list */
+  _sa_remote_flush(); /* frees this thread gathered for other threads' pages */
   _sa_heap_delayed_free_all(heap);
   if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);

@@ -115,6 +115,23 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
 void _sa_free_unmapped(void *p) sa_cold;
 void _sa_free_block_local(page_t *page, block_t *block);
 void _sa_heap_delayed_free_all(heap_t *heap);
+/* Free `p`, not NULL, allocated (or last reallocated) with `size` bytes and an alignment
+ * both at most 4 KiB through the mimalloc API: its page is the descriptor of its slice (free.c,
+ * "Sized free"). The Rust crate's dealloc calls it when the Layout says so. */
+void _sa_free_small(void *p, size_t size);
+/* A chain of `count` blocks of `page` (head ... tail) freed by a thread that is not the
+ * owner, with one CAS; tail's link is set here. */
+void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count);
+/* The checks, debug fill and tracking of a cross-thread free of `p` in `page`: its block, or
+ * NULL (reported) when `p` is no block to free. */
+block_t *_sa_free_mt_prepare(segment_t *segment, page_t *page, void *p);
+
+/* ---- remote.c: the remote-free buffer (gathered cross-thread frees) ------------------------ */
+void _sa_remote_free(segment_t *segment, page_t *page, void *p);
+/* Hand this thread's gathered frees over now (its slow path, mi_collect, thread exit). */
+void _sa_remote_flush(void);
+/* The first heap other than a backing heap is made: gathering stops for good. */
+void _sa_remote_off(void);
 /* The usable size of `p`; 0 (reported, see _sa_misuse) if `p` is not a live block of ours. */
 size_t _sa_usable_size(const void *p, const char *call);
 /* A pointer that is not a live block of ours, met by `call` ("free", "realloc", ...): debug

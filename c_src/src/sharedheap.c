@@ -240,6 +240,7 @@ void mi_heap_destroy(mi_heap_t *heap) {
 /* ---- Public functions ---------------------------------------------------------------------- */
 mi_heap_t *mi_heap_new(void) {
   if (self_thread() == NULL) return NULL;
+  _sa_remote_off(); /* a heap that can be destroyed: see remote.c */
   mi_heap_t *heap = (mi_heap_t *)_sa_pool_alloc();
   if (heap == NULL) return NULL;
   heap->id = atomic_fetch_add_explicit(&heap_next_id, 1, memory_order_relaxed);
@@ -276,6 +277,7 @@ static void sweep_others(mi_heap_t *heap, thread_t *self) {
 }
 
 void mi_heap_collect(mi_heap_t *heap, bool force) {
+  _sa_remote_flush();
   _sa_deferred_free(force);
   if (heap == NULL || _sa_heap_default == &_sa_heap_empty) return;
   thread_t *self = _sa_heap_default->thread;
@@ -288,6 +290,7 @@ void mi_heap_collect(mi_heap_t *heap, bool force) {
 }
 
 void mi_collect(bool force) {
+  _sa_remote_flush();
   _sa_deferred_free(force);
   heap_t *heap = _sa_heap_default;
   if (heap == &_sa_heap_empty) return;

@@ -18,7 +18,9 @@
  *             backing heap, in thread_t.
  *   thread    the per-thread state (thread_t): the backing heap, the thread's segments.
  *   abandoned a segment whose owner thread has exited while it still held live blocks; any
- *             thread may later reclaim it and its pages.
+ *             thread may later reclaim it and its pages, always into its backing heap (a
+ *             page of a backing heap never moves into a heap that mi_heap_destroy may free:
+ *             remote.c relies on it).
  *
  * Who may touch what
  *   - An instance, its page queues and the non-atomic fields of its pages belong to the owner
@@ -83,8 +85,11 @@
 #define PAGE_EXTEND_MIN_BLOCKS 4
 
 /* A retired (empty) page stays in its queue for this many generic-path calls before its
- * slices go back to the segment: a malloc/free of one object must not thrash a page. */
-#define PAGE_RETIRE_CYCLES 16
+ * slices go back to the segment: a malloc/free of one object must not thrash a page, nor a
+ * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
+ * retired when the buffer moves on, and wanted again when the next buffer grows: with 16
+ * cycles every growth made and freed ~30 pages; retire_expire is 7 bits). */
+#define PAGE_RETIRE_CYCLES 64
 /* Empty pages a heap keeps retired beyond the one per size class, in bytes: a batch that
  * allocates and frees many pages of one class reuses them instead of re-making them. */
 #define PAGE_RETIRE_BYTES_MAX ((size_t)16 << 20)

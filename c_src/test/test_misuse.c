@@ -109,6 +109,28 @@ static void double_free_cross_small(void) { double_free_cross(64); }
 static void double_free_cross_large(void) { double_free_cross(LARGE_SIZE); }
 static void double_free_cross_huge(void) { double_free_cross(HUGE_SIZE); }
 
+/* Sized frees on another thread (gathered per page, src/remote.c): the same block twice in a
+ * row, and twice with another block between (a loop in the gathered chain). */
+static void *sized_double_free_thread(void *arg) {
+  void **b = arg;
+  mi_free_size_aligned(b[0], 64, 8);
+  mi_free_size_aligned(launder(b[b[2] != NULL ? 1 : 0]), 64, 8);
+  if (b[2] != NULL) mi_free_size_aligned(launder(b[0]), 64, 8);
+  mi_collect(false); /* hand the gathered frees over */
+  return NULL;
+}
+static void double_free_sized_cross(bool between) {
+  void *keep = mi_malloc(64);
+  void *b[3] = {mi_malloc(64), mi_malloc(64), between ? keep : NULL};
+  if (!between) mi_free(b[1]);
+  pthread_t t;
+  if (pthread_create(&t, NULL, sized_double_free_thread, b) != 0) _exit(3);
+  pthread_join(t, NULL);
+  keep_working(64);
+}
+static void double_free_sized_twice(void) { double_free_sized_cross(false); }
+static void double_free_sized_between(void) { double_free_sized_cross(true); }
+
 /* First free on another thread, second on the owner. */
 static void double_free_cross_then_owner(size_t size) {
   void *keep = mi_malloc(size);
@@ -315,6 +337,10 @@ int main(void) {
   expect("double free (huge)", double_free_huge, caught, "double free");
   expect("double free (small, both cross-thread)", double_free_cross_small, caught,
          "double free");
+  expect("double free (small, sized, cross-thread, twice in a row)", double_free_sized_twice,
+         caught, "double free");
+  expect("double free (small, sized, cross-thread, a block between)", double_free_sized_between,
+         caught, "double free");
   expect("double free (large, both cross-thread)", double_free_cross_large, caught,
          "double free");
   expect("double free (huge, both cross-thread)", double_free_cross_huge, caught, "double free");

@@ -1,0 +1,194 @@
+/* shardalloc: the remote-free buffer. A thread that frees blocks of other threads' small
+ * pages through the sized free (_sa_free_small, free.c: the Rust crate's dealloc) gathers
+ * them per page, in chains linked through the blocks themselves, and
+ * hands each chain to its page with one CAS (_sa_free_chain_mt, free.c). A chain goes in when
+ * it is REMOTE_CHAIN_MAX long, when a free for another page wants its slot, before the
+ * thread's own allocation slow path, at mi_collect and at thread exit.
+ *
+ * Why: each cross-thread free is a CAS on the page descriptor, the cache line that the owner
+ * writes on every allocation from the page; in a producer/consumer pair that line moved
+ * between the two cores once per block, and the free's checks read it before. The sized free
+ * knows a small block's page without reading it, and gathering reads no page descriptor
+ * either: the slice number of an address names the page (a slice belongs to one page), so a
+ * free that joins a chain writes only the block's own link word. The plain free reads the
+ * descriptor anyway (the slice offset, on its fast path); measured through it, gathering
+ * saved nothing, so it frees directly as before.
+ *
+ * What a chain may hold: blocks whose free would be the plain cross-thread push (the callers
+ * keep huge and large blocks and the owner's own frees out). Release builds check the
+ * pointers when the chain goes in (one page read per chain); debug and memory-checker builds
+ * check and fill each block as it is freed, as before.
+ *
+ * Blocks in a chain count as in use, so their page cannot go away under the chain: no page
+ * with blocks in use is ever freed, except by mi_heap_destroy. Chains are therefore only
+ * gathered while the process has no heap but the threads' backing heaps, which are never
+ * destroyed: the first mi_heap_new turns gathering off for good (_sa_remote_off; a thread
+ * that then frees the block of such a heap got it through some synchronisation after the
+ * heap was made, so it sees the flag). Chains gathered before stay safe because a page of a
+ * backing heap never moves into another heap (abandoned pages are reclaimed into backing
+ * heaps only, segment.c).                                                               */
+#include <pthread.h>
+
+#include "internal.h"
+
+/* Chains a thread keeps, one per slot (direct-mapped by slice number), and their length:
+ * bounds what a thread that stops freeing holds back (at most 8 * 32 blocks) and the static
+ * TLS this costs (8 * 32 bytes). */
+#define REMOTE_SLOTS 8
+#define REMOTE_CHAIN_MAX 32
+
+#if SA_DEBUG > 0 || SA_TRACK
+#define REMOTE_CHECK_EARLY 1 /* each block checked (and filled, tracked) as it is freed */
+#else
+#define REMOTE_CHECK_EARLY 0 /* the chain's pointers checked when it goes in */
+#endif
+
+typedef struct remote_chain_s {
+  uintptr_t slice; /* address >> SLICE_SHIFT of every block in the chain */
+  block_t *head;   /* last freed first, linked through the blocks */
+  block_t *tail;
+  size_t count;    /* 0: the slot is free */
+} remote_chain_t;
+
+typedef struct remote_s {
+  remote_chain_t chain[REMOTE_SLOTS];
+  size_t pending;  /* chains with count > 0 */
+  bool registered; /* the thread-exit hook is set for this thread */
+} remote_t;
+
+static __thread remote_t remote SA_TLS_MODEL;
+
+static _Atomic(bool) remote_off; /* set by the first mi_heap_new, never cleared */
+
+static pthread_once_t remote_once = PTHREAD_ONCE_INIT;
+static pthread_key_t remote_key;
+static bool remote_key_ok;
+
+/* ---- Handing a chain over ---------------------------------------------------------------- */
+static void chain_push(remote_chain_t *c) {
+  block_t *first = c->head;
+  size_t n = c->count;
+  c->count = 0;
+  segment_t *segment = sa_segment_of(first); /* small and medium blocks: their own unit */
+  page_t *page = sa_page_of(segment, first);
+#if REMOTE_CHECK_EARLY
+  _sa_free_chain_mt(page, first, c->tail, n);
+#else
+  /* each pointer becomes its block (interior pointers of aligned pages); what is no block of
+   * the page is reported and left out */
+  block_t *head = NULL, *tail = NULL;
+  size_t count = 0;
+  block_t *p = first;
+  for (size_t i = 0; i < n && p != NULL; i++) { /* NULL early: a block freed twice */
+    block_t *next = sa_block_next(p); /* read before a block start's link is written */
+    block_t *block = _sa_free_mt_prepare(segment, page, p);
+    if (block != NULL) {
+      if (tail == NULL) tail = block;
+      sa_block_set_next(block, head);
+      head = block;
+      count++;
+    }
+    p = next;
+  }
+  if (count == 0) return;
+  /* a block freed twice into the chain leaves a loop or a short list: it must run from head
+   * to tail in exactly `count` blocks (blocks freed here: cache-hot, a cheap second walk) */
+  block_t *b = head;
+  size_t k = 1;
+  for (; k < count && b != tail; k++) b = sa_block_next(b);
+  if (sa_unlikely(b != tail || k != count || sa_block_next(tail) != NULL)) {
+    _sa_misuse("free", tail, "double free from another thread (the blocks freed with it are "
+                             "dropped)");
+    return;
+  }
+  _sa_free_chain_mt(page, head, tail, count);
+#endif
+}
+
+static void remote_flush(remote_t *r) {
+  if (r->pending == 0) return;
+  for (size_t i = 0; i < REMOTE_SLOTS; i++)
+    if (r->chain[i].count != 0) chain_push(&r->chain[i]);
+  r->pending = 0;
+  sa_housekeeper_start_if_wanted();
+}
+
+/* ---- Thread exit --------------------------------------------------------------------------- */
+static void remote_key_destructor(void *value) {
+  (void)value;
+  remote.registered = false; /* a later free (another destructor's) registers again */
+  remote_flush(&remote);
+}
+
+static void remote_key_create(void) {
+  remote_key_ok = pthread_key_create(&remote_key, remote_key_destructor) == 0;
+}
+
+/* Before the thread's first chain: pthread_setspecific may allocate (which flushes nothing). */
+static sa_cold void remote_register(remote_t *r) {
+  pthread_once(&remote_once, remote_key_create);
+  if (remote_key_ok) pthread_setspecific(remote_key, (void *)1);
+  r->registered = true;
+}
+
+/* The free without gathering: one block, one CAS. */
+static void free_direct(segment_t *segment, page_t *page, void *p) {
+  block_t *block = _sa_free_mt_prepare(segment, page, p);
+  if (block != NULL) _sa_free_chain_mt(page, block, block, 1);
+  sa_housekeeper_start_if_wanted();
+}
+
+/* ---- Entry points --------------------------------------------------------------------------- */
+/* Free `p`, a block of the small page `page` of `segment`, which another thread owns. Only
+ * the address of `page` is used here. */
+void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
+  remote_t *r = &remote;
+  if (sa_unlikely(atomic_load_explicit(&remote_off, memory_order_relaxed))) {
+    remote_flush(r);
+    free_direct(segment, page, p);
+    return;
+  }
+  uintptr_t slice = (uintptr_t)p >> SLICE_SHIFT;
+  remote_chain_t *c = &r->chain[slice & (REMOTE_SLOTS - 1)];
+  if (c->count != 0) {
+    if (sa_likely(c->slice == slice && c->count < REMOTE_CHAIN_MAX)) {
+      if (sa_unlikely(p == (void *)c->head)) { /* the same block twice in a row */
+        _sa_misuse("free", p, "double free: the block is free already");
+        return;
+      }
+#if REMOTE_CHECK_EARLY
+      block_t *block = _sa_free_mt_prepare(segment, page, p);
+      if (block == NULL) return;
+      p = block;
+#endif
+      sa_block_set_next((block_t *)p, c->head);
+      c->head = (block_t *)p;
+      c->count++;
+      return;
+    }
+    chain_push(c);
+    r->pending--;
+  }
+  if (sa_unlikely(!r->registered)) remote_register(r);
+#if REMOTE_CHECK_EARLY
+  block_t *block = _sa_free_mt_prepare(segment, page, p);
+  if (block == NULL) return;
+  p = block;
+#else
+  (void)segment;
+  (void)page;
+#endif
+  sa_block_set_next((block_t *)p, NULL);
+  c->slice = slice;
+  c->head = c->tail = (block_t *)p;
+  c->count = 1;
+  r->pending++;
+}
+
+void _sa_remote_flush(void) { remote_flush(&remote); }
+
+void _sa_remote_off(void) {
+  if (!atomic_load_explicit(&remote_off, memory_order_relaxed))
+    atomic_store_explicit(&remote_off, true, memory_order_release);
+  remote_flush(&remote);
+}

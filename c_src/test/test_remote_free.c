@@ -1,0 +1,159 @@
+/* test_remote_free: frees of other threads' small blocks through the sized free are gathered
+ * per page (remote.c) and all come back to their pages: when the freeing thread exits, when
+ * it calls mi_collect, when it allocates through its slow path; and after the first
+ * mi_heap_new, frees are no longer gathered. "Come back" is checked by the owner: after it
+ * collects, no block counts as in use any more, and the heap checks out.
+ * Threads hand work over through joins and a condition variable, never by timing. */
+#define TEST_NAME "test_remote_free"
+#include "testutil.h"
+
+#include <pthread.h>
+
+#include "shardalloc.h"
+
+#define BLOCKS 3000
+
+static size_t in_use_blocks(void) {
+  mi_stats_snapshot_t s;
+  mi_stats_snapshot(&s);
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof s.bin_in_use / sizeof s.bin_in_use[0]; i++) n += s.bin_in_use[i];
+  return n;
+}
+
+typedef struct {
+  void *p;
+  size_t size;
+} item_t;
+
+static item_t items[BLOCKS];
+static size_t baseline;
+
+/* The owner's side: blocks of many small sizes, each with its size, contents set. */
+static void allocate_all(uint64_t seed) {
+  tu_rng_t rng = {seed};
+  for (int i = 0; i < BLOCKS; i++) {
+    size_t size = 8 + tu_below(&rng, 1017);
+    items[i].p = mi_malloc_aligned(size, 8);
+    items[i].size = size;
+    CHECK(items[i].p != NULL);
+    tu_fill(items[i].p, size, (uint64_t)i);
+  }
+}
+
+/* The freeing thread's side: in allocation order, so consecutive frees share pages. */
+static void free_all(void) {
+  for (int i = 0; i < BLOCKS; i++) {
+    CHECK(tu_verify(items[i].p, items[i].size, (uint64_t)i) == items[i].size);
+    mi_free_size_aligned(items[i].p, items[i].size, 8);
+  }
+}
+
+/* The owner collects (taking in what other threads handed over) and counts. */
+static void expect_all_back(const char *when) {
+  mi_collect(true);
+  size_t now = in_use_blocks();
+  CHECKF(now == baseline, "%s: %zu blocks in use, %zu before", when, now, baseline);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+}
+
+/* ---- 1. the freeing thread exits ----------------------------------------------------------- */
+static void *free_and_exit(void *arg) {
+  (void)arg;
+  free_all();
+  return NULL;
+}
+
+/* ---- 2. the freeing thread calls mi_collect, then waits while the owner counts ------------- */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static int phase;
+
+static void set_phase(int p) {
+  pthread_mutex_lock(&lock);
+  phase = p;
+  pthread_cond_broadcast(&changed);
+  pthread_mutex_unlock(&lock);
+}
+static void wait_phase(int p) {
+  pthread_mutex_lock(&lock);
+  while (phase != p) pthread_cond_wait(&changed, &lock);
+  pthread_mutex_unlock(&lock);
+}
+
+static void *free_then_collect(void *arg) {
+  (void)arg;
+  free_all();
+  mi_collect(false);
+  set_phase(1); /* the owner counts while this thread lives on */
+  wait_phase(2);
+  return NULL;
+}
+
+/* ---- 3. the freeing thread allocates: its first allocation is a slow path ----------------- */
+static void *free_then_allocate(void *arg) {
+  (void)arg;
+  free_all();
+  void *mine = mi_malloc(100);
+  CHECK(mine != NULL);
+  set_phase(3);
+  wait_phase(4);
+  mi_free(mine);
+  return NULL;
+}
+
+/* ---- 4. the freeing thread only frees, and lives on ----------------------------------------- */
+static void *free_then_wait(void *arg) {
+  (void)arg;
+  free_all();
+  set_phase(5);
+  wait_phase(6);
+  return NULL;
+}
+
+static void run_thread(void *(*fn)(void *)) {
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, fn, NULL) == 0);
+  pthread_join(t, NULL);
+}
+
+int main(void) {
+  printf("%s: gathered cross-thread frees all come back\n", TEST_NAME);
+  mi_collect(true);
+  baseline = in_use_blocks();
+
+  SECTION("the freeing thread exits");
+  allocate_all(1);
+  run_thread(free_and_exit);
+  expect_all_back("after the freeing thread exited");
+
+  SECTION("the freeing thread calls mi_collect and lives on");
+  allocate_all(2);
+  phase = 0;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, free_then_collect, NULL) == 0);
+  wait_phase(1);
+  expect_all_back("after mi_collect in the freeing thread");
+  set_phase(2);
+  pthread_join(t, NULL);
+
+  SECTION("the freeing thread allocates through its slow path and lives on");
+  allocate_all(3);
+  CHECK(pthread_create(&t, NULL, free_then_allocate, NULL) == 0);
+  wait_phase(3);
+  expect_all_back("after the freeing thread's slow path");
+  set_phase(4);
+  pthread_join(t, NULL);
+
+  SECTION("after mi_heap_new, frees are not gathered: they come back at once");
+  mi_heap_t *heap = mi_heap_new();
+  CHECK(heap != NULL);
+  allocate_all(4);
+  CHECK(pthread_create(&t, NULL, free_then_wait, NULL) == 0);
+  wait_phase(5);
+  expect_all_back("with gathering off, the freeing thread alive");
+  set_phase(6);
+  pthread_join(t, NULL);
+  mi_heap_delete(heap);
+  return tu_finish();
+}
