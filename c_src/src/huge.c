@@ -151,18 +151,21 @@ void _sa_segment_huge_free(segment_t *segment) {
   if (delay > 0) {
     if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
       memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));
-    segment->purge_expire = _sa_clock_ms() + delay;
+    int64_t expire = _sa_clock_ms() + delay;
+    segment->purge_expire = expire;
     pthread_mutex_lock(&segments_lock);
     bool cached = huge_cache_count < HUGE_CACHE_MAX;
     if (cached) {
       list_push(&huge_cache, segment);
       huge_cache_count++;
-      /* under the lock: once it is released, another thread may take the segment out of the
-       * cache and unmap it (huge_cache_take, huge_cache_collect) */
-      _sa_unowned_note_purge(segment->purge_expire);
     }
     pthread_mutex_unlock(&segments_lock);
-    if (cached) return;
+    /* from here another thread may take the segment out of the cache and unmap it
+     * (huge_cache_take, huge_cache_collect): only the local copy of its expiry is read */
+    if (cached) {
+      _sa_unowned_note_purge(expire); /* may wake the housekeeper: outside the lock */
+      return;
+    }
   }
   huge_release(segment);
 }

@@ -24,6 +24,7 @@ static _Atomic(size_t) abandoned_count;
  * that housekeeping takes the lock only when a purge is due. */
 static _Atomic(int64_t) unowned_purge_next;
 
+/* Called with no lock of ours held: it may wake the housekeeper (hk_lock). */
 void _sa_unowned_note_purge(int64_t expire) {
   if (expire == 0) return;
   _sa_housekeeper_note(0, expire);
@@ -131,13 +132,14 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   segment_detach(segment, thread);
   pthread_mutex_lock(&segments_lock);
   bool cached = segment_cache_count < (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
+  int64_t expire = segment->purge_expire; /* read while the segment is still ours */
   if (cached) {
     list_push(&segment_cache, segment);
     segment_cache_count++;
-    _sa_unowned_note_purge(segment->purge_expire);
   }
   pthread_mutex_unlock(&segments_lock);
-  if (!cached) _sa_segment_release(segment);
+  if (cached) _sa_unowned_note_purge(expire); /* may wake the housekeeper: outside the lock */
+  else _sa_segment_release(segment);
 }
 
 void _sa_segment_caches_release(void) {
@@ -303,11 +305,12 @@ void _sa_segments_abandon(thread_t *thread) {
       continue;
     }
     segment_detach(segment, thread);
+    int64_t expire = segment->purge_expire;
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
-    _sa_unowned_note_purge(segment->purge_expire);
     pthread_mutex_unlock(&segments_lock);
+    _sa_unowned_note_purge(expire); /* may wake the housekeeper: outside the lock */
     _sa_stat_add(SA_STAT_abandoned, 1);
   }
 }
