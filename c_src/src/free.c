@@ -308,7 +308,7 @@ void _sa_free_small(void *p, size_t size) {
 #endif
   if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                 sa_thread_id())) {
-    if (sa_likely(page->flags.any == 0)) {
+    if (sa_likely(page->flags.any == PAGE_FLAGS_FAST)) {
 #if SA_DEBUG > 0
       _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
 #endif
