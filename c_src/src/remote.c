@@ -25,8 +25,9 @@
  * destroyed: the first mi_heap_new turns gathering off for good (_sa_remote_off; a thread
  * that then frees the block of such a heap got it through some synchronisation after the
  * heap was made, so it sees the flag). Chains gathered before stay safe because a page of a
- * backing heap never moves into another heap (abandoned pages are reclaimed into backing
- * heaps only, segment.c).                                                               */
+ * backing heap never moves into another heap (an abandoned page is reclaimed into the
+ * reclaiming thread's instance of its own heap, segment.c: a backing heap's page into a
+ * backing heap).                                                                         */
 #include <pthread.h>
 
 #include "internal.h"
