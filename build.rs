@@ -108,16 +108,6 @@ fn main() {
         "cargo:rustc-env=SHARDALLOC_STATIC_LIB={}",
         out_dir.join("libshardalloc.a").display()
     );
-
-    // `Heap::stats` (src/heap.rs) walks a heap with mi_heap_visit_blocks, which the C library
-    // gains together with heaps that any thread may use; until the binding is in src/ffi.rs,
-    // the method is left out and so are the tests that need such heaps.
-    println!("cargo:rerun-if-changed=src/ffi.rs");
-    println!("cargo:rustc-check-cfg=cfg(shardalloc_heap_visit)");
-    let ffi = std::fs::read_to_string(root.join("src/ffi.rs")).expect("src/ffi.rs");
-    if ffi.contains("pub fn mi_heap_visit_blocks(") {
-        println!("cargo:rustc-cfg=shardalloc_heap_visit");
-    }
 }
 
 /// `dir/*.c` except `override.c`, sorted so that the archive is built the same way each time.

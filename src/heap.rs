@@ -299,7 +299,6 @@ impl Heap {
     /// drop(v);
     /// assert_eq!(unsafe { heap.stats() }.blocks, 0);
     /// ```
-    #[cfg(shardalloc_heap_visit)]
     pub unsafe fn stats(&self) -> HeapStats {
         let mut stats = HeapStats::default();
         // The caller keeps other threads out of the heap; `add_area` gets `stats` as its
@@ -407,7 +406,6 @@ impl Heap {
 /// assert!(s.bytes >= 1000 && s.committed >= s.bytes);
 /// # drop(b);
 /// ```
-#[cfg(shardalloc_heap_visit)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Blocks in use.
@@ -424,7 +422,6 @@ pub struct HeapStats {
 
 /// mi_heap_visit_blocks's visitor: adds one area (called with a null `block`) to the
 /// `HeapStats` that `arg` points to. Per-block calls, had they been asked for, are ignored.
-#[cfg(shardalloc_heap_visit)]
 unsafe extern "C" fn add_area(
     _heap: *const ffi::mi_heap_t,
     area: *const ffi::mi_heap_area_t,

@@ -63,7 +63,6 @@ pub mod options;
 pub mod stats;
 
 pub use heap::Heap;
-#[cfg(shardalloc_heap_visit)]
 pub use heap::HeapStats;
 
 pub use options::{Config, Configured};

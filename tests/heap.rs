@@ -5,10 +5,6 @@
 //! The tests compare process-wide counters (`shardalloc::stats`), so they run one at a time
 //! (`SERIAL`). The binary's global allocator stays the system allocator: only the heaps made
 //! here allocate from shardalloc.
-//!
-//! The tests marked `needs_shared_heaps` need heaps that any thread may use at once (the C
-//! library's process-wide heaps, which come with `mi_heap_visit_blocks`): they are ignored
-//! until that C library is in (build.rs sets `shardalloc_heap_visit`).
 
 // rust-version (Cargo.toml) is the library's; tests may use newer std APIs.
 #![allow(clippy::incompatible_msrv)]
@@ -395,7 +391,6 @@ fn heap_is_send_and_sync() {
 }
 
 // `Heap::stats` is unsafe only for other threads using the heap meanwhile; none here.
-#[cfg(shardalloc_heap_visit)]
 #[test]
 fn stats_count_the_blocks_in_use() {
     let _serial = serial();
@@ -422,10 +417,6 @@ fn stats_count_the_blocks_in_use() {
 /// Threads allocate from one heap at once and free each other's blocks: each sends what it
 /// made to the next thread in a ring, which checks and drops it. Needs process-wide heaps.
 #[test]
-#[cfg_attr(
-    not(shardalloc_heap_visit),
-    ignore = "needs_shared_heaps: the C library's heaps are still bound to their thread"
-)]
 fn threads_share_one_heap() {
     let _serial = serial();
     const THREADS: usize = 8;
@@ -467,17 +458,12 @@ fn threads_share_one_heap() {
         drop(senders);
     });
     // SAFETY: the threads that used the heap have ended with the scope.
-    #[cfg(shardalloc_heap_visit)]
     assert_eq!(unsafe { heap.stats() }.blocks, 0);
 }
 
 /// A heap made on one thread, filled on a second and dropped on a third. Needs process-wide
 /// heaps.
 #[test]
-#[cfg_attr(
-    not(shardalloc_heap_visit),
-    ignore = "needs_shared_heaps: the C library's heaps are still bound to their thread"
-)]
 fn heap_moves_between_threads() {
     let _serial = serial();
     let heap = thread::spawn(Heap::new).join().unwrap();
