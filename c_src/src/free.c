@@ -14,7 +14,7 @@
 
 /* ---- Reporting ------------------------------------------------------------------------- */
 void _sa_misuse(const char *call, const void *p, const char *what) {
-#if SA_DEBUG > 0
+#if SA_DEBUG > 0 || SA_SECURE
   _sa_fatal("%s(%p): %s", call, p, what);
 #else
   _sa_error("%s(%p): %s; ignored", call, p, what);
@@ -54,9 +54,9 @@ static page_t *unmapped_page(const void *p, segment_t **segment, const char *cal
 static bool list_contains(const page_t *page, const block_t *list, const block_t *block) {
   size_t limit = page->capacity;
   const uint8_t *start = sa_page_start(page);
-  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(list), n++) {
+  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(page, list), n++) {
     if (list == block) return true;
-    const uint8_t *next = (const uint8_t *)sa_block_next(list);
+    const uint8_t *next = (const uint8_t *)sa_block_next(page, list);
     if (next != NULL && (next < start || next >= start + (size_t)page->capacity * sa_block_size(page)))
       return false; /* a corrupted list: stop rather than wander */
   }
@@ -79,7 +79,11 @@ static bool block_is_double_free(const page_t *page, const block_t *block, const
   const uint8_t *bytes = (const uint8_t *)block;
   for (size_t i = sizeof(block_t); i < check; i++)
     if (bytes[i] != SA_DEBUG_FREED) return false;
+#if SA_SECURE
+  const uint8_t *next = (const uint8_t *)sa_secure_decode(page, block->next);
+#else
   const uint8_t *next = (const uint8_t *)block->next;
+#endif
   const uint8_t *start = sa_page_start(page);
   bool next_plausible =
       next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
@@ -127,6 +131,9 @@ static void free_block_mt(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
   _sa_debug_fill_freed(page, block);
 #endif
+#if SA_SECURE
+  sa_secure_clear_freed(page, block);
+#endif
   uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t desired;
   bool use_delayed;
@@ -140,7 +147,7 @@ static void free_block_mt(page_t *page, block_t *block) {
     if (use_delayed) {
       desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {
-      sa_block_set_next(block, sa_xthread_block(old));
+      sa_block_set_next(page, block, sa_xthread_block(old));
       desired = sa_xthread_push(old, block);
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &old, desired,
@@ -156,7 +163,7 @@ static void free_block_mt(page_t *page, block_t *block) {
   sa_assert(heap != NULL);
   block_t *head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
   do {
-    sa_block_set_next(block, head);
+    sa_block_set_next(page, block, head); /* keyed by the holder's page (free.c, below) */
   } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
@@ -171,8 +178,8 @@ void _sa_heap_delayed_free_all(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
+    block_t *next = sa_delayed_next(page, block);
     /* the pusher may still be about to reset the state: wait, so the page cannot be freed
      * under its final CAS */
     while (sa_xthread_state(atomic_load_explicit(&page->xthread_free, memory_order_acquire)) ==
@@ -206,6 +213,9 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   block_t *block = sa_block_start(page, p);
 #if SA_DEBUG > 0
   _sa_debug_check_free(page, block, p, owner);
+#endif
+#if SA_SECURE
+  sa_secure_check_free(page, block, owner); /* aborts on an invalid or double free */
 #endif
   /* from here on the block is free memory: links go through sa_block_set_next */
   sa_track_free(p, sa_block_size(page) - (size_t)((uint8_t *)p - (uint8_t *)block));

@@ -129,7 +129,8 @@ sa_inline uint8_t *sa_page_start(const page_t *page) {
 }
 sa_inline size_t sa_block_size(const page_t *page) {
   if (sa_likely(!sa_page_is_huge(page))) return sa_bin_size(page->bin);
-  return sa_segment_of(page)->segment_size - SLICE_SIZE; /* all but the header */
+  /* all but the header (and the guard in secure mode, secure.h) */
+  return sa_segment_of(page)->segment_size - SLICE_SIZE - SA_GUARD_SIZE;
 }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
@@ -158,6 +159,9 @@ sa_inline uintptr_t sa_xthread_push(uintptr_t x, block_t *b) {
 /* `x` with its list taken: empty, count 0, state kept. */
 sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MASK; }
 
+/* ---- Secure mode (SA_SECURE=1): link coding and free checks; empty otherwise ------------ */
+#include "secure.h"
+
 /* ---- The out-of-line functions, by file ------------------------------------------------- */
 #include "prototypes.h"
 
@@ -166,9 +170,12 @@ sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MAS
  * (see bench/ for the callgrind counts). The empty page of a fresh heap (and of a
  * direct-table slot without a usable page) has no free block, so no "initialised?" test. */
 sa_inline void *sa_page_pop(page_t *page, block_t *block) {
-  page->free = sa_block_next(block);
+  page->free = sa_block_next(page, block);
   page->used++;
   sa_track_malloc(block, sa_block_size(page), false);
+#if SA_SECURE
+  block->next = NULL; /* a live block's first word is no valid link (sa_secure_check_free) */
+#endif
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
   memset(block, SA_DEBUG_UNINIT, sa_block_size(page));
@@ -236,7 +243,10 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
   _sa_debug_fill_freed(page, block);
 #endif
-  sa_block_set_next(block, page->local_free);
+#if SA_SECURE
+  sa_secure_clear_freed(page, block);
+#endif
+  sa_block_set_next(page, block, page->local_free);
   page->local_free = block;
   bool emptied = --page->used == 0;
 #if defined(__SANITIZE_THREAD__)
@@ -257,6 +267,9 @@ sa_inline void sa_free(void *p) {
                   page->flags.any == 0)) {
 #if SA_DEBUG > 0
       _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+#if SA_SECURE
+      sa_secure_check_free(page, (block_t *)p, true); /* aborts on misuse */
 #endif
       sa_track_free(p, sa_block_size(page));
       sa_page_free_local(page, (block_t *)p);
