@@ -12,8 +12,10 @@
  *   foreign pointer, mmap page / static    r / r     x / x   x / x
  *   write 1, 8, 16 bytes past a block      -         -       x
  *   write into a freed block               -         -       x
+ *   freed block linked to a live block     -         -       x
+ *   linear overflow out of a large page    -         -       g
  *
- * x: caught (abort with the message). r: reported under SHOW_ERRORS and ignored, the process
+ * x: caught (abort with the message). g: stopped by the guard page at the page's end (SIGSEGV). r: reported under SHOW_ERRORS and ignored, the process
  * goes on (release builds never abort). -: not noticed; after an overflow or a write into a
  * freed block a release or debug build crashes, or malloc hands out memory that is not a
  * block (the child then exits with code 42, "escaped the heap").
@@ -45,6 +47,7 @@
 #define HUGE_SIZE ((size_t)48 << 20)
 #define EXIT_ESCAPED 42 /* malloc returned a pointer outside the heap */
 #define EXIT_SETUP 43   /* the case could not set itself up */
+#define EXIT_TWICE 44   /* malloc handed out a live block */
 
 /* Shared with the children: the address the report must name (0: any "0x..."). */
 static volatile uintptr_t *mailbox;
@@ -170,6 +173,25 @@ static void write_after_free(void) {
   mi_free(keep);
 }
 
+/* Use after free with a valid address: the freed block's link now names a live block, so
+ * without keys malloc would hand that block out a second time. */
+static void write_after_free_live(void) {
+  void *keep = alloc(SMALL);
+  void **p = alloc(SMALL);
+  mi_free(p);
+  *mailbox = (uintptr_t)p;
+  *(void *volatile *)launder(p) = keep;
+  for (int i = 0; i < 4096; i++)
+    if (alloc(SMALL) == keep) _exit(EXIT_TWICE);
+}
+
+/* A linear overflow out of a large block, past the end of its page. */
+static void overflow_large_page(void) {
+  char *p = alloc(LARGE);
+  memset(launder(p), 0x41, LARGE + ((size_t)128 << 10));
+  churn(LARGE, 64);
+}
+
 /* ---- Running a child ------------------------------------------------------------------ */
 typedef struct result_s {
   int status;
@@ -222,8 +244,15 @@ static const char *describe(int status) {
   static char buf[64];
   if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
   if (WEXITSTATUS(status) == EXIT_ESCAPED) return "escaped the heap";
+  if (WEXITSTATUS(status) == EXIT_TWICE) return "live block reused";
   snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
   return buf;
+}
+
+/* Stopped by a guard page: the write faulted. */
+static bool faulted(const result_t *res, const char *word) {
+  (void)word;
+  return WIFSIGNALED(res->status) && WTERMSIG(res->status) == SIGSEGV;
 }
 
 /* Caught: aborted, and stderr has one line naming the error (`word`) and the address. */
@@ -240,19 +269,20 @@ static bool caught(const result_t *res, const char *word) {
 enum { REL = 1, DBG = 2, SEC = 4 };
 static int this_build(void) { return SA_SECURE ? SEC : SA_DEBUG > 0 ? DBG : REL; }
 
-static void expect(const char *what, void (*fn)(void), int caught_by, const char *word) {
+static void expect_by(const char *what, void (*fn)(void), int caught_by, const char *word,
+                      bool (*judge)(const result_t *, const char *)) {
   result_t res;
   bool ok = run_child(fn, &res);
   CHECKF(ok, "%s: could not fork", what);
   if (!ok) return;
-  bool was_caught = caught(&res, word);
+  bool was_caught = judge(&res, word);
   bool should = (caught_by & this_build()) != 0;
   char first[160];
   size_t n = strcspn(res.output, "\n");
   if (n >= sizeof first) n = sizeof first - 1;
   memcpy(first, res.output, n);
   first[n] = '\0';
-  printf("  %-34s %-8s %-18s \"%s\"\n", what, was_caught ? "CAUGHT" : "missed",
+  printf("  %-38s %-8s %-18s \"%s\"\n", what, was_caught ? "CAUGHT" : "missed",
          describe(res.status), first);
   CHECKF(was_caught == should, "%s: expected %s in this build, but %s (%s): %s", what,
          should ? "caught" : "not caught", was_caught ? "caught" : "missed",
@@ -260,8 +290,65 @@ static void expect(const char *what, void (*fn)(void), int caught_by, const char
   CHECKF(!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == EXIT_SETUP),
          "%s: the case could not set itself up", what);
   if (SA_SECURE)
-    CHECKF(!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == EXIT_ESCAPED),
-           "%s: malloc returned a pointer outside the heap", what);
+    CHECKF(!(WIFEXITED(res.status) && (WEXITSTATUS(res.status) == EXIT_ESCAPED ||
+                                       WEXITSTATUS(res.status) == EXIT_TWICE)),
+           "%s: malloc returned a pointer outside the heap or a live block", what);
+}
+
+static void expect(const char *what, void (*fn)(void), int caught_by, const char *word) {
+  expect_by(what, fn, caught_by, word, caught);
+}
+
+/* The allocation order of fresh pages: in address order by default, shuffled in secure mode
+ * (each of 8 fresh heaps' first 64 blocks; a heap's first page is fresh). Counts the blocks
+ * next to the one allocated before (either side), and the heaps whose first block lies at the
+ * same offset in its page (its 64 KiB slice) as the first heap's. */
+static void allocation_order(void) {
+  int adjacent = 0, same_start = 0;
+  uintptr_t first_offset = 0;
+  for (int h = 0; h < 8; h++) {
+    mi_heap_t *heap = mi_heap_new();
+    CHECK(heap != NULL);
+    if (heap == NULL) return;
+    char *prev = NULL;
+    for (int i = 0; i < 64; i++) {
+      char *p = mi_heap_malloc(heap, SMALL);
+      if (i == 0 && h == 0) first_offset = (uintptr_t)p & 0xFFFF;
+      if (i == 0) same_start += ((uintptr_t)p & 0xFFFF) == first_offset;
+      adjacent += prev != NULL && (p == prev + SMALL || p + SMALL == prev);
+      prev = p;
+    }
+    mi_heap_destroy(heap);
+  }
+  printf("  allocation order: %d of %d blocks next to the previous one, %d of 8 heaps start at "
+         "the same offset\n", adjacent, 8 * 63, same_start);
+  if (SA_SECURE) { /* a shuffle puts half in order, or 8 starts at one offset, never in practice */
+    CHECK(adjacent < 8 * 63 / 2);
+    CHECK(same_start < 8);
+  } else {
+    CHECK(adjacent == 8 * 63 && same_start == 8);
+  }
+}
+
+/* What a freed block holds past its link word: cleared in secure mode, the debug fill in
+ * debug builds, the old contents in release builds. (Reads freed memory on purpose: the
+ * bytes a use after free would see.) */
+static bool freed_bytes_are(const unsigned char *p, size_t from, size_t to, unsigned char v) {
+  for (size_t i = from; i < to; i++)
+    if (((volatile const unsigned char *)p)[i] != v) return false;
+  return true;
+}
+static void freed_memory_cleared(void) {
+  unsigned char *small = mi_malloc(SMALL), *large = mi_malloc(LARGE);
+  memset(small, 0x5A, SMALL);
+  memset(large, 0x5A, LARGE);
+  mi_free(small);
+  mi_free(large);
+  unsigned char expected = SA_DEBUG > 0 ? 0xDF : SA_SECURE ? 0 : 0x5A;
+  CHECKF(freed_bytes_are(launder(small), 8, SMALL, expected), "a freed small block");
+  if (SA_SECURE) /* (elsewhere the purge of the retired page may clear it, or not yet) */
+    CHECKF(freed_bytes_are(launder(large), 8, LARGE, 0), "a freed large block");
+  printf("  a freed block reads 0x%02x past its link word\n", expected);
 }
 
 int main(void) {
@@ -270,6 +357,8 @@ int main(void) {
   if (mailbox == MAP_FAILED) return 1;
   void *warm = mi_malloc(10); /* children inherit an initialised allocator */
   mi_free(warm);
+  allocation_order();
+  freed_memory_cleared();
 
   expect("double free (small)", double_free_small, DBG | SEC, "double free");
   expect("double free (large)", double_free_large, DBG | SEC, "double free");
@@ -283,5 +372,7 @@ int main(void) {
   expect("write 8 bytes past a block", overflow_8, SEC, "heap corruption");
   expect("write 16 bytes past a block", overflow_16, SEC, "heap corruption");
   expect("write into a freed block", write_after_free, SEC, "heap corruption");
+  expect("freed block linked to a live one", write_after_free_live, SEC, "heap corruption");
+  expect_by("linear overflow out of a large page", overflow_large_page, SEC, NULL, faulted);
   return tu_finish();
 }
