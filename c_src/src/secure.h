@@ -81,11 +81,20 @@ sa_inline block_t *sa_secure_next(const page_t *page, const block_t *holder, con
   return next;
 }
 
-/* Every free of a block of a small, medium or large page: invalid pointers and double frees. */
+/* `b` is the start of a block of any page of ours (a link of a heap's delayed list). */
+sa_inline bool sa_secure_is_any_block(const void *b) {
+  segment_t *segment = sa_segment_lookup(b);
+  return segment != NULL && sa_secure_is_block(sa_page_of(segment, b), b);
+}
+
+/* Every free of a block of a small, medium or large page: invalid pointers and double frees.
+ * Another thread also takes a link to another page as free: the block waits in a heap's
+ * delayed list (the owner finds such a block when it takes that list in). */
 sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bool owner) {
   if (sa_unlikely(!sa_secure_is_block(page, block))) _sa_secure_invalid_free(block);
   const block_t *next = sa_secure_decode(page, block->next);
-  if (sa_unlikely(next == NULL || sa_secure_is_block(page, next)))
+  if (sa_unlikely(next == NULL || sa_secure_is_block(page, next) ||
+                  (!owner && sa_secure_is_any_block(next))))
     _sa_secure_maybe_double_free(page, block, owner);
 }
 
@@ -115,11 +124,7 @@ sa_inline block_t *sa_delayed_next(const page_t *page, const block_t *block) {
   sa_track_mem_defined(block, sizeof(block_t));
   block_t *next = sa_secure_decode(page, block->next);
   sa_track_mem_noaccess(block, sizeof(block_t));
-  if (next != NULL) {
-    segment_t *segment = sa_segment_lookup(next);
-    if (segment == NULL || !sa_secure_is_block(sa_page_of(segment, next), next))
-      _sa_secure_corrupt_link(page, block, next);
-  }
+  if (next != NULL && !sa_secure_is_any_block(next)) _sa_secure_corrupt_link(page, block, next);
   return next;
 #else
   return sa_block_next(page, block);

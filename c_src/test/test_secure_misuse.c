@@ -8,6 +8,7 @@
  *   double free, small                     -         x       x
  *   double free, large / huge              r / r     x / x   x / x
  *   double free, cross-thread (small)      -         x       x
+ *   the same, the first free to a full page -        x       x
  *   interior pointer, small / large        - / -     x / x   x / x
  *   foreign pointer, mmap page / static    r / r     x / x   x / x
  *   write 1, 8, 16 bytes past a block      -         -       x
@@ -49,8 +50,10 @@
 #define EXIT_SETUP 43   /* the case could not set itself up */
 #define EXIT_TWICE 44   /* malloc handed out a live block */
 
-/* Shared with the children: the address the report must name (0: any "0x..."). */
+/* Shared with the children: [0] the address the report must name (0: any "0x..."); [1] set
+ * once the misusing call returned (secure mode must stop a bad free inside the call). */
 static volatile uintptr_t *mailbox;
+static void returned(void) { mailbox[1] = 1; }
 static long static_target[8];
 
 static void *volatile sink;
@@ -85,6 +88,7 @@ static void double_free(size_t size) {
   *mailbox = (uintptr_t)p;
   mi_free(p);
   mi_free(launder(p));
+  returned();
   churn(size, 128);
   mi_free(keep);
 }
@@ -108,14 +112,32 @@ static void double_free_cross_thread(void) {
   *mailbox = (uintptr_t)p;
   free_on_other_thread(p);
   free_on_other_thread(launder(p));
+  returned();
   churn(SMALL, 4096); /* the owner collects the cross-thread list */
   for (int i = 0; i < 8; i++) mi_free(keep[i]);
+}
+
+/* The same on full pages: the first cross-thread free of a block of a full page hands it to
+ * the owner's heap (its delayed list, linking it to a block of another page). */
+static void double_free_cross_thread_full(void) {
+  enum { N = 300 }; /* 1 KiB blocks: 64 a page, so the first pages are full */
+  void *b[N];
+  for (int i = 0; i < N; i++) b[i] = alloc(1024);
+  free_on_other_thread(b[100]); /* another full page: the delayed list is not empty */
+  *mailbox = (uintptr_t)b[0];
+  free_on_other_thread(b[0]);
+  free_on_other_thread(launder(b[0]));
+  returned();
+  for (int i = 1; i < N; i++)
+    if (i != 100) mi_free(b[i]);
+  churn(1024, 4096);
 }
 
 static void interior(size_t size, size_t offset) {
   char *p = alloc(size);
   *mailbox = (uintptr_t)(p + offset);
   mi_free(launder(p + offset));
+  returned();
   churn(size, 128);
 }
 static void interior_small(void) { interior(SMALL, 16); }
@@ -124,6 +146,7 @@ static void interior_large(void) { interior(LARGE, 4096); }
 static void foreign(void *p) {
   *mailbox = (uintptr_t)p;
   mi_free(launder(p));
+  returned();
   churn(SMALL, 128);
 }
 static void foreign_mmap(void) {
@@ -197,12 +220,13 @@ typedef struct result_s {
   int status;
   char output[2048];
   uintptr_t address;
+  bool returned; /* the misusing call returned */
 } result_t;
 
 static bool run_child(void (*fn)(void), result_t *res) {
   int fds[2];
   if (pipe(fds) != 0) return false;
-  *mailbox = 0;
+  mailbox[0] = mailbox[1] = 0;
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
@@ -236,7 +260,8 @@ static bool run_child(void (*fn)(void), result_t *res) {
   close(fds[0]);
   while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
   }
-  res->address = *mailbox;
+  res->address = mailbox[0];
+  res->returned = mailbox[1] != 0;
   return true;
 }
 
@@ -289,6 +314,8 @@ static void expect_by(const char *what, void (*fn)(void), int caught_by, const c
          describe(res.status), res.output);
   CHECKF(!(WIFEXITED(res.status) && WEXITSTATUS(res.status) == EXIT_SETUP),
          "%s: the case could not set itself up", what);
+  if (SA_SECURE)
+    CHECKF(!res.returned, "%s: the bad call returned; caught only later", what);
   if (SA_SECURE)
     CHECKF(!(WIFEXITED(res.status) && (WEXITSTATUS(res.status) == EXIT_ESCAPED ||
                                        WEXITSTATUS(res.status) == EXIT_TWICE)),
@@ -364,6 +391,8 @@ int main(void) {
   expect("double free (large)", double_free_large, DBG | SEC, "double free");
   expect("double free (huge)", double_free_huge, DBG | SEC, "double free");
   expect("double free (cross-thread)", double_free_cross_thread, DBG | SEC, "double free");
+  expect("double free (cross-thread, full page)", double_free_cross_thread_full, DBG | SEC,
+         "double free");
   expect("interior pointer (small)", interior_small, DBG | SEC, "invalid pointer");
   expect("interior pointer (large)", interior_large, DBG | SEC, "invalid pointer");
   expect("foreign pointer (mmap page)", foreign_mmap, DBG | SEC, "invalid pointer");
