@@ -80,7 +80,9 @@ def c_bench(args):
     argv = [sys.executable, os.path.join(BENCH, "run_c_bench.py"), "--alloc", "shardalloc",
             "--out-prefix", prefix]
     argv += ["--lib", "shardalloc=" + LIBS["shardalloc"]]
-    argv += ["--lib", "%s=%s" % (n, LIBS[n]) for n in LIBS if n != "shardalloc"]
+    for n in LIBS:
+        if n != "shardalloc":
+            argv += ["--lib", "%s=%s" % (n, LIBS[n])]
     if args.quick:
         argv.append("--quick")
     if args.reps:

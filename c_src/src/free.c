@@ -131,9 +131,6 @@ static void free_block_mt(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
   _sa_debug_fill_freed(page, block);
 #endif
-#if SA_SECURE
-  sa_secure_clear_freed(page, block);
-#endif
   uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t desired;
   bool use_delayed;

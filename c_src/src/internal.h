@@ -174,7 +174,7 @@ sa_inline void *sa_page_pop(page_t *page, block_t *block) {
   page->used++;
   sa_track_malloc(block, sa_block_size(page), false);
 #if SA_SECURE
-  block->next = NULL; /* a live block's first word is no valid link (sa_secure_check_free) */
+  sa_secure_clear_alloc(page, block); /* no data of the previous owner (secure.h) */
 #endif
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
@@ -242,9 +242,6 @@ sa_inline void *sa_heap_malloc(heap_t *heap, size_t size) {
 sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
   _sa_debug_fill_freed(page, block);
-#endif
-#if SA_SECURE
-  sa_secure_clear_freed(page, block);
 #endif
   sa_block_set_next(page, block, page->local_free);
   page->local_free = block;

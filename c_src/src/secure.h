@@ -16,7 +16,7 @@
  *   - every free checks that the pointer starts a block and that the block is not free
  *     already; the link word is cleared when a block is handed out, so a live block's first
  *     word is never a valid encoded link unless the program wrote one;
- *   - freed blocks are zeroed (all but the link word) before they can be reused.
+ *   - blocks are cleared when handed out, so no data of a previous owner reaches the next.
  * Included by internal.h after the pointer helpers; track.h calls the link coders. */
 #ifndef SHARDALLOC_SECURE_H
 #define SHARDALLOC_SECURE_H
@@ -83,6 +83,7 @@ sa_inline block_t *sa_secure_next(const page_t *page, const block_t *holder, con
 
 /* `b` is the start of a block of any page of ours (a link of a heap's delayed list). */
 sa_inline bool sa_secure_is_any_block(const void *b) {
+  if ((uintptr_t)b >> SA_ADDRESS_BITS != 0) return false; /* a random value, most likely */
   segment_t *segment = sa_segment_lookup(b);
   return segment != NULL && sa_secure_is_block(sa_page_of(segment, b), b);
 }
@@ -98,21 +99,14 @@ sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bo
     _sa_secure_maybe_double_free(page, block, owner);
 }
 
-/* A large block (one per page, OS-page aligned): its first OS page cleared, the rest given
- * back to the OS (zero when next touched: no page faults for what the program never used). */
-void _sa_secure_clear_large(block_t *block, size_t size) sa_cold;
-
-/* A freed block: everything but its link word is zeroed, so the next owner (and a use after
- * free) reads zeros, not the previous owner's data. Debug builds fill with their own pattern. */
-sa_inline void sa_secure_clear_freed(const page_t *page, block_t *block) {
-#if SA_DEBUG == 0
-  size_t size = sa_block_size(page);
-  if (sa_unlikely(size > MEDIUM_BLOCK_MAX)) _sa_secure_clear_large(block, size);
-  else memset((uint8_t *)block + sizeof(block_t), 0, size - sizeof(block_t));
-#else
-  (void)page;
-  (void)block;
-#endif
+/* A block about to be handed out is cleared, so the next owner never reads the previous
+ * owner's data (blocks of a page of fresh memory are zero already, but for the link word).
+ * On allocation rather than on free: the new owner's core is about to write the block anyway,
+ * while a clear on free by another thread would pull every line of it to that thread's core.
+ * The cleared link word also makes a live block's first word no valid link (check_free). */
+sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
+  if (page->is_zero) block->next = NULL;
+  else memset(block, 0, sa_block_size(page));
 }
 
 #endif /* SA_SECURE */
