@@ -367,7 +367,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written
      * (debug builds fill popped blocks, so they always clear) */
-    if (page->is_zero && SA_DEBUG == 0) {
+    if ((page->is_zero || SA_SECURE) && SA_DEBUG == 0) { /* secure: cleared in sa_page_pop */
       block->next = NULL;
       sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
     } else {

@@ -10,7 +10,7 @@
 #include <time.h>
 
 uint64_t _sa_secure_secret[2];
-uint64_t _sa_secure_bin_magic[BIN_COUNT];
+sa_secure_bin_t _sa_secure_bins[BIN_COUNT + 1];
 static bool guards_on; /* the OS page is SA_GUARD_SIZE: guards can be protected one by one */
 
 /* ---- Random numbers ---------------------------------------------------------------------- */
@@ -51,8 +51,10 @@ void _sa_secure_init(void) {
     _sa_secure_secret[0] = random_seed();
     _sa_secure_secret[1] = mix64(random_seed() ^ _sa_secure_secret[0]);
   } while (_sa_secure_secret[0] == 0 || _sa_secure_secret[1] == 0);
-  for (size_t bin = 0; bin < BIN_COUNT; bin++)
-    _sa_secure_bin_magic[bin] = UINT64_MAX / sa_bin_size(bin) + 1;
+  for (size_t bin = 0; bin < BIN_COUNT; bin++) {
+    _sa_secure_bins[bin].size = sa_bin_size(bin);
+    _sa_secure_bins[bin].magic = UINT64_MAX / sa_bin_size(bin) + 1;
+  }
   guards_on = _sa_os_page_size() == SA_GUARD_SIZE;
 }
 

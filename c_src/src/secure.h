@@ -30,10 +30,15 @@ sa_inline size_t sa_guard_bytes(size_t start, size_t slices, size_t block_size) 
 
 #if SA_SECURE
 
-/* secure.c: the process secret and, per size class, ceil(2^64 / block size), with which
- * "x is a multiple of the block size" is one multiplication (for x < 2^32). */
+/* secure.c: the process secret and, per size class, the block size and ceil(2^64 / size),
+ * with which "x is a multiple of the block size" is one multiplication (for x < 2^32): a
+ * table load instead of computing the size on every check. */
+typedef struct sa_secure_bin_s {
+  uint64_t magic;
+  uint64_t size;
+} sa_secure_bin_t;
 extern uint64_t _sa_secure_secret[2];
-extern uint64_t _sa_secure_bin_magic[BIN_COUNT];
+extern sa_secure_bin_t _sa_secure_bins[BIN_COUNT + 1]; /* huge pages: size 0, no block */
 
 /* The multiplier of the coding and its inverse modulo 2^64. */
 #define SA_LINK_MUL 0xD6E8FEB86659FD93u
@@ -60,9 +65,9 @@ sa_inline block_t *sa_secure_decode(const page_t *page, const block_t *stored) {
 /* `b` is the start of one of the page's blocks (below `reserved`). */
 sa_inline bool sa_secure_is_block(const page_t *page, const void *b) {
   uintptr_t offset = (uintptr_t)b - (uintptr_t)sa_page_start(page);
-  if (offset >= (size_t)page->reserved * sa_block_size(page)) return false;
-  uint64_t magic = _sa_secure_bin_magic[page->bin];
-  return (uint64_t)offset * magic <= magic - 1;
+  const sa_secure_bin_t *bin = &_sa_secure_bins[page->bin]; /* never a huge page here */
+  if (offset >= (size_t)page->reserved * bin->size) return false;
+  return (uint64_t)offset * bin->magic <= bin->magic - 1;
 }
 
 /* A link read from `holder` does not decode to NULL or a block of the page: abort. */
@@ -106,7 +111,7 @@ sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bo
  * The cleared link word also makes a live block's first word no valid link (check_free). */
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   if (page->is_zero) block->next = NULL;
-  else memset(block, 0, sa_block_size(page));
+  else memset(block, 0, _sa_secure_bins[page->bin].size); /* never a huge page here */
 }
 
 #endif /* SA_SECURE */
