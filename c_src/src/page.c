@@ -282,6 +282,13 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   /* page space past the grown block was never used (the caller opens the block's growth) */
   sa_track_mem_noaccess((uint8_t *)p + block_size,
                         (size_t)page->slice_count * SLICE_SIZE - block_size);
+#if SA_SECURE
+  /* the growth may hold what earlier pages there held: no data passes between owners */
+  if (block_size > old_size) {
+    sa_track_mem_undefined((uint8_t *)p + old_size, block_size - old_size);
+    memset((uint8_t *)p + old_size, 0, block_size - old_size);
+  }
+#endif
   return true;
 }
 
