@@ -15,7 +15,8 @@ Builds what it needs: c_src/build/libshardalloc.so, c_src/build/secure/libsharda
 bench/build/libmimalloc3.so and libmimalloc3-secure.so from the libmimalloc-sys crate's
 bundled source (the same command as bench/README.md, plus -DMI_SECURE=4).
 
-Usage: bench/secure_cost.py [--quick] [--reps R] [--criterion] [--criterion-quick]
+Usage: bench/secure_cost.py [--quick] [--reps R] [--criterion] [--criterion-quick] [--no-c]
+                            [--reuse-c]
 Results: bench/results/secure.md (and secure_c_bench.{md,json} from run_c_bench.py).
 """
 
@@ -87,10 +88,12 @@ def c_bench(args):
         argv.append("--quick")
     if args.reps:
         argv += ["--reps", str(args.reps)]
-    run(argv)
+    if not args.reuse_c:
+        run(argv)
     data = json.load(open(prefix + ".json"))
     med = data["medians"]
     lines = ["## C bench programs (bench/c)", "",
+             "Run: " + benchlib.machine_line(data["machine"]), "",
              "Command: `%s` (%d repetition%s, medians). Ratio = secure / default time "
              "(above 1: secure is slower)." % (data["command"], data["reps"],
                                               "" if data["reps"] == 1 else "s"), ""]
@@ -167,6 +170,8 @@ def main():
     ap.add_argument("--criterion-quick", action="store_true",
                     help="with --criterion: SHARDALLOC_BENCH_QUICK=1 (short measurements)")
     ap.add_argument("--no-c", action="store_true", help="skip the C bench programs")
+    ap.add_argument("--reuse-c", action="store_true",
+                    help="take the C programs' results of the last run (secure_c_bench.json)")
     args = ap.parse_args()
 
     build_libraries()
