@@ -99,14 +99,6 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
   guard_set((uint8_t *)segment + size - SA_GUARD_SIZE, true);
 }
 
-/* ---- Clearing large blocks ---------------------------------------------------------------- */
-void _sa_secure_clear_large(block_t *block, size_t size) {
-  uint8_t *p = (uint8_t *)block;
-  memset(p, 0, SA_GUARD_SIZE);
-  if (_sa_os_purge(p + SA_GUARD_SIZE, size - SA_GUARD_SIZE) != 0)
-    memset(p + SA_GUARD_SIZE, 0, size - SA_GUARD_SIZE); /* cleared all the same */
-}
-
 /* ---- Reports ----------------------------------------------------------------------------- */
 void _sa_secure_corrupt_link(const page_t *page, const block_t *holder, const block_t *decoded) {
   _sa_fatal("heap corruption: the free-list link of the free block %p (page %p) was "

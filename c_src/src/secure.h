@@ -104,21 +104,14 @@ sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bo
     _sa_secure_maybe_double_free(page, block, owner);
 }
 
-/* A large block (one per page, OS-page aligned): its first OS page cleared, the rest given
- * back to the OS, zero when next touched: a memset would cost the whole block on every
- * allocation, also for the (common) program that uses a small part of a large buffer. */
-void _sa_secure_clear_large(block_t *block, size_t size) sa_cold;
-
 /* A block about to be handed out is cleared, so the next owner never reads the previous
  * owner's data (blocks of a page of fresh memory are zero already, but for the link word).
  * On allocation rather than on free: the new owner's core is about to write the block anyway,
  * while a clear on free by another thread would pull every line of it to that thread's core.
  * The cleared link word also makes a live block's first word no valid link (check_free). */
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
-  size_t size = _sa_secure_bins[page->bin].size; /* never a huge page here */
   if (page->is_zero) block->next = NULL;
-  else if (sa_likely(size <= MEDIUM_BLOCK_MAX)) memset(block, 0, size);
-  else _sa_secure_clear_large(block, size);
+  else memset(block, 0, _sa_secure_bins[page->bin].size); /* never a huge page here */
 }
 
 #endif /* SA_SECURE */
