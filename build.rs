@@ -76,6 +76,10 @@ fn main() {
     if env::var_os("CARGO_FEATURE_TRACK_VALGRIND").is_some() {
         build.define("SA_TRACK_VALGRIND", None);
     }
+    // Secure mode (c_src/src/secure.h): hardened free lists, guard pages, checked frees.
+    if env::var_os("CARGO_FEATURE_SECURE").is_some() {
+        build.define("SA_SECURE", "1");
+    }
     if env::var_os("CARGO_FEATURE_TRACK_ASAN").is_some() {
         build.define("SA_TRACK_ASAN", None);
     }

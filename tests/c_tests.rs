@@ -6,6 +6,9 @@
 //! profile (`SA_DEBUG=1` with debug assertions). A case passes when its program exits 0 and
 //! fails with the program's output otherwise.
 //!
+//! Every program also runs built with `SA_SECURE=1` (the secure mode, `c_src/src/secure.h`), as
+//! the case `secure::<name>`, from a build folder of its own.
+//!
 //! Works under `cargo test` (one process, cases on threads) and under `cargo nextest` (one
 //! process per case): a lock file makes concurrent processes build one after another, and
 //! make finds the later builds up to date. Listing the cases (`--list`) builds nothing.
@@ -29,9 +32,18 @@ const MAX_REPORTED_OUTPUT: usize = 64 * 1024;
 fn main() {
     let args = Arguments::from_args();
     let trials = match test_programs(&c_src().join("test")) {
-        Ok(names) => names
+        Ok(names) => [false, true]
             .into_iter()
-            .map(|name| Trial::test(name.clone(), move || run_program(&name)))
+            .flat_map(|secure| {
+                names.clone().into_iter().map(move |name| {
+                    let case = if secure {
+                        format!("secure::{name}")
+                    } else {
+                        name.clone()
+                    };
+                    Trial::test(case, move || run_program(&name, secure))
+                })
+            })
             .collect(),
         Err(e) => vec![Trial::test("c_tests_discovery", move || Err(e.into()))],
     };
@@ -62,26 +74,37 @@ fn test_programs(dir: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Where this profile's programs are built.
-fn build_dir() -> PathBuf {
+/// Where this profile's programs are built (the secure ones in a folder of their own).
+fn build_dir(secure: bool) -> PathBuf {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
         "release"
     };
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("c_tests")
-        .join(profile)
+        .join(profile);
+    if secure {
+        dir.join("secure")
+    } else {
+        dir
+    }
 }
 
-/// Builds all programs once per process; every case waits for this and shares its result.
-fn build_once() -> &'static Result<PathBuf, String> {
+/// Builds all programs once per process and configuration; every case waits for this and
+/// shares its result.
+fn build_once(secure: bool) -> &'static Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT.get_or_init(build)
+    static BUILT_SECURE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    if secure {
+        BUILT_SECURE.get_or_init(|| build(true))
+    } else {
+        BUILT.get_or_init(|| build(false))
+    }
 }
 
-fn build() -> Result<PathBuf, String> {
-    let dir = build_dir();
+fn build(secure: bool) -> Result<PathBuf, String> {
+    let dir = build_dir(secure);
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
 
     // Held until the build ends (the lock is released when the file is closed).
@@ -99,6 +122,7 @@ fn build() -> Result<PathBuf, String> {
         .arg("tests")
         .arg(format!("BUILD_DIR={}", dir.display()))
         .arg(format!("SA_DEBUG={}", u8::from(cfg!(debug_assertions))))
+        .arg(format!("SA_SECURE={}", u8::from(secure)))
         // A make that runs `cargo test` must not hand its job server to this one.
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
@@ -118,8 +142,8 @@ fn build() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn run_program(name: &str) -> Result<(), Failed> {
-    let dir = build_once()
+fn run_program(name: &str, secure: bool) -> Result<(), Failed> {
+    let dir = build_once(secure)
         .as_ref()
         .map_err(|e| Failed::from(e.as_str()))?;
     let program = dir.join(name);

@@ -14,7 +14,7 @@
 
 /* ---- Reporting ------------------------------------------------------------------------- */
 void _sa_misuse(const char *call, const void *p, const char *what) {
-#if SA_DEBUG > 0
+#if SA_DEBUG > 0 || SA_SECURE
   _sa_fatal("%s(%p): %s", call, p, what);
 #else
   _sa_error("%s(%p): %s; ignored", call, p, what);
@@ -54,9 +54,9 @@ static page_t *unmapped_page(const void *p, segment_t **segment, const char *cal
 static bool list_contains(const page_t *page, const block_t *list, const block_t *block) {
   size_t limit = page->capacity;
   const uint8_t *start = sa_page_start(page);
-  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(list), n++) {
+  for (size_t n = 0; list != NULL && n <= limit; list = sa_block_next(page, list), n++) {
     if (list == block) return true;
-    const uint8_t *next = (const uint8_t *)sa_block_next(list);
+    const uint8_t *next = (const uint8_t *)sa_block_next(page, list);
     if (next != NULL && (next < start || next >= start + (size_t)page->capacity * sa_block_size(page)))
       return false; /* a corrupted list: stop rather than wander */
   }
@@ -79,7 +79,11 @@ static bool block_is_double_free(const page_t *page, const block_t *block, const
   const uint8_t *bytes = (const uint8_t *)block;
   for (size_t i = sizeof(block_t); i < check; i++)
     if (bytes[i] != SA_DEBUG_FREED) return false;
+#if SA_SECURE
+  const uint8_t *next = (const uint8_t *)sa_secure_decode(page, block->next);
+#else
   const uint8_t *next = (const uint8_t *)block->next;
+#endif
   const uint8_t *start = sa_page_start(page);
   bool next_plausible =
       next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
@@ -140,7 +144,7 @@ void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count)
     if (use_delayed) {
       desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {
-      sa_block_set_next(tail, sa_xthread_block(old));
+      sa_block_set_next(page, tail, sa_xthread_block(old));
       desired = (uintptr_t)head | (old & XTHREAD_STATE_MASK) |
                 ((uintptr_t)(sa_xthread_count(old) + count) << XTHREAD_COUNT_SHIFT);
     }
@@ -157,7 +161,7 @@ void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count)
   sa_assert(heap != NULL);
   block_t *first = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
   do {
-    sa_block_set_next(tail, first);
+    sa_block_set_next(page, tail, first); /* keyed by the holder's page (see _sa_heap_delayed_free_all) */
   } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &first, head,
                                                   memory_order_release, memory_order_relaxed));
   old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
@@ -193,8 +197,8 @@ void _sa_heap_delayed_free_all(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
+    block_t *next = sa_delayed_next(page, block);
     /* the pusher may still be about to reset the state: wait, so the page cannot be freed
      * under its final CAS */
     while (sa_xthread_state(atomic_load_explicit(&page->xthread_free, memory_order_acquire)) ==
@@ -228,6 +232,9 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
   block_t *block = sa_block_start(page, p);
 #if SA_DEBUG > 0
   _sa_debug_check_free(page, block, p, owner);
+#endif
+#if SA_SECURE
+  sa_secure_check_free(page, block, owner); /* aborts on an invalid or double free */
 #endif
   /* from here on the block is free memory: links go through sa_block_set_next */
   sa_track_free(p, sa_block_size(page) - (size_t)((uint8_t *)p - (uint8_t *)block));
@@ -299,6 +306,11 @@ static void debug_check_size(const page_t *page, const void *p, size_t size) {
 #endif
 
 void _sa_free_small(void *p, size_t size) {
+#if SA_SECURE
+  (void)size;
+  sa_free(p); /* every free takes the same checks, and nothing is gathered unchecked */
+  return;
+#endif
   segment_t *segment = sa_segment_of(p);
   page_t *page = &segment->pages[((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT];
 #if SA_DEBUG > 0

@@ -199,7 +199,7 @@ static void track_free_live_blocks(page_t *page) {
   _sa_page_collect(page);
   uint8_t *start = sa_page_start(page);
   size_t bsize = sa_block_size(page);
-  for (const block_t *b = page->free; b != NULL; b = sa_block_next(b)) {
+  for (const block_t *b = page->free; b != NULL; b = sa_block_next(page, b)) {
     size_t i = (size_t)((const uint8_t *)b - start) / bsize;
     is_free[i / 64] |= (uint64_t)1 << (i % 64);
   }

@@ -104,8 +104,8 @@ void _sa_heap_delayed_to_pages(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    block_t *next = sa_block_next(block);
     page_t *page = sa_page_of(sa_segment_of(block), block);
+    block_t *next = sa_delayed_next(page, block);
     uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
     uintptr_t desired;
     do {
@@ -113,7 +113,7 @@ void _sa_heap_delayed_to_pages(heap_t *heap) {
         _sa_os_yield();
         x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
       }
-      sa_block_set_next(block, sa_xthread_block(x));
+      sa_block_set_next(page, block, sa_xthread_block(x));
       desired = sa_xthread_push(x, block);
       /* still full: the next cross-thread free tells the owner again */
       if (page->flags.x.in_full) desired = sa_xthread_with_state(desired, DELAYED_USE);

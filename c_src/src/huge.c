@@ -52,6 +52,9 @@ static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
     _sa_os_unmap(segment, total);
     return NULL;
   }
+#if SA_SECURE
+  _sa_secure_segment_guard(segment, total);
+#endif
   segment->kind = SEGMENT_HUGE;
   _sa_stat_add(SA_STAT_reserved, (int64_t)total);
   _sa_stat_add(SA_STAT_committed, (int64_t)total);
@@ -77,7 +80,7 @@ static page_t *huge_page_init(segment_t *segment, bool fresh) {
 
 page_t *_sa_segment_huge_page_alloc(size_t size) {
   if (size > HUGE_BLOCK_MAX) return NULL;
-  size_t total = SLICE_SIZE + mi_good_size(size); /* see there */
+  size_t total = SLICE_SIZE + mi_good_size(size) + SA_GUARD_SIZE; /* see there */
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
   if (fresh && (segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
@@ -99,7 +102,7 @@ page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_
   offset &= alignment - 1;
   size_t in_unit = (SEGMENT_SIZE - (offset & SEGMENT_MASK)) & SEGMENT_MASK; /* *p in its unit */
   size_t lead = in_unit >= SLICE_SIZE ? in_unit : in_unit + SEGMENT_SIZE;   /* *p - segment */
-  size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size());
+  size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size()) + SA_GUARD_SIZE;
   segment_t *segment = huge_segment_new(total, alignment, lead + offset);
   if (segment == NULL) return NULL;
   page_t *page = huge_page_init(segment, true);
@@ -233,5 +236,11 @@ void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero) {
   void *p = sa_page_start(page);
   sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
   if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
+#if SA_SECURE
+  /* a cached segment holds its last owner's data: given back to the OS (zero when touched)
+   * before it is handed out again */
+  else if (!page->is_zero && _sa_os_purge(p, sa_block_size(page)) != 0)
+    memset(p, 0, sa_block_size(page));
+#endif
   return p;
 }

@@ -81,13 +81,16 @@ __attribute__((destructor)) static void process_done(void) {
 }
 
 static void process_init_once(void) {
+#if SA_SECURE
+  _sa_secure_init(); /* the keys of every free list: before the first page */
+#endif
   _sa_stats_process_start();
   _sa_options_init();
   thread_key_ok = pthread_key_create(&thread_key, thread_key_destructor) == 0;
   _sa_arena_init();
   _sa_verbose("shardalloc %d.%d.%d (%s build) initialised", SHARDALLOC_VERSION_MAJOR,
               SHARDALLOC_VERSION_MINOR, SHARDALLOC_VERSION_PATCH,
-              SA_DEBUG > 0 ? "debug" : "release");
+              SA_DEBUG > 0 ? (SA_SECURE ? "secure debug" : "debug") : (SA_SECURE ? "secure" : "release"));
 }
 
 /* What may allocate runs once the first thread's heap exists, outside pthread_once: a

@@ -130,7 +130,8 @@ sa_inline uint8_t *sa_page_start(const page_t *page) {
 }
 sa_inline size_t sa_block_size(const page_t *page) {
   if (sa_likely(!sa_page_is_huge(page))) return sa_bin_size(page->bin);
-  return sa_segment_of(page)->segment_size - SLICE_SIZE; /* all but the header */
+  /* all but the header (and the guard in secure mode, secure.h) */
+  return sa_segment_of(page)->segment_size - SLICE_SIZE - SA_GUARD_SIZE;
 }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
@@ -159,6 +160,9 @@ sa_inline uintptr_t sa_xthread_push(uintptr_t x, block_t *b) {
 /* `x` with its list taken: empty, count 0, state kept. */
 sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MASK; }
 
+/* ---- Secure mode (SA_SECURE=1): link coding and free checks; empty otherwise ------------ */
+#include "secure.h"
+
 /* ---- The out-of-line functions, by file ------------------------------------------------- */
 #include "prototypes.h"
 
@@ -167,9 +171,12 @@ sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MAS
  * (see bench/ for the callgrind counts). The empty page of a fresh heap (and of a
  * direct-table slot without a usable page) has no free block, so no "initialised?" test. */
 sa_inline void *sa_page_pop(page_t *page, block_t *block) {
-  page->free = sa_block_next(block);
+  page->free = sa_block_next(page, block);
   page->used++;
   sa_track_malloc(block, sa_block_size(page), false);
+#if SA_SECURE
+  sa_secure_clear_alloc(page, block); /* no data of the previous owner (secure.h) */
+#endif
 #if SA_DEBUG > 0
   sa_assert(sa_page_of(sa_segment_of(block), block) == page);
   memset(block, SA_DEBUG_UNINIT, sa_block_size(page));
@@ -197,7 +204,8 @@ sa_inline void *sa_page_malloc(heap_t *heap, page_t *page, size_t size, bool zer
   block_t *block = sa_page_next_block(page);
   if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
   void *p = sa_page_pop(page, block);
-  if (zero) memset(p, 0, sa_block_size(page)); /* never a huge page here */
+  /* never a huge page here; secure release builds cleared the block in sa_page_pop */
+  if (zero && !(SA_SECURE && SA_DEBUG == 0)) memset(p, 0, sa_block_size(page));
   return p;
 }
 
@@ -237,7 +245,7 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #if SA_DEBUG > 0
   _sa_debug_fill_freed(page, block);
 #endif
-  sa_block_set_next(block, page->local_free);
+  sa_block_set_next(page, block, page->local_free);
   page->local_free = block;
   bool emptied = --page->used == 0;
 #if defined(__SANITIZE_THREAD__)
@@ -258,6 +266,9 @@ sa_inline void sa_free(void *p) {
                   page->flags.any == PAGE_FLAGS_FAST)) {
 #if SA_DEBUG > 0
       _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+#if SA_SECURE
+      sa_secure_check_free(page, (block_t *)p, true); /* aborts on misuse */
 #endif
       sa_track_free(p, sa_block_size(page));
       sa_page_free_local(page, (block_t *)p);

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,6 +132,27 @@ int _sa_os_purge(void *p, size_t size) {
   int err = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
   errno = saved_errno;
   return err;
+}
+
+int _sa_os_protect(void *p, size_t size, bool noaccess) {
+  int saved_errno = errno;
+  int err = mprotect(p, size, noaccess ? PROT_NONE : PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+  errno = saved_errno;
+  return err;
+}
+
+bool _sa_os_random(void *buf, size_t n) {
+  int saved_errno = errno;
+  uint8_t *out = buf;
+  while (n > 0) {
+    ssize_t got = getrandom(out, n, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    out += got;
+    n -= (size_t)got;
+  }
+  errno = saved_errno;
+  return n == 0;
 }
 
 void _sa_os_write_stderr(const char *msg, size_t len) {

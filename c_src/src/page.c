@@ -44,15 +44,15 @@ static void page_collect_xthread(page_t *page) {
   block_t *head = sa_xthread_block(x);
   block_t *tail = head;
   uint32_t count = 1;
-  while (sa_block_next(tail) != NULL && count <= page->used) {
-    tail = sa_block_next(tail);
+  while (sa_block_next(page, tail) != NULL && count <= page->used) {
+    tail = sa_block_next(page, tail);
     count++;
   }
   if (sa_unlikely(count > page->used)) { /* more frees than blocks in use: a double free */
     _sa_misuse("free", head, "double free from another thread (its page's blocks are dropped)");
     return; /* the list may loop: never walk it again; its blocks are lost, nothing breaks */
   }
-  sa_block_set_next(tail, page->free);
+  sa_block_set_next(page, tail, page->free);
   page->free = head;
   page->used -= count;
 }
@@ -65,8 +65,8 @@ void _sa_page_collect(page_t *page) {
     } else { /* put local_free in front of the free list */
       block_t *tail = page->local_free;
       size_t n = 1;
-      while (sa_block_next(tail) != NULL && n <= page->capacity) {
-        tail = sa_block_next(tail);
+      while (sa_block_next(page, tail) != NULL && n <= page->capacity) {
+        tail = sa_block_next(page, tail);
         n++;
       }
       if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
@@ -74,7 +74,7 @@ void _sa_page_collect(page_t *page) {
         page->local_free = NULL;
         return;
       }
-      sa_block_set_next(tail, page->free);
+      sa_block_set_next(page, tail, page->free);
       page->free = page->local_free;
     }
     page->local_free = NULL;
@@ -91,11 +91,15 @@ static void page_extend(page_t *page) {
   if (count > remaining) count = remaining;
   size_t bsize = sa_block_size(page);
   uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
+#if SA_SECURE
+  page->free = _sa_secure_thread_blocks(page, first, count, bsize); /* in random order */
+#else
   uint8_t *p = first;
   for (size_t i = 1; i < count; i++, p += bsize)
-    sa_block_set_next((block_t *)p, (block_t *)(p + bsize));
-  sa_block_set_next((block_t *)p, page->free);
+    sa_block_set_next(page, (block_t *)p, (block_t *)(p + bsize));
+  sa_block_set_next(page, (block_t *)p, page->free);
   page->free = (block_t *)first;
+#endif
   page->capacity = (uint16_t)(page->capacity + count);
 }
 
@@ -256,7 +260,7 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
     return false;
   size_t bin = sa_bin(newsize);
   size_t block_size = sa_bin_size(bin);
-  size_t slices = (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+  size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))
@@ -268,13 +272,23 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
   if (!page->flags.x.in_full) _sa_page_queue_remove(heap, &heap->pages[page->bin], page);
   page->bin = (uint8_t)bin;
-  page->reserved = (uint16_t)((size_t)page->slice_count * SLICE_SIZE / block_size);
+  size_t start = (size_t)(page - segment->pages);
+  page->reserved = (uint16_t)(((size_t)page->slice_count * SLICE_SIZE -
+                               sa_guard_bytes(start, page->slice_count, block_size)) /
+                              block_size);
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
   /* page space past the grown block was never used (the caller opens the block's growth) */
   sa_track_mem_noaccess((uint8_t *)p + block_size,
                         (size_t)page->slice_count * SLICE_SIZE - block_size);
+#if SA_SECURE
+  /* the growth may hold what earlier pages there held: no data passes between owners */
+  if (block_size > old_size) {
+    sa_track_mem_undefined((uint8_t *)p + old_size, block_size - old_size);
+    memset((uint8_t *)p + old_size, 0, block_size - old_size);
+  }
+#endif
   return true;
 }
 
@@ -302,7 +316,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
-    if (page->free == NULL || sa_block_next(page->free) == NULL) page_extend(page);
+    if (page->free == NULL || sa_block_next(page, page->free) == NULL) page_extend(page);
     if (page->free != NULL) {
       queue_move_to_front(heap, queue, page);
       return page;
@@ -361,7 +375,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written
      * (debug builds fill popped blocks, so they always clear) */
-    if (page->is_zero && SA_DEBUG == 0) {
+    if ((page->is_zero || SA_SECURE) && SA_DEBUG == 0) { /* secure: cleared in sa_page_pop */
       block->next = NULL;
       sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
     } else {
@@ -399,7 +413,7 @@ static bool block_in_page(const page_t *page, const block_t *b) {
 /* Walk a free list: every block in the page's initialised blocks, no more than capacity. */
 static bool list_check(const page_t *page, const block_t *b, size_t *count) {
   size_t limit = page->capacity;
-  for (; b != NULL; b = sa_block_next(b)) {
+  for (; b != NULL; b = sa_block_next(page, b)) {
     SA_CHECK(block_in_page(page, b));
     SA_CHECK(++*count <= limit);
   }

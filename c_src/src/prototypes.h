@@ -26,6 +26,10 @@ void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
  * the errno of the failure. */
 int _sa_os_purge(void *p, size_t size);
+/* [p, p+size) no-access (`noaccess`) or read-write again: secure mode's guard pages. */
+int _sa_os_protect(void *p, size_t size, bool noaccess);
+/* `n` random bytes from the kernel (getrandom); false if it has none to give. */
+bool _sa_os_random(void *buf, size_t n);
 void _sa_os_write_stderr(const char *msg, size_t len);
 /* The process's resident size now, from /proc/self/statm (0 if unreadable). */
 size_t _sa_os_current_rss(void);
@@ -143,6 +147,20 @@ void _sa_misuse(const char *call, const void *p, const char *what) sa_cold;
 void _sa_debug_check_free(const page_t *page, const block_t *block, const void *p, bool owner);
 /* Debug builds: fill a freed block with SA_DEBUG_FREED past its link. */
 void _sa_debug_fill_freed(const page_t *page, block_t *block);
+#endif
+
+#if SA_SECURE
+/* ---- secure.c (SA_SECURE=1 only) -------------------------------------------------------- */
+/* The process secret and the block-size table: before the first page is made (init.c). */
+void _sa_secure_init(void);
+/* Thread `count` never-used blocks from `first` in random order in front of page->free;
+ * returns the new head. */
+block_t *_sa_secure_thread_blocks(page_t *page, uint8_t *first, size_t count, size_t bsize);
+/* Guard of the page of `slices` slices at `start` in `segment` (when it has its own, see
+ * sa_guard_bytes) set (`on`) or removed; the segment's own guard at its end. */
+void _sa_secure_page_guard(segment_t *segment, size_t start, size_t slices, size_t block_size,
+                           bool on);
+void _sa_secure_segment_guard(void *segment, size_t size);
 #endif
 
 /* ---- heap.c: thread heaps (instances) ----------------------------------------------------- */

@@ -81,11 +81,11 @@ static void chain_push(remote_chain_t *c) {
   size_t count = 0;
   block_t *p = first;
   for (size_t i = 0; i < n && p != NULL; i++) { /* NULL early: a block freed twice */
-    block_t *next = sa_block_next(p); /* read before a block start's link is written */
+    block_t *next = sa_block_next(page, p); /* read before a block start's link is written */
     block_t *block = _sa_free_mt_prepare(segment, page, p);
     if (block != NULL) {
       if (tail == NULL) tail = block;
-      sa_block_set_next(block, head);
+      sa_block_set_next(page, block, head);
       head = block;
       count++;
     }
@@ -96,8 +96,8 @@ static void chain_push(remote_chain_t *c) {
    * to tail in exactly `count` blocks (blocks freed here: cache-hot, a cheap second walk) */
   block_t *b = head;
   size_t k = 1;
-  for (; k < count && b != tail; k++) b = sa_block_next(b);
-  if (sa_unlikely(b != tail || k != count || sa_block_next(tail) != NULL)) {
+  for (; k < count && b != tail; k++) b = sa_block_next(page, b);
+  if (sa_unlikely(b != tail || k != count || sa_block_next(page, tail) != NULL)) {
     _sa_misuse("free", tail, "double free from another thread (the blocks freed with it are "
                              "dropped)");
     return;
@@ -162,7 +162,7 @@ void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
       if (block == NULL) return;
       p = block;
 #endif
-      sa_block_set_next((block_t *)p, c->head);
+      sa_block_set_next(page, (block_t *)p, c->head);
       c->head = (block_t *)p;
       c->count++;
       return;
@@ -179,7 +179,7 @@ void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
   (void)segment;
   (void)page;
 #endif
-  sa_block_set_next((block_t *)p, NULL);
+  sa_block_set_next(page, (block_t *)p, NULL);
   c->slice = slice;
   c->head = c->tail = (block_t *)p;
   c->count = 1;

@@ -102,6 +102,9 @@ static segment_t *segment_alloc(thread_t *thread) {
       return NULL;
     }
     /* fresh (or purged) memory is zero: every descriptor reads as a free slice already */
+#if SA_SECURE
+    _sa_secure_segment_guard(segment, SEGMENT_SIZE);
+#endif
     segment->kind = SEGMENT_NORMAL;
     segment->in_arena = in_arena;
     bits_set(segment->used_slices, 0, SEGMENT_HEADER_SLICES, true);
@@ -200,7 +203,11 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   page->flags.any = PAGE_FLAGS_FAST;
   page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
   page->bin = (uint8_t)bin;
-  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
+                              block_size);
+#if SA_SECURE
+  _sa_secure_page_guard(segment, start, slices, block_size, true);
+#endif
   size_t fresh = 0, reused = 0;
   segment_lock(segment);
   for (size_t i = start; i < start + slices; i++) {
@@ -223,7 +230,7 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
 static size_t page_slices_for(size_t block_size) {
   if (block_size <= SMALL_BLOCK_MAX) return 1;
   if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
-  return (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+  return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
 }
 
 size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
@@ -248,6 +255,9 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
   if (page->flags.x.check_free) large_page_advise(segment, start, slices, false);
+#if SA_SECURE
+  _sa_secure_page_guard(segment, start, slices, sa_block_size(page), false);
+#endif
   slices_mark_free(page, slices);
   segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
@@ -288,8 +298,13 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   segment_unlock(segment);
   _sa_thread_unpend(segment->owner, reused);
   for (size_t i = old; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
+#if SA_SECURE
+  _sa_secure_page_guard(segment, start, old, block_size, false); /* moves to the new end */
+  _sa_secure_page_guard(segment, start, slices, block_size, true);
+#endif
   page->slice_count = (uint16_t)slices;
-  page->reserved = (uint16_t)(slices * SLICE_SIZE / block_size);
+  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
+                              block_size);
   segment->used_slice_count += (uint32_t)(slices - old);
   large_page_advise(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));

@@ -366,7 +366,7 @@ bool mi_heap_check(mi_heap_t *heap) {
 static size_t mark_free(const page_t *page, const block_t *b, uint64_t *is_free) {
   const uint8_t *start = sa_page_start(page);
   size_t bsize = sa_block_size(page), n = 0;
-  for (; b != NULL && n < page->capacity; b = sa_block_next(b), n++) {
+  for (; b != NULL && n < page->capacity; b = sa_block_next(page, b), n++) {
     size_t i = (size_t)((const uint8_t *)b - start) / bsize;
     is_free[i / 64] |= (uint64_t)1 << (i % 64);
   }

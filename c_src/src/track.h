@@ -33,6 +33,19 @@
 
 #define sa_track_inline static inline __attribute__((always_inline))
 
+/* Secure mode (secure.h) stores links encoded with the page's keys and checks them when they
+ * are followed; the coders are defined there, after the pointer helpers they need. */
+#if SA_SECURE
+sa_track_inline block_t *sa_secure_encode(const page_t *page, const block_t *next);
+sa_track_inline block_t *sa_secure_next(const page_t *page, const block_t *holder,
+                                        const block_t *stored);
+#define sa_link_store(page, next) sa_secure_encode(page, next)
+#define sa_link_load(page, holder, stored) sa_secure_next(page, holder, stored)
+#else
+#define sa_link_store(page, next) ((void)(page), (next))
+#define sa_link_load(page, holder, stored) ((void)(page), (stored))
+#endif
+
 #if defined(SA_TRACK_VALGRIND) || defined(SA_TRACK_ASAN)
 #define SA_TRACK 1
 #else
@@ -148,17 +161,17 @@ sa_track_inline bool sa_track_is_noaccess(const void *p) {
   return noaccess;
 }
 
-/* The link word of a free block, opened for the one access and closed again. */
-sa_track_inline block_t *sa_block_next(const block_t *block) {
+/* The link word of a free block of `page`, opened for the one access and closed again. */
+sa_track_inline block_t *sa_block_next(const page_t *page, const block_t *block) {
   sa_track_mem_defined(block, sizeof(block_t));
-  block_t *next = block->next;
+  block_t *stored = block->next;
   sa_track_mem_noaccess(block, sizeof(block_t));
-  return next;
+  return sa_link_load(page, block, stored);
 }
 
-sa_track_inline void sa_block_set_next(block_t *block, block_t *next) {
+sa_track_inline void sa_block_set_next(const page_t *page, block_t *block, block_t *next) {
   sa_track_mem_undefined(block, sizeof(block_t));
-  block->next = next;
+  block->next = sa_link_store(page, next);
   sa_track_mem_noaccess(block, sizeof(block_t));
 }
 
@@ -173,8 +186,13 @@ sa_track_inline void sa_block_set_next(block_t *block, block_t *next) {
 #define sa_track_os_free(p, n) ((void)0)
 #define sa_track_is_noaccess(p) false
 
-sa_track_inline block_t *sa_block_next(const block_t *block) { return block->next; }
-sa_track_inline void sa_block_set_next(block_t *block, block_t *next) { block->next = next; }
+/* The link word of a free block of `page` (the page's keys in secure mode). */
+sa_track_inline block_t *sa_block_next(const page_t *page, const block_t *block) {
+  return sa_link_load(page, block, block->next);
+}
+sa_track_inline void sa_block_set_next(const page_t *page, block_t *block, block_t *next) {
+  block->next = sa_link_store(page, next);
+}
 
 #endif /* SA_TRACK */
 

@@ -52,6 +52,16 @@
 #ifndef SA_DEBUG
 #define SA_DEBUG 0
 #endif
+/* SA_SECURE 1: hardened against heap corruption (secure.h); 0 (default): not. In secure mode a
+ * guard of SA_GUARD_SIZE bytes ends every segment and every page of blocks over 8 KiB. */
+#ifndef SA_SECURE
+#define SA_SECURE 0
+#endif
+#if SA_SECURE
+#define SA_GUARD_SIZE ((size_t)4096)
+#else
+#define SA_GUARD_SIZE ((size_t)0)
+#endif
 
 /* ---- Geometry ----------------------------------------------------------------------------- */
 #define SA_INTPTR_SIZE 8

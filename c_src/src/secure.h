@@ -1,0 +1,133 @@
+/* shardalloc: secure mode (SA_SECURE=1), the inline part. Off by default: with SA_SECURE 0
+ * nothing here is compiled but the constant SA_GUARD_SIZE (0), so the other files' code is
+ * exactly that of a build without this file.
+ *
+ * What secure mode adds (docs/design.md, "Secure mode"):
+ *   - free-list links are stored encoded, next' = (next ^ k0) * M + k1 (M odd, so the map is
+ *     invertible), with keys derived from the page descriptor's address and a per-process
+ *     secret from getrandom (no per-page storage); every link followed is decoded and must be
+ *     NULL or the start of a block of the same page, or the process aborts naming the block.
+ *     The multiplication carries a change of any low byte of the stored word into the high
+ *     bits of the decoded one (a rotation would keep it low), so even a one-byte overwrite
+ *     decodes to an address outside the page;
+ *   - a no-access guard page at the end of every page of blocks larger than SMALL_BLOCK_MAX
+ *     and at the end of every segment (secure.c);
+ *   - new blocks join a page's free list in random order (secure.c);
+ *   - every free checks that the pointer starts a block and that the block is not free
+ *     already; the link word is cleared when a block is handed out, so a live block's first
+ *     word is never a valid encoded link unless the program wrote one;
+ *   - blocks are cleared when handed out, so no data of a previous owner reaches the next.
+ * Included by internal.h after the pointer helpers; track.h calls the link coders. */
+#ifndef SHARDALLOC_SECURE_H
+#define SHARDALLOC_SECURE_H
+
+/* Bytes at the end of the page of `slices` slices starting at slice `start` that no block may
+ * use: its own guard (pages of blocks above SMALL_BLOCK_MAX) or the segment's. */
+sa_inline size_t sa_guard_bytes(size_t start, size_t slices, size_t block_size) {
+  if (!SA_SECURE) return 0;
+  return block_size > SMALL_BLOCK_MAX || start + slices == SLICES_PER_SEGMENT ? SA_GUARD_SIZE : 0;
+}
+
+#if SA_SECURE
+
+/* secure.c: the process secret and, per size class, the block size and ceil(2^64 / size),
+ * with which "x is a multiple of the block size" is one multiplication (for x < 2^32): a
+ * table load instead of computing the size on every check. */
+typedef struct sa_secure_bin_s {
+  uint64_t magic;
+  uint64_t size;
+} sa_secure_bin_t;
+extern uint64_t _sa_secure_secret[2];
+extern sa_secure_bin_t _sa_secure_bins[BIN_COUNT + 1]; /* huge pages: size 0, no block */
+
+/* The multiplier of the coding and its inverse modulo 2^64. */
+#define SA_LINK_MUL 0xD6E8FEB86659FD93u
+#define SA_LINK_MUL_INV 0xCFEE444D8B59A89Bu
+_Static_assert((uint64_t)SA_LINK_MUL * SA_LINK_MUL_INV == 1, "inverse multipliers");
+
+/* The page's keys: its descriptor address mixed with the secret by odd multipliers. */
+sa_inline uint64_t sa_secure_key0(const page_t *page) {
+  return ((uintptr_t)page ^ _sa_secure_secret[0]) * 0x9E3779B97F4A7C15u;
+}
+sa_inline uint64_t sa_secure_key1(const page_t *page) {
+  return ((uintptr_t)page ^ _sa_secure_secret[1]) * 0xBF58476D1CE4E5B9u;
+}
+
+sa_inline block_t *sa_secure_encode(const page_t *page, const block_t *next) {
+  return (block_t *)((((uintptr_t)next ^ sa_secure_key0(page)) * SA_LINK_MUL) +
+                     sa_secure_key1(page));
+}
+sa_inline block_t *sa_secure_decode(const page_t *page, const block_t *stored) {
+  return (block_t *)((((uintptr_t)stored - sa_secure_key1(page)) * SA_LINK_MUL_INV) ^
+                     sa_secure_key0(page));
+}
+
+/* `b` is the start of one of the page's blocks (below `reserved`). */
+sa_inline bool sa_secure_is_block(const page_t *page, const void *b) {
+  uintptr_t offset = (uintptr_t)b - (uintptr_t)sa_page_start(page);
+  const sa_secure_bin_t *bin = &_sa_secure_bins[page->bin]; /* never a huge page here */
+  if (offset >= (size_t)page->reserved * bin->size) return false;
+  return (uint64_t)offset * bin->magic <= bin->magic - 1;
+}
+
+/* A link read from `holder` does not decode to NULL or a block of the page: abort. */
+void _sa_secure_corrupt_link(const page_t *page, const block_t *holder, const block_t *decoded)
+    __attribute__((cold, noreturn));
+/* The block's first word decodes to a plausible link: find it in its page's lists (owner) or
+ * take it as free (another thread: it cannot walk them), and abort on a double free. */
+void _sa_secure_maybe_double_free(const page_t *page, const block_t *block, bool owner) sa_cold;
+void _sa_secure_invalid_free(const void *p) __attribute__((cold, noreturn));
+
+/* The link stored in `holder`, a free block of `page`, decoded and checked. */
+sa_inline block_t *sa_secure_next(const page_t *page, const block_t *holder, const block_t *stored) {
+  block_t *next = sa_secure_decode(page, stored);
+  if (sa_unlikely(next != NULL && !sa_secure_is_block(page, next)))
+    _sa_secure_corrupt_link(page, holder, next);
+  return next;
+}
+
+/* `b` is the start of a block of any page of ours (a link of a heap's delayed list). */
+sa_inline bool sa_secure_is_any_block(const void *b) {
+  if ((uintptr_t)b >> SA_ADDRESS_BITS != 0) return false; /* a random value, most likely */
+  segment_t *segment = sa_segment_lookup(b);
+  return segment != NULL && sa_secure_is_block(sa_page_of(segment, b), b);
+}
+
+/* Every free of a block of a small, medium or large page: invalid pointers and double frees.
+ * Another thread also takes a link to another page as free: the block waits in a heap's
+ * delayed list (the owner finds such a block when it takes that list in). */
+sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bool owner) {
+  if (sa_unlikely(!sa_secure_is_block(page, block))) _sa_secure_invalid_free(block);
+  const block_t *next = sa_secure_decode(page, block->next);
+  if (sa_unlikely(next == NULL || sa_secure_is_block(page, next) ||
+                  (!owner && sa_secure_is_any_block(next))))
+    _sa_secure_maybe_double_free(page, block, owner);
+}
+
+/* A block about to be handed out is cleared, so the next owner never reads the previous
+ * owner's data (blocks of a page of fresh memory are zero already, but for the link word).
+ * On allocation rather than on free: the new owner's core is about to write the block anyway,
+ * while a clear on free by another thread would pull every line of it to that thread's core.
+ * The cleared link word also makes a live block's first word no valid link (check_free). */
+sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
+  if (page->is_zero) block->next = NULL;
+  else memset(block, 0, _sa_secure_bins[page->bin].size); /* never a huge page here */
+}
+
+#endif /* SA_SECURE */
+
+/* The link of a block in a heap's delayed list (thread_delayed_free): keyed by the page of
+ * the block that holds it, like every link, but it leads to a block of any page. */
+sa_inline block_t *sa_delayed_next(const page_t *page, const block_t *block) {
+#if SA_SECURE
+  sa_track_mem_defined(block, sizeof(block_t));
+  block_t *next = sa_secure_decode(page, block->next);
+  sa_track_mem_noaccess(block, sizeof(block_t));
+  if (next != NULL && !sa_secure_is_any_block(next)) _sa_secure_corrupt_link(page, block, next);
+  return next;
+#else
+  return sa_block_next(page, block);
+#endif
+}
+
+#endif /* SHARDALLOC_SECURE_H */
