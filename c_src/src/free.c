@@ -306,17 +306,16 @@ static void debug_check_size(const page_t *page, const void *p, size_t size) {
 #endif
 
 void _sa_free_small(void *p, size_t size) {
-#if SA_SECURE
-  (void)size;
-  sa_free(p); /* every free takes the same checks, and nothing is gathered unchecked */
-  return;
-#endif
   segment_t *segment = sa_segment_of(p);
   page_t *page = &segment->pages[((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT];
 #if SA_DEBUG > 0
   debug_check_size(page, p, size);
 #else
   (void)size;
+#endif
+#if SA_SECURE
+  sa_free(p); /* every free takes the same checks, and nothing is gathered unchecked */
+  return;
 #endif
   if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                 sa_thread_id())) {
