@@ -338,7 +338,7 @@ extern "C" {
     #[doc = " Free `p` that was allocated with `alignment`."]
     #[link_name = "\u{1}shardalloc_mi_free_aligned"]
     pub fn mi_free_aligned(p: *mut ::core::ffi::c_void, alignment: usize);
-    #[doc = " Free `p` that was allocated with `size` bytes and `alignment`."]
+    #[doc = " Free `p` that was allocated (or last reallocated) with `size` bytes and `alignment` by\n mi_malloc, mi_malloc_aligned or their zeroing and reallocating variants (not the `_at`\n ones). Faster than mi_free for sizes and alignments up to 4 KiB; a size or alignment\n that does not match the block is undefined behaviour (debug builds abort)."]
     #[link_name = "\u{1}shardalloc_mi_free_size_aligned"]
     pub fn mi_free_size_aligned(p: *mut ::core::ffi::c_void, size: usize, alignment: usize);
     #[doc = " Create a new heap; NULL on exhaustion. Every thread may allocate from it."]
