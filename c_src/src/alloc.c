@@ -80,15 +80,17 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
   return (void *)aligned;
 }
 
-/* The usable size of `p` for realloc. A pointer within the blocks of a page whose flags are
- * PAGE_FLAGS_FAST (a live page of small or medium blocks, no interior pointers) is answered
- * inline, without the misuse paths; everything else goes to _sa_usable_size, which reports
- * what is not a live block. */
+/* The usable size of `p` for realloc. A pointer within the blocks of a live page of small or
+ * medium blocks without interior pointers is answered inline, without the misuse paths;
+ * everything else goes to _sa_usable_size, which reports what is not a live block. The page
+ * may be another thread's: only the flags that stay put while one of its blocks is live are
+ * read (in_full, which its owner changes, is a byte of its own). */
 sa_inline size_t realloc_usable_size(const void *p) {
   segment_t *segment = sa_segment_lookup(p);
   if (sa_likely(segment != NULL)) {
     const page_t *page = sa_page_of(segment, p);
-    if (sa_likely(page->flags.any == PAGE_FLAGS_FAST)) {
+    if (sa_likely(page->flags.x.in_use && !page->flags.x.has_aligned &&
+                  !page->flags.x.check_free)) {
       size_t bsize = sa_bin_size(page->bin);
       if (sa_likely((size_t)((const uint8_t *)p - sa_page_start(page)) <
                     (size_t)page->reserved * bsize))

@@ -408,9 +408,13 @@ int main(void) {
   expect("double free (small)", double_free_small, DBG | SEC, "double free");
   expect("double free (large)", double_free_large, DBG | SEC, "double free");
   expect("double free (huge)", double_free_huge, DBG | SEC, "double free");
+#if !defined(__SANITIZE_THREAD__)
+  /* ThreadSanitizer refuses to start a thread in the child of a process that has threads (the
+   * housekeeper, started by the cases before): these run in every other build */
   expect("double free (cross-thread)", double_free_cross_thread, DBG | SEC, "double free");
   expect("double free (cross-thread, full page)", double_free_cross_thread_full, DBG | SEC,
          "double free");
+#endif
   expect("interior pointer (small)", interior_small, DBG | SEC, "invalid pointer");
   expect("interior pointer (large)", interior_large, DBG | SEC, "invalid pointer");
   expect("foreign pointer (mmap page)", foreign_mmap, DBG | SEC, "invalid pointer");
