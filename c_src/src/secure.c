@@ -104,6 +104,13 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
   guard_set((uint8_t *)segment + size - SA_GUARD_SIZE, true);
 }
 
+/* ---- The free fast path's slow side ------------------------------------------------------- */
+void _sa_secure_free_checked(page_t *page, block_t *block) {
+  sa_secure_check_free(page, block, true); /* aborts on an invalid or double free */
+  sa_track_free(block, sa_block_size(page));
+  sa_page_free_local(page, block);
+}
+
 /* ---- Reports ----------------------------------------------------------------------------- */
 void _sa_secure_corrupt_link(const page_t *page, const block_t *holder, const block_t *decoded) {
   _sa_fatal("heap corruption: the free-list link of the free block %p (page %p) was "

@@ -130,6 +130,17 @@ sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bo
   }
 }
 
+/* The free fast path's test: `block` starts a block of the page and its first word is no
+ * plausible link (a live block's). False sends the free to _sa_secure_free_checked (secure.c),
+ * which runs sa_secure_check_free; kept apart so that the fast path calls nothing that returns
+ * (no stack frame). */
+sa_inline bool sa_secure_free_unsuspicious(const page_t *page, const block_t *block) {
+  if (!sa_secure_is_block(page, block)) return false;
+  const block_t *next = sa_secure_decode(page, block->next);
+  return next != NULL && (((uintptr_t)next ^ (uintptr_t)block) >> SEGMENT_SHIFT) != 0;
+}
+void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
+
 /* A block about to be handed out is cleared, so the next owner never reads the previous
  * owner's data (blocks of a page of fresh memory are zero already, but for the link word).
  * On allocation rather than on free: the new owner's core is about to write the block anyway,
