@@ -146,7 +146,7 @@ void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
  * On allocation rather than on free: the new owner's core is about to write the block anyway,
  * while a clear on free by another thread would pull every line of it to that thread's core.
  * The cleared link word also makes a live block's first word no valid link (check_free).
- * Blocks up to 64 bytes (sizes are multiples of 8, at least 8) with a few fixed-size stores
+ * Blocks up to 128 bytes (sizes are multiples of 8, at least 8) with a few fixed-size stores
  * that may overlap, instead of a call to memset. */
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   if (page->is_zero) {
@@ -164,6 +164,9 @@ sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   } else if (size <= 64) {
     memset(p, 0, 32);
     memset(p + size - 32, 0, 32);
+  } else if (size <= 128) {
+    memset(p, 0, 64);
+    memset(p + size - 64, 0, 64);
   } else {
     memset(p, 0, size);
   }
