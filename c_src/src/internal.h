@@ -268,7 +268,10 @@ sa_inline void sa_free(void *p) {
       _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
 #endif
 #if SA_SECURE
-      sa_secure_check_free(page, (block_t *)p, true); /* aborts on misuse */
+      if (sa_unlikely(!sa_secure_free_unsuspicious(page, (block_t *)p))) {
+        _sa_secure_free_checked(page, (block_t *)p); /* aborts on misuse, or frees */
+        return;
+      }
 #endif
       sa_track_free(p, sa_block_size(page));
       sa_page_free_local(page, (block_t *)p);

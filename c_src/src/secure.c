@@ -52,9 +52,14 @@ void _sa_secure_init(void) {
     _sa_secure_secret[1] = mix64(random_seed() ^ _sa_secure_secret[0]);
   } while (_sa_secure_secret[0] == 0 || _sa_secure_secret[1] == 0);
   for (size_t bin = 0; bin < BIN_COUNT; bin++) {
-    _sa_secure_bins[bin].size = sa_bin_size(bin);
-    _sa_secure_bins[bin].magic = UINT64_MAX / sa_bin_size(bin) + 1;
+    size_t size = sa_bin_size(bin);
+    unsigned shift = (unsigned)__builtin_ctzll(size);
+    uint64_t odd = size >> shift, inv = odd; /* Newton: each step doubles the bits correct */
+    for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
+    sa_assert(odd * inv == 1);
+    _sa_secure_bins[bin] = (sa_secure_bin_t){.inv = inv, .size = (uint32_t)size, .shift = shift};
   }
+  _sa_secure_bins[BIN_COUNT] = (sa_secure_bin_t){.inv = 1, .size = 0, .shift = 0};
   guards_on = _sa_os_page_size() == SA_GUARD_SIZE;
 }
 
@@ -97,6 +102,13 @@ void _sa_secure_page_guard(segment_t *segment, size_t start, size_t slices, size
 
 void _sa_secure_segment_guard(void *segment, size_t size) {
   guard_set((uint8_t *)segment + size - SA_GUARD_SIZE, true);
+}
+
+/* ---- The free fast path's slow side ------------------------------------------------------- */
+void _sa_secure_free_checked(page_t *page, block_t *block) {
+  sa_secure_check_free(page, block, true); /* aborts on an invalid or double free */
+  sa_track_free(block, sa_block_size(page));
+  sa_page_free_local(page, block);
 }
 
 /* ---- Reports ----------------------------------------------------------------------------- */

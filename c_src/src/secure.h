@@ -30,27 +30,33 @@ sa_inline size_t sa_guard_bytes(size_t start, size_t slices, size_t block_size) 
 
 #if SA_SECURE
 
-/* secure.c: the process secret and, per size class, the block size and ceil(2^64 / size),
- * with which "x is a multiple of the block size" is one multiplication (for x < 2^32): a
- * table load instead of computing the size on every check. */
+/* secure.c: the process secret and, per size class, the block size, its count of trailing
+ * zero bits and the inverse modulo 2^64 of its odd part, with which "x is k block sizes, k
+ * below the page's `reserved`" is one multiplication, one rotation and one comparison
+ * (sa_secure_is_block): a table load instead of computing the size on every check. */
 typedef struct sa_secure_bin_s {
-  uint64_t magic;
-  uint64_t size;
+  uint64_t inv;   /* (size >> shift)^-1 mod 2^64 */
+  uint32_t size;  /* 0: huge pages (inv 1, shift 0: only offset 0 is a block) */
+  uint32_t shift; /* trailing zeros of size */
 } sa_secure_bin_t;
-extern uint64_t _sa_secure_secret[2];
-extern sa_secure_bin_t _sa_secure_bins[BIN_COUNT + 1]; /* huge pages: size 0, no block */
+/* hidden: addressed directly, not through the shared library's GOT */
+extern uint64_t _sa_secure_secret[2] __attribute__((visibility("hidden")));
+extern sa_secure_bin_t _sa_secure_bins[BIN_COUNT + 1] __attribute__((visibility("hidden")));
 
 /* The multiplier of the coding and its inverse modulo 2^64. */
 #define SA_LINK_MUL 0xD6E8FEB86659FD93u
 #define SA_LINK_MUL_INV 0xCFEE444D8B59A89Bu
 _Static_assert((uint64_t)SA_LINK_MUL * SA_LINK_MUL_INV == 1, "inverse multipliers");
 
-/* The page's keys: its descriptor address mixed with the secret by odd multipliers. */
+/* The page's keys: its descriptor address xor the secret. No further mixing: a public
+ * invertible map of the key would not hide the secret from whoever learns one page's keys,
+ * and the diffusion a one-byte overwrite needs comes from the multiplication of the coding
+ * itself (docs/design.md, "Secure mode"). */
 sa_inline uint64_t sa_secure_key0(const page_t *page) {
-  return ((uintptr_t)page ^ _sa_secure_secret[0]) * 0x9E3779B97F4A7C15u;
+  return (uintptr_t)page ^ _sa_secure_secret[0];
 }
 sa_inline uint64_t sa_secure_key1(const page_t *page) {
-  return ((uintptr_t)page ^ _sa_secure_secret[1]) * 0xBF58476D1CE4E5B9u;
+  return (uintptr_t)page ^ _sa_secure_secret[1];
 }
 
 sa_inline block_t *sa_secure_encode(const page_t *page, const block_t *next) {
@@ -62,12 +68,25 @@ sa_inline block_t *sa_secure_decode(const page_t *page, const block_t *stored) {
                      sa_secure_key0(page));
 }
 
-/* `b` is the start of one of the page's blocks (below `reserved`). */
+/* sa_page_start in one shift: the descriptor's offset in `pages` is 64 times its slice's
+ * index, the slice's offset in the segment 65536 times it. */
+sa_inline uintptr_t sa_secure_page_start(const page_t *page) {
+  _Static_assert(sizeof(page_t) << (SLICE_SHIFT - 6) == SLICE_SIZE, "64-byte descriptors");
+  uintptr_t in_segment = (uintptr_t)page & SEGMENT_MASK;
+  return ((uintptr_t)page - in_segment) +
+         ((in_segment - offsetof(segment_t, pages)) << (SLICE_SHIFT - 6));
+}
+
+/* `b` is the start of one of the page's blocks (below `reserved`). With size = odd << shift
+ * and offset = k * size, k < reserved: offset * inv = k << shift (no wrap, k * size < 2^64)
+ * and the rotation gives k. Conversely a result q < reserved means offset * inv == q << shift
+ * (q's bits do not wrap around), so offset == q * size: the test is exact for every offset. */
 sa_inline bool sa_secure_is_block(const page_t *page, const void *b) {
-  uintptr_t offset = (uintptr_t)b - (uintptr_t)sa_page_start(page);
-  const sa_secure_bin_t *bin = &_sa_secure_bins[page->bin]; /* never a huge page here */
-  if (offset >= (size_t)page->reserved * bin->size) return false;
-  return (uint64_t)offset * bin->magic <= bin->magic - 1;
+  uint64_t offset = (uintptr_t)b - sa_secure_page_start(page);
+  const sa_secure_bin_t *bin = &_sa_secure_bins[page->bin];
+  uint64_t x = offset * bin->inv;
+  uint64_t q = (x >> bin->shift) | (x << ((64 - bin->shift) & 63));
+  return q < page->reserved;
 }
 
 /* A link read from `holder` does not decode to NULL or a block of the page: abort. */
@@ -99,19 +118,58 @@ sa_inline bool sa_secure_is_any_block(const void *b) {
 sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bool owner) {
   if (sa_unlikely(!sa_secure_is_block(page, block))) _sa_secure_invalid_free(block);
   const block_t *next = sa_secure_decode(page, block->next);
-  if (sa_unlikely(next == NULL || sa_secure_is_block(page, next) ||
-                  (!owner && sa_secure_is_any_block(next))))
+  if (owner) {
+    /* The owner confirms every suspicion by walking the page's lists, so a coarse filter
+     * suffices: a free block's link decodes to NULL or into its own segment; a live block's
+     * cleared word does not (nor, but once in 2^39, does a word the program wrote). */
+    if (sa_unlikely(next == NULL || (((uintptr_t)next ^ (uintptr_t)block) >> SEGMENT_SHIFT) == 0))
+      _sa_secure_maybe_double_free(page, block, owner);
+  } else if (sa_unlikely(next == NULL || sa_secure_is_block(page, next) ||
+                         sa_secure_is_any_block(next))) {
     _sa_secure_maybe_double_free(page, block, owner);
+  }
 }
+
+/* The free fast path's test: `block` starts a block of the page and its first word is no
+ * plausible link (a live block's). False sends the free to _sa_secure_free_checked (secure.c),
+ * which runs sa_secure_check_free; kept apart so that the fast path calls nothing that returns
+ * (no stack frame). */
+sa_inline bool sa_secure_free_unsuspicious(const page_t *page, const block_t *block) {
+  if (!sa_secure_is_block(page, block)) return false;
+  const block_t *next = sa_secure_decode(page, block->next);
+  return next != NULL && (((uintptr_t)next ^ (uintptr_t)block) >> SEGMENT_SHIFT) != 0;
+}
+void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
 
 /* A block about to be handed out is cleared, so the next owner never reads the previous
  * owner's data (blocks of a page of fresh memory are zero already, but for the link word).
  * On allocation rather than on free: the new owner's core is about to write the block anyway,
  * while a clear on free by another thread would pull every line of it to that thread's core.
- * The cleared link word also makes a live block's first word no valid link (check_free). */
+ * The cleared link word also makes a live block's first word no valid link (check_free).
+ * Blocks up to 128 bytes (sizes are multiples of 8, at least 8) with a few fixed-size stores
+ * that may overlap, instead of a call to memset. */
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
-  if (page->is_zero) block->next = NULL;
-  else memset(block, 0, _sa_secure_bins[page->bin].size); /* never a huge page here */
+  if (page->is_zero) {
+    block->next = NULL;
+    return;
+  }
+  uint8_t *p = (uint8_t *)block;
+  size_t size = _sa_secure_bins[page->bin].size; /* never a huge page here */
+  if (size <= 16) {
+    memset(p, 0, 8);
+    memset(p + size - 8, 0, 8);
+  } else if (size <= 32) {
+    memset(p, 0, 16);
+    memset(p + size - 16, 0, 16);
+  } else if (size <= 64) {
+    memset(p, 0, 32);
+    memset(p + size - 32, 0, 32);
+  } else if (size <= 128) {
+    memset(p, 0, 64);
+    memset(p + size - 64, 0, 64);
+  } else {
+    memset(p, 0, size);
+  }
 }
 
 #endif /* SA_SECURE */
