@@ -349,7 +349,7 @@ impl Heap {
     #[inline]
     unsafe fn deallocate_block(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
-            ffi::mi_free(ptr.as_ptr().cast())
+            crate::free_with_layout(ptr.as_ptr(), layout)
         }
     }
 

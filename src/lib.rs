@@ -135,11 +135,7 @@ unsafe impl GlobalAlloc for ShardAlloc {
     /// (debug builds check the size against the block and abort on a mismatch).
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if layout.size() | layout.align() <= SIZED_FREE_MAX {
-            sized::_sa_free_small(ptr.cast(), layout.size())
-        } else {
-            ffi::mi_free(ptr.cast())
-        }
+        free_with_layout(ptr, layout)
     }
 
     #[inline]
@@ -150,6 +146,18 @@ unsafe impl GlobalAlloc for ShardAlloc {
 
 /// The largest size and alignment the sized free takes (`SIZED_SMALL_MAX` in free.c).
 const SIZED_FREE_MAX: usize = 4096;
+
+/// Frees `ptr`, a block of the C library allocated (or last reallocated) with `layout` through
+/// the aligned calls, of the global heap or of a [`Heap`]: the sized free where the layout
+/// names a small page, `mi_free` otherwise.
+#[inline]
+pub(crate) unsafe fn free_with_layout(ptr: *mut u8, layout: Layout) {
+    if layout.size() | layout.align() <= SIZED_FREE_MAX {
+        sized::_sa_free_small(ptr.cast(), layout.size())
+    } else {
+        ffi::mi_free(ptr.cast())
+    }
+}
 
 mod sized {
     extern "C" {
