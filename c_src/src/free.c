@@ -320,11 +320,7 @@ void _sa_free_small(void *p, size_t size) {
   if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                 sa_thread_id())) {
     if (sa_likely(page->flags.any == PAGE_FLAGS_FAST)) {
-#if SA_DEBUG > 0
-      _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
-#endif
-      sa_track_free(p, sa_block_size(page));
-      sa_page_free_local(page, (block_t *)p);
+      sa_free_owned(page, p);
       return;
     }
     _sa_free_generic(segment, page, p);

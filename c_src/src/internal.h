@@ -257,6 +257,22 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
   }
 }
 
+/* The owner's free of a block of a page whose flags are PAGE_FLAGS_FAST: the fast path of
+ * sa_free and of the sized free (free.c). Debug and secure builds check it here. */
+sa_inline void sa_free_owned(page_t *page, void *p) {
+#if SA_DEBUG > 0
+  _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
+#endif
+#if SA_SECURE
+  if (sa_unlikely(!sa_secure_free_unsuspicious(page, (block_t *)p))) {
+    _sa_secure_free_checked(page, (block_t *)p); /* aborts on misuse, or frees */
+    return;
+  }
+#endif
+  sa_track_free(p, sa_block_size(page));
+  sa_page_free_local(page, (block_t *)p);
+}
+
 sa_inline void sa_free(void *p) {
   segment_t *segment = sa_segment_lookup(p);
   if (sa_likely(segment != NULL)) {
@@ -264,17 +280,7 @@ sa_inline void sa_free(void *p) {
     if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
                       sa_thread_id() &&
                   page->flags.any == PAGE_FLAGS_FAST)) {
-#if SA_DEBUG > 0
-      _sa_debug_check_free(page, (block_t *)p, p, true); /* aborts on misuse */
-#endif
-#if SA_SECURE
-      if (sa_unlikely(!sa_secure_free_unsuspicious(page, (block_t *)p))) {
-        _sa_secure_free_checked(page, (block_t *)p); /* aborts on misuse, or frees */
-        return;
-      }
-#endif
-      sa_track_free(p, sa_block_size(page));
-      sa_page_free_local(page, (block_t *)p);
+      sa_free_owned(page, p);
       return;
     }
     _sa_free_generic(segment, page, p);
