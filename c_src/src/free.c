@@ -221,7 +221,19 @@ static void free_huge(segment_t *segment, page_t *page, const void *p) {
   _sa_segment_huge_free(segment);
 }
 
+/* A pointer the segment map has no segment for: NULL, not ours, or inside a huge block. */
+static void free_unmapped(void *p) {
+  if (p == NULL) return;
+  segment_t *segment;
+  page_t *page = unmapped_page(p, &segment, "free");
+  if (page != NULL) free_huge(segment, page, p);
+}
+
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
+  if (segment == SA_SEGMENT_NONE) { /* NULL, not ours, or deep inside a huge block */
+    free_unmapped(p);
+    return;
+  }
   page = checked_page(segment, page, p, "free");
   if (page == NULL) return;
   if (sa_unlikely(sa_page_is_huge(page))) {
@@ -247,13 +259,6 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
     free_block_mt(page, block);
   }
   sa_housekeeper_start_if_wanted();
-}
-
-void _sa_free_unmapped(void *p) {
-  if (p == NULL) return;
-  segment_t *segment;
-  page_t *page = unmapped_page(p, &segment, "free");
-  if (page != NULL) free_huge(segment, page, p);
 }
 
 size_t _sa_usable_size(const void *p, const char *call) {

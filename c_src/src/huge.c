@@ -69,6 +69,7 @@ static page_t *huge_page_init(segment_t *segment, bool fresh) {
   page_t *page = &segment->pages[1];
   memset(page, 0, sizeof(*page));
   page->slice_count = 1;
+  page->page_offset = sa_page_offset(page);
   page->bin = BIN_COUNT;
   page->capacity = 1;
   page->reserved = 1;
@@ -142,8 +143,7 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
   segment_t *segment = sa_segment_of(page);
   size_t last = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
   sa_assert(last < SLICES_PER_SEGMENT);
-  for (size_t i = 2; i <= last; i++)
-    segment->pages[i].slice_offset = (uint16_t)((i - 1) * sizeof(page_t));
+  for (size_t i = 2; i <= last; i++) segment->pages[i].page_offset = sa_page_offset(page);
 }
 
 void _sa_segment_huge_free(segment_t *segment) {

@@ -94,23 +94,41 @@ sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : 
 
 /* ---- Segments and pages from pointers ---------------------------------------------------
  * The segment map: for every SEGMENT_SIZE unit of the address space, the segment that starts
- * there, or NULL (not ours, or the continuation of a huge segment: `_sa_segment_of_any`
+ * there, or none (not ours, or the continuation of a huge segment: `_sa_segment_of_any`
  * resolves those). Written when a segment is created or released (segmap.c). The free fast
  * path looks a pointer up here before it reads any header, so a pointer that is not ours
  * (a stack or static address, a page from mmap, a wild value) never makes it fault. Indexes
  * wrap at SA_ADDRESS_BITS: a non-canonical pointer aliases a real entry, whose page lookup
- * stays inside that segment's header (sa_page_of masks too). */
+ * stays inside that segment's header (sa_page_of masks too).
+ *
+ * An entry holds the segment's distance from `none`, a segment header that is all zero and
+ * never written, placed right after the entries (one base register serves both): an empty entry (0, as the zeroed map starts)
+ * then leads to `none`, whose owner (0) is no thread and whose slices all lead to its
+ * slice_none (flags 0). So the free fast path needs no test for "not ours": such a pointer
+ * fails the owner test like another thread's block, and the generic path sorts it out. */
 #if defined(__x86_64__)
 #define SA_ADDRESS_BITS 47 /* x86-64 user space (without 5-level paging hints) */
 #else
 #define SA_ADDRESS_BITS 48 /* aarch64 and others: 48-bit user addresses */
 #endif
 #define SEGMENT_MAP_UNITS ((size_t)1 << (SA_ADDRESS_BITS - SEGMENT_SHIFT))
-extern _Atomic(segment_t *) _sa_segment_map[SEGMENT_MAP_UNITS];
+typedef struct segment_map_s {
+  _Atomic(uintptr_t) entry[SEGMENT_MAP_UNITS];  /* segment - &none; 0: none */
+  segment_t none;                               /* all zero, never written */
+} segment_map_t;
+extern segment_map_t _sa_segment_map;
+#define SA_SEGMENT_NONE (&_sa_segment_map.none)
 
-sa_inline segment_t *sa_segment_lookup(const void *p) {
+/* The map's segment for `p`'s unit: never NULL, SA_SEGMENT_NONE where there is none. */
+sa_inline segment_t *sa_segment_map_get(const void *p) {
   size_t unit = ((uintptr_t)p >> SEGMENT_SHIFT) & (SEGMENT_MAP_UNITS - 1);
-  return atomic_load_explicit(&_sa_segment_map[unit], memory_order_relaxed);
+  uintptr_t offset = atomic_load_explicit(&_sa_segment_map.entry[unit], memory_order_relaxed);
+  return (segment_t *)((uintptr_t)SA_SEGMENT_NONE + offset);
+}
+/* The segment starting in `p`'s unit, or NULL. */
+sa_inline segment_t *sa_segment_lookup(const void *p) {
+  segment_t *segment = sa_segment_map_get(p);
+  return segment != SA_SEGMENT_NONE ? segment : NULL;
 }
 
 /* The segment of a pointer known to be ours (a block, a page descriptor). */
@@ -120,8 +138,11 @@ sa_inline segment_t *sa_segment_of(const void *p) {
 /* The page holding `p`, whose segment starts in p's SEGMENT_SIZE unit. */
 sa_inline page_t *sa_page_of(const segment_t *segment, const void *p) {
   size_t idx = ((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT;
-  const page_t *slice = &segment->pages[idx];
-  return (page_t *)((uint8_t *)slice - slice->slice_offset);
+  return (page_t *)((const uint8_t *)&segment->slice_none + segment->pages[idx].page_offset);
+}
+/* The page_offset of `page`'s slices (types.h). */
+sa_inline uint16_t sa_page_offset(const page_t *page) {
+  return (uint16_t)((const uint8_t *)page - (const uint8_t *)&sa_segment_of(page)->slice_none);
 }
 sa_inline bool sa_page_is_huge(const page_t *page) { return page->bin == BIN_COUNT; }
 sa_inline uint8_t *sa_page_start(const page_t *page) {
@@ -202,7 +223,7 @@ sa_inline block_t *sa_page_next_block(page_t *page) {
  * every call site, so it costs the plain malloc nothing). */
 sa_inline void *sa_page_malloc(heap_t *heap, page_t *page, size_t size, bool zero) {
   block_t *block = sa_page_next_block(page);
-  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(heap, size, zero);
+  if (sa_unlikely(block == NULL)) return _sa_malloc_generic(size, heap, zero);
   void *p = sa_page_pop(page, block);
   /* never a huge page here; secure release builds cleared the block in sa_page_pop */
   if (zero && !(SA_SECURE && SA_DEBUG == 0)) memset(p, 0, sa_block_size(page));
@@ -251,10 +272,8 @@ sa_inline void sa_page_free_local(page_t *page, block_t *block) {
 #if defined(__SANITIZE_THREAD__)
   __tsan_release(&page->used); /* the housekeeper's sweep reads `used` (housekeeper.c) */
 #endif
-  if (sa_unlikely(emptied)) {
-    if (page->retire_expire != 0) page->retire_expire = PAGE_RETIRE_CYCLES; /* lone object */
-    else _sa_page_retire(page);
-  }
+  /* a page emptied again while retired (a lone object) keeps its countdown (page.c) */
+  if (sa_unlikely(emptied) && page->retire_expire == 0) _sa_page_retire(page);
 }
 
 /* The owner's free of a block of a page whose flags are PAGE_FLAGS_FAST: the fast path of
@@ -274,19 +293,15 @@ sa_inline void sa_free_owned(page_t *page, void *p) {
 }
 
 sa_inline void sa_free(void *p) {
-  segment_t *segment = sa_segment_lookup(p);
-  if (sa_likely(segment != NULL)) {
-    page_t *page = sa_page_of(segment, p);
-    if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
-                      sa_thread_id() &&
-                  page->flags.any == PAGE_FLAGS_FAST)) {
-      sa_free_owned(page, p);
-      return;
-    }
-    _sa_free_generic(segment, page, p);
+  segment_t *segment = sa_segment_map_get(p); /* SA_SEGMENT_NONE: owned by no thread */
+  page_t *page = sa_page_of(segment, p);
+  if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
+                    sa_thread_id() &&
+                page->flags.any == PAGE_FLAGS_FAST)) {
+    sa_free_owned(page, p);
     return;
   }
-  _sa_free_unmapped(p);
+  _sa_free_generic(segment, page, p);
 }
 
 #endif /* SHARDALLOC_INTERNAL_H */

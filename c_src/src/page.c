@@ -188,8 +188,11 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
  * queue, if it is a small or medium page and the only one of its bin (a single object
  * allocated and freed in a loop must not free and re-create the page each time), or while the
  * heap's retired pages stay under PAGE_RETIRE_BYTES_MAX (a batch of blocks freed and
- * allocated again, large ones above all); otherwise give its slices back. A page retired
- * before only has its time renewed (inline in free). */
+ * allocated again, large ones above all); otherwise give its slices back. A page emptied
+ * again while still retired is left alone (inline in free, no call): it keeps its countdown,
+ * and the collection frees it when its time is up only if it is empty then (it unretires a
+ * page in use), so a lone object's page is re-made at most once per PAGE_RETIRE_CYCLES
+ * generic-path calls. */
 static size_t page_bytes(const page_t *page) { return (size_t)page->slice_count * SLICE_SIZE; }
 
 static void page_unretire(heap_t *heap, page_t *page) {
@@ -199,10 +202,7 @@ static void page_unretire(heap_t *heap, page_t *page) {
 }
 
 static void page_retire(page_t *page) {
-  if (sa_likely(page->retire_expire != 0)) {
-    page->retire_expire = PAGE_RETIRE_CYCLES;
-    return;
-  }
+  sa_assert(page->retire_expire == 0);
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_queue_t *queue = sa_page_queue_of(heap, page);
   bool only_small = queue->first == page && queue->last == page &&
@@ -385,7 +385,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   return p;
 }
 
-void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) {
+void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) {
   if (sa_unlikely(heap->thread == NULL)) { /* no thread yet, or an instance could not be made */
     heap = heap == &_sa_heap_empty ? _sa_thread_heap_init() : NULL;
     if (heap == NULL) {
@@ -426,6 +426,9 @@ bool _sa_page_check(const page_t *page) {
   SA_CHECK(page->bin < BIN_COUNT);
   SA_CHECK(page->capacity <= page->reserved);
   SA_CHECK(page->flags.x.check_free == (sa_block_size(page) > MEDIUM_BLOCK_MAX));
+  for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
+    SA_CHECK(page[i].page_offset == sa_page_offset(page));
+  SA_CHECK(sa_page_of(sa_segment_of(page), sa_page_start(page)) == page);
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;

@@ -97,7 +97,7 @@ void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
 
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
-void *_sa_malloc_generic(heap_t *heap, size_t size, bool zero) sa_cold;
+void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) sa_cold;
 void _sa_page_retire(page_t *page) sa_cold;
 void _sa_page_free(page_t *page, page_queue_t *queue);
 void _sa_page_collect(page_t *page);
@@ -114,9 +114,9 @@ sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
 }
 
 /* ---- free.c ----------------------------------------------------------------------------- */
+/* Every free off the fast path; `segment` may be SA_SEGMENT_NONE (a pointer the segment map
+ * does not know: NULL, not ours, or inside a huge block). */
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
-/* free of a pointer the segment map does not know: NULL, not ours, or inside a huge block */
-void _sa_free_unmapped(void *p) sa_cold;
 void _sa_free_block_local(page_t *page, block_t *block);
 void _sa_heap_delayed_free_all(heap_t *heap);
 /* Free `p`, not NULL, allocated (or last reallocated) with `size` bytes and an alignment

@@ -5,7 +5,7 @@
  * only its first has a map entry. Written on segment creation and release only. */
 #include "segment.h"
 
-_Atomic(segment_t *) _sa_segment_map[SEGMENT_MAP_UNITS];
+segment_map_t _sa_segment_map;
 static _Atomic(uint64_t) segment_covered[SEGMENT_MAP_UNITS / 64];
 
 static void covered_set(uintptr_t unit, bool on) {
@@ -25,7 +25,8 @@ bool _sa_segment_map_set(segment_t *segment, bool on) {
   uintptr_t end = ((uintptr_t)segment + segment->segment_size - 1) >> SEGMENT_SHIFT;
   if (end >= SEGMENT_MAP_UNITS) return false;
   for (uintptr_t unit = start; unit <= end; unit++) covered_set(unit, on);
-  atomic_store_explicit(&_sa_segment_map[start], on ? segment : NULL, memory_order_release);
+  uintptr_t offset = on ? (uintptr_t)segment - (uintptr_t)SA_SEGMENT_NONE : 0;
+  atomic_store_explicit(&_sa_segment_map.entry[start], offset, memory_order_release);
   return true;
 }
 
@@ -34,9 +35,10 @@ bool _sa_segment_map_set(segment_t *segment, bool on) {
 segment_t *_sa_segment_of_any(const void *p) {
   uintptr_t unit = (uintptr_t)p >> SEGMENT_SHIFT;
   if (!covered_get(unit)) return NULL;
-  segment_t *segment;
-  while ((segment = atomic_load_explicit(&_sa_segment_map[unit], memory_order_acquire)) == NULL)
+  uintptr_t offset;
+  while ((offset = atomic_load_explicit(&_sa_segment_map.entry[unit], memory_order_acquire)) == 0)
     unit--; /* bounded by the huge block's size */
+  segment_t *segment = (segment_t *)((uintptr_t)SA_SEGMENT_NONE + offset);
   /* a huge segment need not fill its last unit: the rest may be anyone's mapping */
   if ((uintptr_t)p >= (uintptr_t)segment + segment->segment_size) return NULL;
   return segment;

@@ -197,9 +197,8 @@ static void large_page_advise(segment_t *segment, size_t start, size_t slices, b
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin) {
   page_t *page = &segment->pages[start];
-  for (size_t i = 1; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
+  for (size_t i = 0; i < slices; i++) page[i].page_offset = sa_page_offset(page);
   page->slice_count = (uint16_t)slices;
-  page->slice_offset = 0;
   page->flags.any = PAGE_FLAGS_FAST;
   page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
   page->bin = (uint8_t)bin;
@@ -297,7 +296,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   bits_set(segment->purge_slices, start + old, slices - old, false);
   segment_unlock(segment);
   _sa_thread_unpend(segment->owner, reused);
-  for (size_t i = old; i < slices; i++) page[i].slice_offset = (uint16_t)(i * sizeof(page_t));
+  for (size_t i = old; i < slices; i++) page[i].page_offset = sa_page_offset(page);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, old, block_size, false); /* moves to the new end */
   _sa_secure_page_guard(segment, start, slices, block_size, true);

@@ -178,9 +178,11 @@ typedef union page_flags_u {
 #define PAGE_FLAGS_FAST (((page_flags_t){.x = {.in_use = 1}}).any)
 
 /* A page descriptor: 64 bytes, so that finding it from a pointer is a shift, not a multiply.
- * The segment header holds one per slice: the first slice of a page holds the page; the
- * other slices of it only hold `slice_offset`, the byte distance back to it, so page_of(p) is
- * two loads. A free slice's descriptor is all zero (flags.x.in_use clear). What the
+ * The segment header holds one per slice: the first slice of a page holds the page; every
+ * slice of it holds `page_offset`, the page descriptor's distance from the segment's
+ * `slice_none`, so page_of(p) is the segment map's load, this load and an add. A free slice's
+ * descriptor is all zero, and its offset 0 leads to `slice_none`, all zero too
+ * (flags.x.in_use clear, slice_count 0). What the
  * descriptor does not store is derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
  * a huge page, right after the header); the block size is bin_size(bin), and a huge page
  * (bin == BIN_COUNT) has the rest of its segment as its one block.
@@ -194,14 +196,15 @@ typedef union page_flags_u {
  *   - [c] every block in free, local_free and xthread_free lies in [page_start, page_start +
  *     capacity*block_size) at a multiple of block_size; no list is longer than capacity
  *   - [c] slice_count > 0 and bin < BIN_COUNT for a page in a queue; check_free set exactly
- *     for pages of large blocks
+ *     for pages of large blocks; every slice of the page has its page_offset
  *   - the thread's in-use statistics lag `used` by used - used_counted blocks (brought up to
  *     date at every slow-path event of the page, never on the fast paths)
  *   - in_full <=> the page is in its heap's BIN_FULL queue, and a page with heap != NULL is
  *     in exactly one queue of that heap unless it is huge ([c] in _sa_heap_check, heap.c)   */
 typedef struct page_s {
   uint16_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
-  uint16_t slice_offset; /* bytes back from this descriptor to the page's descriptor */
+  uint16_t page_offset;  /* bytes from the segment's slice_none to the page's descriptor, in
+                            every slice of a page; 0 in a free slice's (so: slice_none) */
   page_flags_t flags;
   uint8_t bin;           /* size class, or BIN_COUNT for a huge page */
   uint8_t retire_expire : 7; /* > 0: the page is empty and retired; generic-path calls left */
@@ -257,8 +260,11 @@ typedef struct segment_s {
   struct segment_s *owned_prev;
   _Atomic(bool) purge_lock;     /* guards the slice bitmaps and purge times against a purge
                                    from another thread (taken on slow paths only) */
+  page_t slice_none; /* the page of a free slice (page_offset 0): all zero, never written */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
 } segment_t;
+_Static_assert(offsetof(segment_t, pages) == offsetof(segment_t, slice_none) + sizeof(page_t),
+               "page_offset of pages[i] is (i + 1) * sizeof(page_t)");
 _Static_assert(sizeof(segment_t) <= SEGMENT_HEADER_SLICES * SLICE_SIZE,
                "the segment header fits in its header slices");
 
