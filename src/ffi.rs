@@ -25,7 +25,7 @@ pub const mi_option_show_errors: mi_option_e = 0;
 pub const mi_option_show_stats: mi_option_e = 1;
 #[doc = " VERBOSE: a line at start (version, mode) and on events"]
 pub const mi_option_verbose: mi_option_e = 2;
-#[doc = " PURGE_DELAY: ms before free memory goes back to the OS;\n0: at once, -1: never (default 25)"]
+#[doc = " PURGE_DELAY: ms before free memory goes back to the OS;\n0: at once, -1: never (default 25); a thread whose purged\nmemory is soon wanted again gets up to 40x it"]
 pub const mi_option_purge_delay: mi_option_e = 3;
 #[doc = " ALLOW_LARGE_OS_PAGES: transparent huge pages for segments,\nexplicit 2 MiB pages for the reservation (default off)"]
 pub const mi_option_allow_large_os_pages: mi_option_e = 4;
@@ -82,6 +82,8 @@ pub struct mi_stats_snapshot_s {
     pub threads: usize,
     #[doc = " madvise calls that gave memory back"]
     pub purges: usize,
+    #[doc = " times a thread's purge delay doubled because memory it\npurged was wanted again soon after"]
+    pub purge_delay_raises: usize,
     #[doc = " mappings made (mmap)"]
     pub mmaps: usize,
     #[doc = " number of entries in the arrays below"]

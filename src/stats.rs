@@ -77,6 +77,9 @@ pub struct Stats {
     pub threads: usize,
     /// `madvise` calls that gave memory back, since start or [`stats_reset`].
     pub purges: usize,
+    /// Times a thread's purge delay doubled because memory it had given back was wanted
+    /// again soon after, since start or [`stats_reset`].
+    pub purge_delay_raises: usize,
     /// Mappings made (`mmap`), since start or [`stats_reset`].
     pub mmaps: usize,
     /// The size classes that hold pages or blocks, smallest first.
@@ -114,6 +117,7 @@ impl Stats {
         self.abandoned_segments = raw.abandoned;
         self.threads = raw.threads;
         self.purges = raw.purges;
+        self.purge_delay_raises = raw.purge_delay_raises;
         self.mmaps = raw.mmaps;
         self.size_classes.clear();
         let bins = raw.bins.min(raw.bin_block_size.len());
@@ -236,7 +240,7 @@ pub fn stats_print() {
 }
 
 /// Reset the peaks to the current values and the event counters ([`Stats::purges`],
-/// [`Stats::mmaps`]) to zero (C: `mi_stats_reset`).
+/// [`Stats::purge_delay_raises`], [`Stats::mmaps`]) to zero (C: `mi_stats_reset`).
 ///
 /// # Example
 ///

@@ -307,7 +307,8 @@ typedef enum mi_option_e {
   mi_option_show_stats,           /* SHOW_STATS: print statistics at process exit */
   mi_option_verbose,              /* VERBOSE: a line at start (version, mode) and on events */
   mi_option_purge_delay,          /* PURGE_DELAY: ms before free memory goes back to the OS;
-                                     0: at once, -1: never (default 25) */
+                                     0: at once, -1: never (default 25); a thread whose purged
+                                     memory is soon wanted again gets up to 40x it */
   mi_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: transparent huge pages for segments,
                                      explicit 2 MiB pages for the reservation (default off) */
   mi_option_reserve_os_memory,    /* RESERVE_OS_MEMORY: KiB of address space to reserve at start
@@ -397,6 +398,8 @@ typedef struct mi_stats_snapshot_s {
   size_t abandoned;       /* segments of exited threads waiting to be reclaimed */
   size_t threads;         /* threads with a heap */
   size_t purges;          /* madvise calls that gave memory back */
+  size_t purge_delay_raises; /* times a thread's purge delay doubled because memory it
+                                purged was wanted again soon after */
   size_t mmaps;           /* mappings made (mmap) */
   size_t bins;            /* number of entries in the arrays below */
   size_t bin_block_size[80]; /* block size of each size class */

@@ -240,6 +240,7 @@ void _sa_process_init(void);
   X(abandoned, "abandoned", false) /* segments waiting to be reclaimed */   \
   X(threads, "threads", false)    /* threads with a heap */                 \
   X(purges, "purges", false)      /* madvise calls giving memory back */    \
+  X(purge_delay_raises, "purge delay raised", false) /* purge.c */          \
   X(mmaps, "mmaps", false)        /* mappings made (mmap) */
 typedef enum sa_stat_e {
 #define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,

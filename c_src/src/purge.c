@@ -69,6 +69,8 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
            (force || segment->purge_at[j] <= now))
       j++;
     _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
+    /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
+    for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : now;
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
@@ -77,12 +79,52 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
   segment->purge_expire = next;
 }
 
+/* ---- The purge delay, adapted per thread --------------------------------------------------
+ * A slice purged by its delay and taken into use again soon after was purged too early: the
+ * program pays page faults and zeroing for memory it still wanted (buffers of a few MiB that
+ * come and go every few tens of ms, say). So each thread's delay starts at the purge_delay
+ * option and doubles, up to PURGE_DELAY_GROWTH times it, whenever PURGE_REGRET_SLICES slices it
+ * purged were taken again within twice its delay of their purge; it halves again after eight
+ * delays without that. Memory that stays free is still given back, only later; a program
+ * whose memory is not reused (a pool that goes idle, a thread that exits) keeps the option's
+ * delay. */
+#define PURGE_DELAY_GROWTH 40        /* at most 1 s with the default 25 ms */
+#define PURGE_REGRET_SLICES 16       /* 1 MiB taken again soon doubles the delay */
+
+static long thread_purge_delay(thread_t *thread, long base, int64_t now) {
+  if (thread == NULL || thread->purge_delay <= base) return base;
+  if (now - thread->purge_regret_at > 8 * thread->purge_delay) { /* quiet: back towards base */
+    thread->purge_delay = thread->purge_delay / 2 > base ? thread->purge_delay / 2 : base;
+    thread->purge_regret_at = now;
+  }
+  return (long)thread->purge_delay;
+}
+
+void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, int64_t purged_at) {
+  if (thread == NULL) return;
+  thread->purge_pending = thread->purge_pending > pending ? thread->purge_pending - pending : 0;
+  if (purged == 0) return;
+  long base = mi_option_get(mi_option_purge_delay);
+  if (base <= 0) return;
+  int64_t delay = thread->purge_delay > base ? thread->purge_delay : base;
+  int64_t now = _sa_clock_ms();
+  if (now - purged_at > 2 * delay) return; /* long after: the delay was right */
+  thread->purge_regret_at = now;
+  thread->purge_regret += purged;
+  if (thread->purge_regret < PURGE_REGRET_SLICES) return;
+  thread->purge_regret = 0;
+  thread->purge_delay = delay * 2 < base * PURGE_DELAY_GROWTH ? delay * 2 : base * PURGE_DELAY_GROWTH;
+  _sa_stat_add(SA_STAT_purge_delay_raises, 1);
+}
+
 /* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
 int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   long delay = mi_option_get(mi_option_purge_delay);
   if (delay < 0) return 0;
   bits_set(segment->purge_slices, start, n, true);
-  int64_t due = _sa_clock_ms() + delay;
+  int64_t now = _sa_clock_ms();
+  if (delay > 0) delay = thread_purge_delay(segment->owner, delay, now);
+  int64_t due = now + delay;
   for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
   if (delay == 0) {
     segment_purge(segment, due, true);
@@ -90,12 +132,6 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   }
   if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
   return segment->purge_expire;
-}
-
-/* Pending slices taken into use again no longer count against the thread's budget. */
-void _sa_thread_unpend(thread_t *thread, size_t slices) {
-  if (thread == NULL) return;
-  thread->purge_pending = thread->purge_pending > slices ? thread->purge_pending - slices : 0;
 }
 
 void _sa_thread_note_purge(thread_t *thread, int64_t expire) {

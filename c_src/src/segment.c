@@ -194,6 +194,29 @@ static void large_page_advise(segment_t *segment, size_t start, size_t slices, b
   _sa_os_advise_huge_pages((void *)from, to - from, on);
 }
 
+/* Take the free slices [start, start + n) into use (owner, purge_lock held; released here).
+ * Pending ones are no longer pending; purged ones tell the purge delay (purge.c) that they
+ * were wanted again. Returns how many were fresh (never touched, or purged). */
+static size_t slices_take(segment_t *segment, size_t start, size_t n) {
+  size_t fresh = 0, pending = 0, purged = 0;
+  int64_t purged_at = 0;
+  for (size_t i = start; i < start + n; i++) {
+    bool dirty = bit_get(segment->dirty_slices, i);
+    fresh += !dirty;
+    pending += bit_get(segment->purge_slices, i);
+    if (!dirty && segment->purge_at[i] != 0) { /* purged by its delay (purge.c) */
+      purged++;
+      if (segment->purge_at[i] > purged_at) purged_at = segment->purge_at[i];
+    }
+  }
+  bits_set(segment->used_slices, start, n, true);
+  bits_set(segment->dirty_slices, start, n, true);
+  bits_set(segment->purge_slices, start, n, false);
+  segment_unlock(segment);
+  _sa_thread_slices_taken(segment->owner, pending, purged, purged_at);
+  return fresh;
+}
+
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin) {
   page_t *page = &segment->pages[start];
@@ -207,17 +230,8 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
-  size_t fresh = 0, reused = 0;
   segment_lock(segment);
-  for (size_t i = start; i < start + slices; i++) {
-    fresh += !bit_get(segment->dirty_slices, i);
-    reused += bit_get(segment->purge_slices, i);
-  }
-  bits_set(segment->used_slices, start, slices, true);
-  bits_set(segment->dirty_slices, start, slices, true);
-  bits_set(segment->purge_slices, start, slices, false);
-  segment_unlock(segment);
-  _sa_thread_unpend(segment->owner, reused);
+  size_t fresh = slices_take(segment, start, slices);
   page->is_zero = fresh == slices;
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
@@ -286,16 +300,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
       return false;
     }
   }
-  size_t fresh = 0, reused = 0;
-  for (size_t i = start + old; i < start + slices; i++) {
-    fresh += !bit_get(segment->dirty_slices, i);
-    reused += bit_get(segment->purge_slices, i);
-  }
-  bits_set(segment->used_slices, start + old, slices - old, true);
-  bits_set(segment->dirty_slices, start + old, slices - old, true);
-  bits_set(segment->purge_slices, start + old, slices - old, false);
-  segment_unlock(segment);
-  _sa_thread_unpend(segment->owner, reused);
+  size_t fresh = slices_take(segment, start + old, slices - old);
   for (size_t i = old; i < slices; i++) page[i].page_offset = sa_page_offset(page);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, old, block_size, false); /* moves to the new end */

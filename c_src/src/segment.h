@@ -118,7 +118,9 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n);
  * and adds the slices still pending to `*pending` (if not NULL). */
 int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending);
 /* Pending slices taken into use again no longer count against the thread's budget. */
-void _sa_thread_unpend(thread_t *thread, size_t slices);
+/* The owner took free slices into use: `pending` of them were pending purge, `purged` had been
+ * purged by their delay, the latest at `purged_at` (ms). */
+void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, int64_t purged_at);
 void _sa_thread_note_purge(thread_t *thread, int64_t expire);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);

@@ -141,6 +141,7 @@ void mi_stats_snapshot(mi_stats_snapshot_t *out) {
   out->abandoned = clamp0(counter_get(&process.abandoned));
   out->threads = clamp0(counter_get(&process.threads));
   out->purges = clamp0(counter_get(&process.purges));
+  out->purge_delay_raises = clamp0(counter_get(&process.purge_delay_raises));
   out->mmaps = clamp0(counter_get(&process.mmaps));
 }
 
@@ -151,6 +152,7 @@ void mi_stats_reset(void) {
   SA_PROCESS_COUNTERS(SA_COUNTER_RESET)
 #undef SA_COUNTER_RESET
   atomic_store_explicit(&process.purges.current, 0, memory_order_relaxed);
+  atomic_store_explicit(&process.purge_delay_raises.current, 0, memory_order_relaxed);
   atomic_store_explicit(&process.mmaps.current, 0, memory_order_relaxed);
 }
 

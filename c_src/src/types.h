@@ -252,7 +252,9 @@ typedef struct segment_s {
   uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* touched since the last purge */
   uint64_t purge_slices[SEGMENT_BITMAP_WORDS]; /* free and dirty: to purge when old enough */
   int64_t purge_expire;                        /* ms: earliest pending expiry; 0: none */
-  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due */
+  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due; for a
+                                                  purged one, when its delay purged it (0:
+                                                  never, or purged on demand) */
   struct thread_s *owner;       /* owner thread state, NULL if none */
   struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
   struct segment_s *prev;
@@ -364,6 +366,9 @@ typedef struct thread_s {
   int64_t purge_next;        /* ms: earliest purge_expire of its segments; 0: none pending */
   size_t purge_pending;      /* slices pending purge in its segments (an upper bound: purges
                                 by other threads are noticed at its own next purge) */
+  int64_t purge_delay;       /* ms: the delay its frees get (purge.c); <= the option: the option */
+  int64_t purge_regret_at;   /* ms: when purged memory was last taken again soon after */
+  size_t purge_regret;       /* slices taken again soon after their purge, since the last raise */
   thread_stats_t stats;
   /* Exclusion between this thread's slow paths and the housekeeper's sweep of its heaps
    * (housekeeper.c): held by the owner around every slow path that changes its queues, pages

@@ -1,0 +1,70 @@
+/* test_purge_delay: a thread's purge delay grows when memory it purged is wanted again soon.
+ *
+ * With the purge_delay option at 500 ms: a 4 MiB block is freed (its page given back to the
+ * segment by mi_collect), its slices fall due and are purged, and a 4 MiB block is allocated
+ * again at once, on the same slices. That is memory purged too early, and the thread's delay
+ * doubles: `purge_delay_raises` counts it. Memory purged on demand (mi_collect(true)) and
+ * taken again raises nothing. A small block held throughout keeps the segment alive, so the
+ * large pages are carved from the same place each time.
+ *
+ * Time enters only as a lower bound: the test sleeps past the delay so that the slices are
+ * due; the reuse then has to follow the purge within twice the delay (1 s), which a
+ * descheduled thread would have to miss by most of a second. */
+#define TEST_NAME "test_purge_delay"
+#include "testutil.h"
+
+#include <time.h>
+
+#include "shardalloc.h"
+
+#define MiB ((size_t)1 << 20)
+
+static size_t raises(void) {
+  mi_stats_snapshot_t s;
+  mi_stats_snapshot(&s);
+  return s.purge_delay_raises;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static void *big_block(unsigned char fill) {
+  unsigned char *p = mi_malloc(4 * MiB);
+  CHECK(p != NULL);
+  if (p != NULL) memset(p, fill, 4 * MiB);
+  return p;
+}
+
+int main(void) {
+  mi_option_set(mi_option_purge_delay, 500);
+  void *anchor = mi_malloc(16);
+  CHECK(anchor != NULL);
+
+  SECTION("memory purged on demand and taken again raises nothing");
+  {
+    size_t before = raises();
+    mi_free(big_block(1));
+    mi_collect(true); /* the page back to its segment, and every free slice purged now */
+    void *p = big_block(2);
+    CHECKF(raises() == before, "the delay was raised %zu times", raises() - before);
+    mi_free(p);
+  }
+
+  SECTION("memory purged by its delay and taken again soon raises the delay");
+  {
+    mi_collect(false); /* the page back to its segment: its slices pending */
+    size_t before = raises();
+    sleep_ms(600);     /* past the delay: due (the housekeeper purges them) */
+    mi_collect(false); /* purge what is due, should the housekeeper be off */
+    void *p = big_block(3);
+    CHECKF(raises() == before + 1, "the delay was raised %zu times, expected once",
+           raises() - before);
+    mi_free(p);
+  }
+
+  mi_free(anchor);
+  return tu_finish();
+}
