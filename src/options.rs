@@ -107,7 +107,7 @@ options! {
     /// committed before it is given back to the OS (`madvise(MADV_DONTNEED)`), so that memory
     /// reused within the delay is never faulted in again. 0 purges at once, -1 never. Read
     /// each time memory is freed. A thread whose purged memory is soon wanted again gets up
-    /// to 40 times this delay (doubling each time), and back towards it after a quiet while
+    /// to 8 times this delay (doubling each time), and back towards it after a quiet while
     /// ([`crate::Stats::purge_delay_raises`]). The purge itself runs on allocator activity: the owning
     /// thread's allocation slow path and page frees, [`crate::collect`], and for memory no
     /// thread owns (segments of exited threads, the segment cache) any thread's slow path or

@@ -308,7 +308,7 @@ typedef enum mi_option_e {
   mi_option_verbose,              /* VERBOSE: a line at start (version, mode) and on events */
   mi_option_purge_delay,          /* PURGE_DELAY: ms before free memory goes back to the OS;
                                      0: at once, -1: never (default 25); a thread whose purged
-                                     memory is soon wanted again gets up to 40x it */
+                                     memory is soon wanted again gets up to 8x it */
   mi_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: transparent huge pages for segments,
                                      explicit 2 MiB pages for the reservation (default off) */
   mi_option_reserve_os_memory,    /* RESERVE_OS_MEMORY: KiB of address space to reserve at start

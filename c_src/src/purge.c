@@ -88,7 +88,7 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
  * delays without that. Memory that stays free is still given back, only later; a program
  * whose memory is not reused (a pool that goes idle, a thread that exits) keeps the option's
  * delay. */
-#define PURGE_DELAY_GROWTH 40        /* at most 1 s with the default 25 ms */
+#define PURGE_DELAY_GROWTH 8         /* at most 200 ms with the default 25 ms */
 #define PURGE_REGRET_SLICES 16       /* 1 MiB taken again soon doubles the delay */
 
 static long thread_purge_delay(thread_t *thread, long base, int64_t now) {
