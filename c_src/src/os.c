@@ -134,6 +134,18 @@ int _sa_os_purge(void *p, size_t size) {
   return err;
 }
 
+size_t _sa_os_resident_pages(void *p, size_t pages) {
+  unsigned char vec[SA_OS_RESIDENT_MAX]; /* one byte per OS page */
+  if (pages > SA_OS_RESIDENT_MAX) pages = SA_OS_RESIDENT_MAX;
+  int saved_errno = errno;
+  int err = mincore(p, pages * _sa_os_page_size(), vec);
+  errno = saved_errno;
+  if (err != 0) return SIZE_MAX;
+  size_t resident = 0;
+  for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+  return resident;
+}
+
 int _sa_os_protect(void *p, size_t size, bool noaccess) {
   int saved_errno = errno;
   int err = mprotect(p, size, noaccess ? PROT_NONE : PROT_READ | PROT_WRITE) == 0 ? 0 : errno;

@@ -26,6 +26,10 @@ void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
  * the errno of the failure. */
 int _sa_os_purge(void *p, size_t size);
+/* How many of the first `pages` OS pages from p (page-aligned; at most SA_OS_RESIDENT_MAX
+ * looked at) are resident (mincore); SIZE_MAX if the OS cannot tell. */
+#define SA_OS_RESIDENT_MAX 256
+size_t _sa_os_resident_pages(void *p, size_t pages);
 /* [p, p+size) no-access (`noaccess`) or read-write again: secure mode's guard pages. */
 int _sa_os_protect(void *p, size_t size, bool noaccess);
 /* `n` random bytes from the kernel (getrandom); false if it has none to give. */

@@ -104,6 +104,37 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
   guard_set((uint8_t *)segment + size - SA_GUARD_SIZE, true);
 }
 
+/* ---- Clearing a large block (SECURE_CLEAR_PURGE_MIN and up) --------------------------------
+ * A large block handed out again holds its previous owner's data in the pages that owner
+ * touched, and only there: the rest was never touched or was purged, and reads as zero.
+ * Clearing all of it costs its whole size each time, even when a program uses a few KiB of a
+ * MiB buffer. So when at most a quarter of its OS pages are resident, the block is given back
+ * to the OS instead (madvise DONTNEED: it reads as zero, and only what the next owner touches
+ * is faulted in); when more are, a memset is cheaper than the page faults. Only the first MiB
+ * is looked at (a bounded mincore), and taken to stand for the rest. Pages that are not
+ * resident because they were swapped out hold data too: the madvise discards them as well,
+ * and the memset reads them in to clear them. The parts of OS pages the block shares with
+ * its neighbours are cleared with memset. */
+void _sa_secure_clear_large(void *p, size_t size) {
+  size_t os_page = _sa_os_page_size();
+  uint8_t *start = (uint8_t *)sa_align_up((uintptr_t)p, os_page);
+  uint8_t *end = (uint8_t *)(((uintptr_t)p + size) & ~(uintptr_t)(os_page - 1));
+  if (end <= start) {
+    memset(p, 0, size);
+    return;
+  }
+  /* the first MiB (SA_OS_RESIDENT_MAX pages) stands for the rest: one bounded look */
+  size_t pages = (size_t)(end - start) / os_page;
+  if (pages > SA_OS_RESIDENT_MAX) pages = SA_OS_RESIDENT_MAX;
+  size_t resident = _sa_os_resident_pages(start, pages);
+  if (resident > pages / 4 || _sa_os_purge(start, (size_t)(end - start)) != 0) {
+    memset(p, 0, size);
+    return;
+  }
+  memset(p, 0, (size_t)(start - (uint8_t *)p));
+  memset(end, 0, (size_t)((uint8_t *)p + size - end));
+}
+
 /* ---- The free fast path's slow side ------------------------------------------------------- */
 void _sa_secure_free_checked(page_t *page, block_t *block) {
   sa_secure_check_free(page, block, true); /* aborts on an invalid or double free */
