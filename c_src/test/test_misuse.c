@@ -215,51 +215,11 @@ typedef struct child_result_s {
   char output[4096];
 } child_result_t;
 
+static void show_errors(void) { mi_option_set(mi_option_show_errors, 1); }
+
 /* Run `fn` in a forked child with SHOW_ERRORS on, stderr captured. */
 static bool run_child(void (*fn)(void), child_result_t *res) {
-  int fds[2];
-  if (pipe(fds) != 0) return false;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    close(fds[0]);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[1]);
-    alarm(60); /* a hang detector only: nothing here should take more than a fraction */
-    mi_option_set(mi_option_show_errors, 1);
-    fn();
-    _exit(0);
-  }
-  close(fds[1]);
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fds[0], res->output + len, sizeof res->output - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (len == sizeof res->output - 1) {
-      char drain[512]; /* keep reading so the child never blocks on a full pipe */
-      while (read(fds[0], drain, sizeof drain) > 0) {
-      }
-      break;
-    }
-  }
-  res->output[len] = '\0';
-  close(fds[0]);
-  while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
-  }
-  return true;
-}
-
-static const char *describe(int status) {
-  static char buf[64];
-  if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
-  snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
-  return buf;
+  return tu_run_child(show_errors, fn, &res->status, res->output, sizeof res->output);
 }
 
 static void print_first_line(const char *what, int status, const char *output) {
@@ -268,7 +228,7 @@ static void print_first_line(const char *what, int status, const char *output) {
   if (n >= sizeof first) n = sizeof first - 1;
   memcpy(first, output, n);
   first[n] = '\0';
-  printf("  - %-46s %-16s said: \"%s\"\n", what, describe(status), first);
+  printf("  - %-46s %-16s said: \"%s\"\n", what, tu_describe_status(status), first);
 }
 
 /* How a case must end. `word`: what stderr must mention (NULL: nothing required). */
@@ -282,10 +242,10 @@ static void expect(const char *what, void (*fn)(void), ending_t ending, const ch
   print_first_line(what, res.status, res.output);
   if (ending == ENDS_ABORT) {
     CHECKF(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGABRT,
-           "%s: expected an abort, got %s: %s", what, describe(res.status), res.output);
+           "%s: expected an abort, got %s: %s", what, tu_describe_status(res.status), res.output);
   } else {
     CHECKF(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
-           "%s: expected a clean exit, got %s: %s", what, describe(res.status), res.output);
+           "%s: expected a clean exit, got %s: %s", what, tu_describe_status(res.status), res.output);
   }
   if (word != NULL)
     CHECKF(strcasestr(res.output, word) != NULL, "%s: stderr does not mention \"%s\": %s", what,

@@ -224,55 +224,20 @@ typedef struct result_s {
   bool returned; /* the misusing call returned */
 } result_t;
 
+static void show_errors(void) { mi_option_set(mi_option_show_errors, 1); }
+
 static bool run_child(void (*fn)(void), result_t *res) {
-  int fds[2];
-  if (pipe(fds) != 0) return false;
   mailbox[0] = mailbox[1] = 0;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    close(fds[0]);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[1]);
-    alarm(60); /* a hang detector only: a passing case never depends on it */
-    mi_option_set(mi_option_show_errors, 1);
-    fn();
-    _exit(0);
-  }
-  close(fds[1]);
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fds[0], res->output + len, sizeof res->output - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (len == sizeof res->output - 1) {
-      char drain[512];
-      while (read(fds[0], drain, sizeof drain) > 0) {
-      }
-      break;
-    }
-  }
-  res->output[len] = '\0';
-  close(fds[0]);
-  while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR) {
-  }
+  if (!tu_run_child(show_errors, fn, &res->status, res->output, sizeof res->output)) return false;
   res->address = mailbox[0];
   res->returned = mailbox[1] != 0;
   return true;
 }
 
 static const char *describe(int status) {
-  static char buf[64];
-  if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
-  if (WEXITSTATUS(status) == EXIT_ESCAPED) return "escaped the heap";
-  if (WEXITSTATUS(status) == EXIT_TWICE) return "live block reused";
-  snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
-  return buf;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_ESCAPED) return "escaped the heap";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_TWICE) return "live block reused";
+  return tu_describe_status(status);
 }
 
 /* Stopped by a guard page: the write faulted (under AddressSanitizer, which reports the fault

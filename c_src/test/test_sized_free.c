@@ -119,42 +119,10 @@ static void medium_block_called_small(void) {
   }
 }
 
-static bool run_child(void (*fn)(void), int *status, char *out, size_t cap) {
-  int fds[2];
-  if (pipe(fds) != 0) return false;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    struct rlimit no_core = {0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    close(fds[0]);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[1]);
-    fn();
-    _exit(0);
-  }
-  close(fds[1]);
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fds[0], out + len, cap - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (len == cap - 1) break;
-  }
-  out[len] = '\0';
-  close(fds[0]);
-  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
-  }
-  return true;
-}
-
 static void expect_abort(const char *what, void (*fn)(void)) {
   int status = 0;
   char out[1024];
-  CHECKF(run_child(fn, &status, out, sizeof out), "%s: could not fork", what);
+  CHECKF(tu_run_child(NULL, fn, &status, out, sizeof out), "%s: could not fork", what);
   printf("  - %-32s said: \"%.*s\"\n", what, (int)strcspn(out, "\n"), out);
   CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: expected an abort: %s", what,
          out);

@@ -27,6 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #ifndef TEST_NAME
 #error "define TEST_NAME before including testutil.h"
 #endif
@@ -185,6 +191,59 @@ static inline size_t tu_first_nonzero(const void *p, size_t n) {
 
 static inline bool tu_is_aligned(const void *p, size_t alignment) {
   return ((uintptr_t)p & (alignment - 1)) == 0;
+}
+
+/* ---- A case in a child process ------------------------------------------------------------
+ * Run `before` (if not NULL), then `fn`, in a forked child without core dumps, with a 60 s
+ * alarm as a hang detector only (a passing case never depends on it) and its stderr captured
+ * into `out` (NUL-terminated; what does not fit is read and dropped, so the child never
+ * blocks on a full pipe). The child exits 0 if `fn` returns. False if it could not be run. */
+static __attribute__((unused)) bool tu_run_child(void (*before)(void), void (*fn)(void),
+                                                 int *status, char *out, size_t cap) {
+  int fds[2];
+  if (pipe(fds) != 0) return false;
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    close(fds[0]);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    alarm(60);
+    if (before != NULL) before();
+    fn();
+    _exit(0);
+  }
+  close(fds[1]);
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fds[0], out + len, cap - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    if (len == cap - 1) {
+      char drain[512];
+      while (read(fds[0], drain, sizeof drain) > 0) {
+      }
+      break;
+    }
+  }
+  out[len] = '\0';
+  close(fds[0]);
+  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+  }
+  return true;
+}
+
+/* How a child ended, in words: the signal's name or "exit N". */
+static __attribute__((unused)) const char *tu_describe_status(int status) {
+  static char buf[64];
+  if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
+  snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
+  return buf;
 }
 
 #endif /* SHARDALLOC_TESTUTIL_H */
