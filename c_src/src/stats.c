@@ -152,6 +152,7 @@ void mi_stats_reset(void) {
 #undef SA_COUNTER_RESET
   atomic_store_explicit(&process.purges.current, 0, memory_order_relaxed);
   atomic_store_explicit(&process.mmaps.current, 0, memory_order_relaxed);
+  atomic_store_explicit(&process.thp_advice.current, 0, memory_order_relaxed);
 }
 
 /* ---- Process information --------------------------------------------------------------- */
