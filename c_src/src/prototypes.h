@@ -245,7 +245,8 @@ void _sa_process_init(void);
   X(threads, "threads", false)    /* threads with a heap */                 \
   X(purges, "purges", false)      /* madvise calls giving memory back */    \
   X(purge_delay_raises, "purge delay raised", false) /* purge.c */          \
-  X(mmaps, "mmaps", false)        /* mappings made (mmap) */
+  X(mmaps, "mmaps", false)        /* mappings made (mmap) */                \
+  X(thp_advice, "thp advice", false) /* madvise calls changing large pages' THP advice */
 typedef enum sa_stat_e {
 #define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,
   SA_PROCESS_COUNTERS(SA_STAT_ENUM)

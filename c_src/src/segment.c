@@ -122,8 +122,10 @@ void _sa_segment_release(segment_t *segment) {
   _sa_segment_map_set(segment, false);
   _sa_stat_add(SA_STAT_committed, -(int64_t)(bits_count(segment->dirty_slices) * SLICE_SIZE));
   _sa_stat_add(SA_STAT_segments, -1);
-  if (segment->kind == SEGMENT_NORMAL && segment->in_arena && _sa_arena_free_segment(segment))
-    return;
+  if (segment->kind == SEGMENT_NORMAL && segment->in_arena) {
+    _sa_thp_forget(segment); /* the arena keeps the mapping, and with it the advice */
+    if (_sa_arena_free_segment(segment)) return;
+  }
   _sa_stat_add(SA_STAT_reserved, -(int64_t)segment->segment_size);
   _sa_os_unmap(segment, segment->segment_size);
 }
@@ -181,19 +183,6 @@ void _sa_segment_cache_purge(bool force) {
   _sa_huge_cache_collect(now, force);
 }
 
-/* Large pages ask for transparent huge pages on the 2 MiB units they cover whole, and stop
- * asking when they are freed: a block of megabytes is then faulted in 2 MiB at a time (as a
- * huge block is), while small pages later carved from the same slices fault 4 KiB at a time,
- * so they cost no more memory than they touch. Segments that asked for huge pages as a whole
- * (allow_large_os_pages) keep asking. Two madvise calls per large page, on pages of 2 MiB
- * or more, where the page faults they save are hundreds. */
-static void large_page_advise(segment_t *segment, size_t start, size_t slices, bool on) {
-  uintptr_t from = sa_align_up((uintptr_t)segment + start * SLICE_SIZE, THP_SIZE);
-  uintptr_t to = ((uintptr_t)segment + (start + slices) * SLICE_SIZE) & ~(THP_SIZE - 1);
-  if (to <= from || mi_option_is_enabled(mi_option_allow_large_os_pages)) return;
-  _sa_os_advise_huge_pages((void *)from, to - from, on);
-}
-
 /* Take the free slices [start, start + n) into use (owner, purge_lock held; released here).
  * Pending ones are no longer pending; purged ones tell the purge delay (purge.c) that they
  * were wanted again. Returns how many were fresh (never touched, or purged). */
@@ -236,7 +225,9 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
-  if (page->flags.x.check_free) large_page_advise(segment, start, slices, true);
+  /* large pages ask for transparent huge pages on the units they cover; a smaller page on
+   * an advised unit drops the advice (thp.c) */
+  _sa_thp_page_init(segment, start, slices, page->flags.x.check_free);
   return page;
 }
 
@@ -248,16 +239,23 @@ static size_t page_slices_for(size_t block_size) {
 
 size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
 
+/* Where a page of `slices` goes in `segment`, preferably off the units with huge page advice
+ * (thp.c); SIZE_MAX if it does not fit. */
+static size_t page_place(const segment_t *segment, size_t slices) {
+  size_t start = _sa_thp_find_slices(segment, slices);
+  return start != SIZE_MAX ? start : bits_find_clear_run(segment->used_slices, slices);
+}
+
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = page_slices_for(block_size);
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
     if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
-    size_t start = bits_find_clear_run(s->used_slices, slices);
+    size_t start = page_place(s, slices);
     if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin);
   }
   segment_t *segment = segment_alloc(thread);
   if (segment == NULL) return NULL;
-  size_t start = bits_find_clear_run(segment->used_slices, slices);
+  size_t start = page_place(segment, slices);
   sa_assert(start != SIZE_MAX);
   return segment_page_init(segment, start, slices, block_size, bin);
 }
@@ -267,7 +265,6 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
-  if (page->flags.x.check_free) large_page_advise(segment, start, slices, false);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, slices, sa_block_size(page), false);
 #endif
@@ -310,7 +307,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
                               block_size);
   segment->used_slice_count += (uint32_t)(slices - old);
-  large_page_advise(segment, start, slices, true);
+  _sa_thp_page_init(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return true;
 }

@@ -1,7 +1,7 @@
-/* shardalloc: what the files of the segment layer (segmap.c, segment.c, purge.c, huge.c) share
- * and nothing above them uses: the segment list links, a segment's purge lock, the slice
- * bitmaps, and the functions these files call in each other. Pages, heaps and the rest go
- * through internal.h only. */
+/* shardalloc: what the files of the segment layer (segmap.c, segment.c, purge.c, huge.c,
+ * thp.c) share and nothing above them uses: the segment list links, a segment's purge lock,
+ * the slice bitmaps, and the functions these files call in each other. Pages, heaps and the
+ * rest go through internal.h only. */
 #ifndef SHARDALLOC_SEGMENT_H
 #define SHARDALLOC_SEGMENT_H
 
@@ -134,5 +134,19 @@ void _sa_huge_cache_collect(int64_t now, bool all);
 /* The earlier of `next` and the earliest expiry in the huge cache (0 counts as none for
  * `next`); the caller holds _sa_segments_lock. */
 int64_t _sa_huge_cache_next_due(int64_t next);
+
+/* ---- thp.c --------------------------------------------------------------------------------- */
+/* Where to put a page of `slices` (fewer than a 2 MiB unit) outside the units that carry huge
+ * page advice: as bits_find_clear_run; SIZE_MAX if none (owner). */
+size_t _sa_thp_find_slices(const segment_t *segment, size_t slices);
+/* A page was made on slices [start, start+slices) (owner; takes the purge lock): a large one
+ * advises huge pages on the units it covers whole that lack the advice; the advice of units
+ * it overlaps only in part goes. */
+void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large);
+/* Slices [start, start+slices) were just purged (purge lock held): drop the advice of the
+ * units around them that have no dirty slice left. */
+void _sa_thp_purged(segment_t *segment, size_t start, size_t slices);
+/* The segment's memory goes back to the arena, header included: drop all its advice. */
+void _sa_thp_forget(segment_t *segment);
 
 #endif /* SHARDALLOC_SEGMENT_H */

@@ -154,6 +154,7 @@ void mi_stats_reset(void) {
   atomic_store_explicit(&process.purges.current, 0, memory_order_relaxed);
   atomic_store_explicit(&process.purge_delay_raises.current, 0, memory_order_relaxed);
   atomic_store_explicit(&process.mmaps.current, 0, memory_order_relaxed);
+  atomic_store_explicit(&process.thp_advice.current, 0, memory_order_relaxed);
 }
 
 /* ---- Process information --------------------------------------------------------------- */

@@ -235,7 +235,12 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *     owner: any thread frees its one block directly)
  *   - a segment is in exactly one of: its owner's segment list (and then also in the list of
  *     all owned segments), the abandoned list, the segment cache; a huge segment is in none
- *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock  */
+ *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
+ *   - bit u of thp_units is set <=> a large page asked for transparent huge pages on the
+ *     2 MiB unit u (slices 32u .. 32u+31) and the advice is still on; a unit with the bit
+ *     has a dirty slice (the purge that cleans a unit drops its advice; SA_DEBUG checks
+ *     it in thp.c). Changes under purge_lock; no bit is added while allow_large_os_pages
+ *     advises whole segments  */
 typedef enum segment_kind_e {
   SEGMENT_NORMAL = 0,
   SEGMENT_HUGE = 1,
@@ -248,6 +253,7 @@ typedef struct segment_s {
   uint32_t used_pages;
   uint32_t used_slice_count;
   bool in_arena;                /* carved from the reservation (arena.c), not mapped alone */
+  uint16_t thp_units;           /* 2 MiB units that carry huge page advice (thp.c) */
   uint64_t used_slices[SEGMENT_BITMAP_WORDS];  /* owner only */
   uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* touched since the last purge */
   uint64_t purge_slices[SEGMENT_BITMAP_WORDS]; /* free and dirty: to purge when old enough */

@@ -1,0 +1,117 @@
+/* shardalloc: transparent huge page advice for large pages. A large page asks the kernel for
+ * huge pages (madvise MADV_HUGEPAGE) on the 2 MiB units it covers whole, so that its first
+ * touches fault 2 MiB at a time, as a huge block's do.
+ *
+ * The advice outlives the page: it stays on a unit while any of the unit's slices is dirty,
+ * and goes (MADV_NOHUGEPAGE) when the purge has cleaned the whole unit. So a large page made
+ * again on a unit that still carries the advice costs no system call, freeing one costs none,
+ * and dropping the advice rides on a purge, which makes a system call there anyway (mostly on
+ * the housekeeper thread). Purged memory carries no advice: small pages later carved from it
+ * fault 4 KiB at a time and cost no more memory than they touch. Until the purge, a small
+ * page carved from an advised unit that the large page left untouched may fault in 2 MiB.
+ *
+ * segment->thp_units remembers which units carry the advice (the invariant is in types.h);
+ * it changes under the segment's purge_lock. Segments that asked for huge pages as a whole
+ * (allow_large_os_pages) keep that and leave the bitmap empty. */
+#include "segment.h"
+
+#define UNIT_SLICES (THP_SIZE / SLICE_SIZE)
+#define SEGMENT_UNITS (SLICES_PER_SEGMENT / UNIT_SLICES)
+_Static_assert(SEGMENT_UNITS <= 8 * sizeof(((segment_t *)0)->thp_units),
+               "thp_units has a bit for every unit of a segment");
+_Static_assert(64 % UNIT_SLICES == 0, "a bitmap word holds whole units");
+
+/* thp_units changes under the purge lock, but the owner peeks at it without the lock. */
+static uint16_t units_get(const segment_t *segment) {
+  return __atomic_load_n(&segment->thp_units, __ATOMIC_RELAXED);
+}
+static void units_put(segment_t *segment, uint32_t units) {
+  __atomic_store_n(&segment->thp_units, (uint16_t)units, __ATOMIC_RELAXED);
+}
+
+/* Bits first .. end-1. */
+static uint32_t units_mask(size_t first, size_t end) {
+  return (uint32_t)(((uint64_t)1 << end) - ((uint64_t)1 << first));
+}
+
+/* Units with at least one dirty slice. */
+static uint32_t dirty_units(const segment_t *segment) {
+  uint32_t units = 0;
+  const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
+  for (size_t u = 0; u < SEGMENT_UNITS; u++) {
+    uint64_t word = segment->dirty_slices[u * UNIT_SLICES / 64];
+    if ((word >> (u * UNIT_SLICES % 64)) & unit_bits) units |= (uint32_t)1 << u;
+  }
+  return units;
+}
+
+/* One madvise per run of consecutive units in `units`. */
+static void advise_units(segment_t *segment, uint32_t units, bool on) {
+  while (units != 0) {
+    size_t first = (size_t)__builtin_ctz(units);
+    size_t end = first;
+    while (end < SEGMENT_UNITS && ((units >> end) & 1)) end++;
+    _sa_os_advise_huge_pages((uint8_t *)segment + first * THP_SIZE, (end - first) * THP_SIZE, on);
+    _sa_stat_add(SA_STAT_thp_advice, 1);
+    units &= ~units_mask(first, end);
+  }
+}
+
+/* The invariant of thp_units (types.h), checked where it could break. */
+static void check_units(const segment_t *segment) {
+  sa_assert((units_get(segment) & ~dirty_units(segment)) == 0);
+  (void)segment;
+}
+
+/* Pages too small to cover a unit stay off the advised units while they can: a small page's
+ * first touch there would map 2 MiB, and carving it there would cost a call to drop the
+ * advice. */
+size_t _sa_thp_find_slices(const segment_t *segment, size_t slices) {
+  uint32_t advised = units_get(segment);
+  if (advised == 0 || slices >= UNIT_SLICES) return SIZE_MAX;
+  uint64_t taken[SEGMENT_BITMAP_WORDS];
+  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) taken[w] = segment->used_slices[w];
+  for (size_t u = 0; u < SEGMENT_UNITS; u++)
+    if ((advised >> u) & 1) bits_set(taken, u * UNIT_SLICES, UNIT_SLICES, true);
+  return bits_find_clear_run(taken, slices);
+}
+
+/* A large page adds the advice on the units it covers whole; it leaves the units it overlaps
+ * in part as they are (their advice, if any, serves a neighbour that may come back). Any
+ * other page carved on an advised unit (only when no other slices fit, _sa_thp_find_slices)
+ * drops the unit's advice first, so its first touches map 4 KiB, not 2 MiB. */
+void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large) {
+  uint32_t covered = 0;
+  if (large) {
+    size_t first = (start + UNIT_SLICES - 1) / UNIT_SLICES, end = (start + slices) / UNIT_SLICES;
+    if (end > first && !mi_option_is_enabled(mi_option_allow_large_os_pages))
+      covered = units_mask(first, end);
+  }
+  if (covered == 0 && (large || units_get(segment) == 0)) return;
+  uint32_t overlapped = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
+  /* The page's slices are used, so no purge changes these units before we advise them. */
+  segment_lock(segment);
+  uint32_t units = units_get(segment);
+  uint32_t add = covered & ~units, drop = large ? 0 : units & overlapped;
+  units_put(segment, (units | add) & ~drop);
+  check_units(segment);
+  segment_unlock(segment);
+  if (drop != 0) advise_units(segment, drop, false);
+  if (add != 0) advise_units(segment, add, true);
+}
+
+void _sa_thp_purged(segment_t *segment, size_t start, size_t slices) {
+  uint32_t units = units_get(segment);
+  if (units == 0) return;
+  uint32_t touched = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
+  uint32_t drop = units & touched & ~dirty_units(segment);
+  units_put(segment, units & ~drop);
+  check_units(segment);
+  if (drop != 0) advise_units(segment, drop, false);
+}
+
+void _sa_thp_forget(segment_t *segment) {
+  uint32_t units = units_get(segment);
+  if (units != 0) advise_units(segment, units, false);
+  units_put(segment, 0);
+}
