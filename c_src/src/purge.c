@@ -48,9 +48,13 @@ void _sa_purge_range(void *p, size_t size) {
   _sa_stat_add(SA_STAT_purges, 1);
 }
 
-static void segment_purge(segment_t *segment, int64_t now, bool force) {
+/* Purge the due slices of `segment` (every pending one if `force`), at most `*limit` slices
+ * if `limit` is not NULL (counted down). Stopped by the limit, it leaves purge_expire as it
+ * was: no later than the earliest slice left pending. */
+static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
   int64_t next = 0;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
+    if (limit != NULL && *limit == 0) return;
     if (segment->purge_slices[i / 64] == 0) {
       i = (i / 64 + 1) * 64;
       continue;
@@ -66,8 +70,9 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
     }
     size_t j = i;
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
-           (force || segment->purge_at[j] <= now))
+           (force || segment->purge_at[j] <= now) && (limit == NULL || j - i < *limit))
       j++;
+    if (limit != NULL) *limit -= j - i;
     _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
     for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : now;
@@ -128,7 +133,7 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t due = now + delay;
   for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
   if (delay == 0) {
-    segment_purge(segment, due, true);
+    segment_purge(segment, due, true, NULL);
     return 0;
   }
   if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
@@ -147,7 +152,7 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire) {
 int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
-    segment_purge(segment, now, force);
+    segment_purge(segment, now, force, NULL);
   int64_t next = segment->purge_expire;
   if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
@@ -166,7 +171,9 @@ static void thread_purge(thread_t *thread, int64_t now, bool force) {
 }
 
 /* The thread's pending count is an upper bound (the housekeeper and other threads purge its
- * segments too): count again before purging everything in the freeing call. */
+ * segments too): count again, then purge PURGE_CALL_MAX bytes in the freeing call,
+ * whatever their delays: a burst of large frees purges as it goes, each call that finds the
+ * thread over its budget a bounded part, never the whole 128 MiB at once. */
 void _sa_thread_over_budget(thread_t *thread) {
   size_t pending = 0;
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
@@ -174,8 +181,16 @@ void _sa_thread_over_budget(thread_t *thread) {
     pending += bits_count(s->purge_slices);
     segment_unlock(s);
   }
+  if (pending * SLICE_SIZE > PURGE_PENDING_MAX) {
+    size_t limit = PURGE_CALL_MAX / SLICE_SIZE, left = limit;
+    for (segment_t *s = thread->segments; s != NULL && left > 0; s = s->next) {
+      segment_lock(s);
+      segment_purge(s, 0, true, &left);
+      segment_unlock(s);
+    }
+    pending = pending > limit - left ? pending - (limit - left) : 0;
+  }
   thread->purge_pending = pending;
-  if (pending * SLICE_SIZE > PURGE_PENDING_MAX) thread_purge(thread, 0, true);
 }
 
 int64_t _sa_segments_purge_all(bool force) {

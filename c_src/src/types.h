@@ -88,6 +88,8 @@
 /* Free memory a thread may keep pending purge before it purges it all at once, delay or not:
  * bounds what a burst of large frees adds to the peak RSS. */
 #define PURGE_PENDING_MAX ((size_t)128 << 20)
+/* What one call over that budget purges at most (purge.c): bounds the call's work. */
+#define PURGE_CALL_MAX ((size_t)16 << 20)
 
 /* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
  * untouched part of a page untouched (no page faults, no RSS). */

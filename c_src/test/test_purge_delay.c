@@ -7,6 +7,10 @@
  * taken again raises nothing. A small block held throughout keeps the segment alive, so the
  * large pages are carved from the same place each time.
  *
+ * Then the bound of the pending budget: with a delay that never comes, 512 MiB of large blocks
+ * freed in a row leave at most about 128 MiB pending, and no single free purges more than
+ * 16 MiB of it.
+ *
  * Time enters only as a lower bound: the test sleeps past the delay so that the slices are
  * due; the reuse then has to follow the purge within twice the delay (1 s), which a
  * descheduled thread would have to miss by most of a second. */
@@ -63,6 +67,43 @@ int main(void) {
     CHECKF(raises() == before + 1, "the delay was raised %zu times, expected once",
            raises() - before);
     mi_free(p);
+  }
+
+  SECTION("a burst of frees purges as it goes, at most 16 MiB inside one free");
+  {
+    mi_option_set(mi_option_purge_delay, 100000); /* only the pending budget purges */
+    enum { BLOCKS = 128 };                        /* 512 MiB in 4 MiB blocks */
+    void *blocks[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++) blocks[i] = big_block(4);
+    /* the first block of each 32 MiB segment stays, so that no segment empties and goes
+     * back whole (munmap, not a purge) */
+    bool kept[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++)
+      kept[i] = i == 0 || (uintptr_t)blocks[i] >> 25 != (uintptr_t)blocks[i - 1] >> 25;
+    size_t most = 0; /* the most committed memory one free gave back */
+    for (int i = 0; i < BLOCKS; i++) {
+      if (kept[i]) continue;
+      mi_stats_snapshot_t before, after;
+      mi_stats_snapshot(&before);
+      mi_free(blocks[i]);
+      mi_stats_snapshot(&after);
+      if (before.committed > after.committed && before.committed - after.committed > most)
+        most = before.committed - after.committed;
+    }
+    mi_stats_snapshot_t s;
+    mi_stats_snapshot(&s);
+    printf("  after the burst: %zu MiB committed; one free purged at most %zu MiB\n",
+           s.committed >> 20, most >> 20);
+    CHECKF(most > 0, "no free purged anything");
+    CHECKF(most <= 16 * MiB, "one free purged %zu MiB", most >> 20);
+    /* 128 MiB pending, 16 MiB of retired pages, the anchor's page and one block's slack */
+    size_t kept_bytes = 0;
+    for (int i = 0; i < BLOCKS; i++) kept_bytes += kept[i] ? 4 * MiB : 0;
+    /* 128 MiB pending, 16 MiB of retired pages, the kept blocks, the anchor's page */
+    CHECKF(s.committed <= 146 * MiB + kept_bytes, "%zu MiB committed after the burst (%zu kept)",
+           s.committed >> 20, kept_bytes >> 20);
+    for (int i = 0; i < BLOCKS; i++)
+      if (kept[i]) mi_free(blocks[i]);
   }
 
   mi_free(anchor);
