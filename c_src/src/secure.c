@@ -108,9 +108,13 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
  * A large block handed out again holds its previous owner's data in the pages that owner
  * touched, and only there: the rest was never touched or was purged, and reads as zero.
  * Clearing all of it costs its whole size each time, even when a program uses a few KiB of a
- * MiB buffer. So when at most a quarter of its OS pages are resident, the block is given back
- * to the OS instead (madvise DONTNEED: it reads as zero, and only what the next owner touches
- * is faulted in); when more are, a memset is cheaper than the page faults. Only the first MiB
+ * MiB buffer. So when at most 1/64 of its OS pages are resident (4 per MiB), the block is
+ * given back to the OS instead (madvise DONTNEED: it reads as zero, and only what the next
+ * owner touches is faulted in, taken to be about what the last one touched); when more are,
+ * a memset is cheaper than the page faults. Where the line lies depends on what a page fault
+ * costs: about 0.5 us on bare metal (the madvise wins up to a sixth of the pages), but 9 us
+ * on the KVM guest the benchmarks ran on, where it wins only up to 1-2 pages per MiB; 1/64
+ * is a compromise. Only the first MiB
  * is looked at (a bounded mincore), and taken to stand for the rest. Pages that are not
  * resident because they were swapped out hold data too: the madvise discards them as well,
  * and the memset reads them in to clear them. The parts of OS pages the block shares with
@@ -127,7 +131,7 @@ void _sa_secure_clear_large(void *p, size_t size) {
   size_t pages = (size_t)(end - start) / os_page;
   if (pages > SA_OS_RESIDENT_MAX) pages = SA_OS_RESIDENT_MAX;
   size_t resident = _sa_os_resident_pages(start, pages);
-  if (resident > pages / 4 || _sa_os_purge(start, (size_t)(end - start)) != 0) {
+  if (resident > pages / 64 || _sa_os_purge(start, (size_t)(end - start)) != 0) {
     memset(p, 0, size);
     return;
   }
