@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The heap-per-request groups (request_heap, heap_destroy of benches/allocators.rs) for two
+commits side by side: the working tree and a base commit, each built as its own bench binary,
+run in alternation (base, tree, base, tree, ...) so that a change in the machine's load hits
+both; each variant's time is the least of its runs' medians. Writes a Markdown table with the
+heap's ratio to the global allocators and bumpalo in each build, and the tree's time against
+the base's.
+
+    python3 bench/request_heap.py --base eb64f1c [--rounds 2] [--quick]
+        -> bench/results/request_heap.{md,json}
+
+The base is exported with `git archive` into a temporary directory and built there (same
+CARGO_TARGET_DIR, so dependencies are shared). Standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+FILTER = "request_heap|heap_destroy"
+VARIANTS = ["heap", "shardalloc", "mimalloc", "bumpalo"]
+
+
+def git(*args, cwd=REPO_ROOT):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def build(src_dir):
+    """Builds the allocators bench in src_dir; returns the path of its executable."""
+    out = subprocess.run(["cargo", "bench", "--bench", "allocators", "--no-run",
+                          "--message-format=json"], cwd=src_dir, check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
+                msg["target"]["name"] == "allocators":
+            return msg["executable"]
+    sys.exit("no bench executable in cargo's output for " + src_dir)
+
+
+def run(exe, home, quick):
+    env = dict(os.environ, CRITERION_HOME=home)
+    if quick:
+        env["SHARDALLOC_BENCH_QUICK"] = "1"
+    subprocess.run([exe, "--bench", FILTER], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def medians(home):
+    """{(group, variant, param): median ns} from a criterion directory."""
+    res = {}
+    for group in ("request_heap", "heap_destroy"):
+        gdir = os.path.join(home, group)
+        if not os.path.isdir(gdir):
+            continue
+        for variant in os.listdir(gdir):
+            vdir = os.path.join(gdir, variant)
+            if not os.path.isdir(vdir) or variant == "report":
+                continue
+            for param in os.listdir(vdir):
+                est = os.path.join(vdir, param, "new", "estimates.json")
+                if os.path.exists(est):
+                    with open(est) as f:
+                        res[(group, variant, param)] = json.load(f)["median"]["point_estimate"]
+    return res
+
+
+def fmt_time(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return "%.2f %s" % (ns / scale, unit)
+    return "%.0f ns" % ns
+
+
+def param_key(p):
+    return (0, int(p)) if p.isdigit() else (1, p)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True, help="the commit to compare against")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="SHARDALLOC_BENCH_QUICK=1")
+    ap.add_argument("--out-prefix", default=os.path.join(BENCH_DIR, "results", "request_heap"))
+    args = ap.parse_args()
+
+    base = git("rev-parse", "--short", args.base)
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no") != ""
+    work = tempfile.mkdtemp(prefix="request_heap.")
+    src = os.path.join(work, "base")
+    os.makedirs(src)
+    subprocess.run("git archive %s | tar -x -C %s" % (base, src), shell=True, cwd=REPO_ROOT,
+                   check=True)
+    exes = {"base": build(src), "tree": build(REPO_ROOT)}
+    best = {"base": {}, "tree": {}}
+    for r in range(args.rounds):
+        for build_name in ("base", "tree"):
+            home = os.path.join(work, "criterion-%s-%d" % (build_name, r))
+            print("round %d: %s" % (r + 1, build_name), file=sys.stderr)
+            run(exes[build_name], home, args.quick)
+            for key, ns in medians(home).items():
+                old = best[build_name].get(key)
+                best[build_name][key] = ns if old is None else min(old, ns)
+
+    rows = []
+    keys = sorted({k for b in best.values() for k in b},
+                  key=lambda k: (k[0] != "request_heap", param_key(k[2]), VARIANTS.index(k[1])
+                                 if k[1] in VARIANTS else 9))
+    params = []
+    for g, _, p in keys:
+        if (g, p) not in params:
+            params.append((g, p))
+    for g, p in params:
+        row = {"group": g, "param": p}
+        for b in ("base", "tree"):
+            for v in VARIANTS:
+                ns = best[b].get((g, v, p))
+                if ns is not None:
+                    row["%s_%s_ns" % (b, v)] = ns
+        rows.append(row)
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cmd = "python3 bench/request_heap.py --base %s --rounds %d%s" % (
+        args.base, args.rounds, " --quick" if args.quick else "")
+    lines = [
+        "# A heap per request: before and after",
+        "",
+        "`%s` on %s, %s (%d cores); base %s, tree %s%s. Each build ran %d times in "
+        "alternation; a time is the least of its runs' medians (criterion)." % (
+            cmd, when, cpu, os.cpu_count() or 0, base, head, " (with uncommitted changes)"
+            if dirty else "", args.rounds),
+        "",
+        "Ratios are the variant's time divided by the heap's in the same build (above 1: the "
+        "heap is faster); `tree/base` is the heap's time in the tree over the base's (below "
+        "1: faster now).",
+        "",
+        "| benchmark | heap base | heap tree | tree/base | vs shardalloc base | vs shardalloc "
+        "tree | vs mimalloc base | vs mimalloc tree | vs bumpalo base | vs bumpalo tree |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(row, b, v):
+        h, x = row.get("%s_heap_ns" % b), row.get("%s_%s_ns" % (b, v))
+        return "%.2f" % (x / h) if h and x else "-"
+
+    for row in rows:
+        hb, ht = row.get("base_heap_ns"), row.get("tree_heap_ns")
+        cells = ["%s/%s" % (row["group"], row["param"]),
+                 fmt_time(hb) if hb else "-", fmt_time(ht) if ht else "-",
+                 "%.2f" % (ht / hb) if hb and ht else "-"]
+        for v in ("shardalloc", "mimalloc", "bumpalo"):
+            cells += [ratio(row, "base", v), ratio(row, "tree", v)]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    with open(args.out_prefix + ".md", "w") as f:
+        f.write(text)
+    with open(args.out_prefix + ".json", "w") as f:
+        json.dump({"command": cmd, "date": when, "cpu": cpu, "base": base, "tree": head,
+                   "dirty": dirty, "rows": rows}, f, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
