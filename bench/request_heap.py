@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""The heap-per-request groups (request_heap, heap_destroy of benches/allocators.rs) for two
-commits side by side: the working tree and a base commit, each built as its own bench binary,
-run in alternation (base, tree, base, tree, ...) so that a change in the machine's load hits
-both; each variant's time is the least of its runs' medians. Writes a Markdown table with the
-heap's ratio to the global allocators and bumpalo in each build, and the tree's time against
-the base's.
+"""A heap per request, for two commits side by side: the working tree and a base commit.
 
-    python3 bench/request_heap.py --base eb64f1c [--rounds 2] [--quick]
+1. Instructions (deterministic): bench/c/heap_request.c under callgrind with each build's
+   libshardalloc.so preloaded, a request of N objects in a heap of its own (`heap`) or with
+   malloc and one free per object (`global`); per request = (total(2R) - total(R)) / R, which
+   cancels start-up and the warm-up request.
+2. Time: the criterion groups request_heap and heap_destroy (benches/allocators.rs), each
+   build its own bench binary, run in alternation (base, tree, base, tree, ...) so that a
+   change in the machine's load hits both; a time is the least of its runs' medians. On a
+   loaded machine these move by tens of percent; the instruction counts do not.
+
+    python3 bench/request_heap.py --base eb64f1c [--rounds 2] [--quick] [--no-criterion]
         -> bench/results/request_heap.{md,json}
 
 The base is exported with `git archive` into a temporary directory and built there (same
@@ -53,6 +57,22 @@ def run(exe, home, quick):
     subprocess.run([exe, "--bench", FILTER], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
+def callgrind_total(lib, mode, n, r):
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            os.path.join(BENCH_DIR, "build", "heap_request"), mode, str(n), str(r)]
+    env = dict(os.environ, LD_PRELOAD=lib)
+    err = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stderr
+    for line in err.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1].strip())
+    sys.exit("no instruction total from callgrind: " + err[-500:])
+
+
+def per_request(lib, mode, n):
+    r = max(2, 20000 // n)
+    return (callgrind_total(lib, mode, n, 2 * r) - callgrind_total(lib, mode, n, r)) / r
+
+
 def medians(home):
     """{(group, variant, param): median ns} from a criterion directory."""
     res = {}
@@ -88,6 +108,7 @@ def main():
     ap.add_argument("--base", required=True, help="the commit to compare against")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="SHARDALLOC_BENCH_QUICK=1")
+    ap.add_argument("--no-criterion", action="store_true", help="instruction counts only")
     ap.add_argument("--out-prefix", default=os.path.join(BENCH_DIR, "results", "request_heap"))
     args = ap.parse_args()
 
@@ -99,9 +120,21 @@ def main():
     os.makedirs(src)
     subprocess.run("git archive %s | tar -x -C %s" % (base, src), shell=True, cwd=REPO_ROOT,
                    check=True)
-    exes = {"base": build(src), "tree": build(REPO_ROOT)}
+    libs = {}
+    for name, d in (("base", src), ("tree", REPO_ROOT)):
+        subprocess.run(["make", "-s", "-C", os.path.join(d, "c_src"), "shared"], check=True)
+        libs[name] = os.path.join(d, "c_src", "build", "libshardalloc.so")
+    subprocess.run(["make", "-s", "-C", os.path.join(BENCH_DIR, "c")], check=True)
+    instr = []
+    for n in (100, 1000, 10000):
+        row = {"n": n}
+        for b in ("base", "tree"):
+            for mode in ("heap", "global"):
+                row["%s_%s" % (b, mode)] = per_request(libs[b], mode, n)
+        instr.append(row)
+    exes = {} if args.no_criterion else {"base": build(src), "tree": build(REPO_ROOT)}
     best = {"base": {}, "tree": {}}
-    for r in range(args.rounds):
+    for r in range(0 if args.no_criterion else args.rounds):
         for build_name in ("base", "tree"):
             home = os.path.join(work, "criterion-%s-%d" % (build_name, r))
             print("round %d: %s" % (r + 1, build_name), file=sys.stderr)
@@ -134,8 +167,9 @@ def main():
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    cmd = "python3 bench/request_heap.py --base %s --rounds %d%s" % (
-        args.base, args.rounds, " --quick" if args.quick else "")
+    cmd = "python3 bench/request_heap.py --base %s --rounds %d%s%s" % (
+        args.base, args.rounds, " --quick" if args.quick else "",
+        " --no-criterion" if args.no_criterion else "")
     lines = [
         "# A heap per request: before and after",
         "",
@@ -143,6 +177,24 @@ def main():
         "alternation; a time is the least of its runs' medians (criterion)." % (
             cmd, when, cpu, os.cpu_count() or 0, base, head, " (with uncommitted changes)"
             if dirty else "", args.rounds),
+        "",
+        "## Instructions per request (callgrind, bench/c/heap_request.c)",
+        "",
+        "`global/heap`: a request with malloc and free over the same request in a heap of its "
+        "own (above 1: the heap executes fewer instructions).",
+        "",
+        "| objects | heap base | heap tree | tree/base | global base | global tree | "
+        "global/heap base | global/heap tree |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in instr:
+        lines.append("| %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f | %.2f |" % (
+            row["n"], row["base_heap"], row["tree_heap"], row["tree_heap"] / row["base_heap"],
+            row["base_global"], row["tree_global"], row["base_global"] / row["base_heap"],
+            row["tree_global"] / row["tree_heap"]))
+    lines += [
+        "",
+        "## Time (criterion, benches/request_heap)",
         "",
         "Ratios are the variant's time divided by the heap's in the same build (above 1: the "
         "heap is faster); `tree/base` is the heap's time in the tree over the base's (below "
@@ -170,7 +222,7 @@ def main():
         f.write(text)
     with open(args.out_prefix + ".json", "w") as f:
         json.dump({"command": cmd, "date": when, "cpu": cpu, "base": base, "tree": head,
-                   "dirty": dirty, "rows": rows}, f, indent=1)
+                   "dirty": dirty, "instructions": instr, "rows": rows}, f, indent=1)
     print(text)
 
 
