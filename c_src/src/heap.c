@@ -119,6 +119,13 @@ void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
     for (page_t *page = queue->first, *next = page ? page->next : NULL; page != NULL;       \
          page = next, next = page ? page->next : NULL)
 
+/* The same, ending once `left` pages have been seen (`left` counts down; page_count at most). */
+#define heap_for_each_page_upto(heap, queue, page, next, left)                               \
+  for (page_queue_t *queue = &(heap)->pages[0]; left != 0 && queue <= &(heap)->pages[BIN_FULL]; \
+       queue++)                                                                               \
+    for (page_t *page = queue->first, *next = page ? page->next : NULL; page != NULL;         \
+         page = next, next = page ? page->next : NULL, left--)
+
 /* Stop other threads from reaching this heap through its pages, then take in the blocks
  * they handed over already. After this no thread reads `heap` through a page. */
 static void heap_close_delayed(heap_t *heap) {
@@ -275,10 +282,14 @@ void _sa_heap_destroy_pages(heap_t *heap, bool own) {
     _sa_heap_huge_remove(page);
     _sa_segment_huge_free(sa_segment_of(page));
   }
-  heap_for_each_page(heap, queue, page, next) _sa_page_set_delayed(page, DELAYED_NEVER, true);
+  /* Both walks end at the last page: a short-lived heap leaves most of its queues empty. */
+  size_t left = heap->page_count;
+  heap_for_each_page_upto(heap, queue, page, next, left)
+    _sa_page_set_delayed(page, DELAYED_NEVER, true);
   _sa_heap_delayed_to_pages(heap);
   int64_t spare = 0;
-  heap_for_each_page(heap, queue, page, next) {
+  left = heap->page_count;
+  heap_for_each_page_upto(heap, queue, page, next, left) {
     track_free_live_blocks(page);
     page->used = 0;
     page->flags.x.in_full = 0;
