@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,8 +38,20 @@ def git(*args, cwd=REPO_ROOT):
                           text=True).stdout.strip()
 
 
-def build(src_dir):
-    """Builds the allocators bench in src_dir; returns the path of its executable."""
+def build(src_dir, keep_as):
+    """Builds the allocators bench in src_dir; returns a copy of its executable at keep_as.
+
+    Both builds share CARGO_TARGET_DIR and have the same package, so they write the same
+    executable, and cargo judges freshness by modification times: every source file is
+    touched first so that each build is made from its own sources, and its executable is
+    copied away before the next one."""
+    for sub in ("src", "c_src", "benches", "build.rs", "Cargo.toml"):
+        path = os.path.join(src_dir, sub)
+        if os.path.isfile(path):
+            os.utime(path)
+        for root, _, files in os.walk(path):
+            for f in files:
+                os.utime(os.path.join(root, f))
     out = subprocess.run(["cargo", "bench", "--bench", "allocators", "--no-run",
                           "--message-format=json"], cwd=src_dir, check=True,
                          capture_output=True, text=True).stdout
@@ -46,7 +59,8 @@ def build(src_dir):
         msg = json.loads(line)
         if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
                 msg["target"]["name"] == "allocators":
-            return msg["executable"]
+            shutil.copy2(msg["executable"], keep_as)
+            return keep_as
     sys.exit("no bench executable in cargo's output for " + src_dir)
 
 
@@ -132,7 +146,11 @@ def main():
             for mode in ("heap", "global"):
                 row["%s_%s" % (b, mode)] = per_request(libs[b], mode, n)
         instr.append(row)
-    exes = {} if args.no_criterion else {"base": build(src), "tree": build(REPO_ROOT)}
+    exes = {} if args.no_criterion else {
+        "base": build(src, os.path.join(work, "allocators-base")),
+        "tree": build(REPO_ROOT, os.path.join(work, "allocators-tree"))}
+    if exes and open(exes["base"], "rb").read() == open(exes["tree"], "rb").read():
+        sys.exit("the two bench executables are identical: the builds did not separate")
     best = {"base": {}, "tree": {}}
     for r in range(0 if args.no_criterion else args.rounds):
         for build_name in ("base", "tree"):
