@@ -57,6 +57,12 @@ page_t *_sa_spare_take(thread_t *thread, size_t bin) {
   thread->spare[bin] = page->next;
   page->next = NULL;
   thread->spare_bytes -= page_bytes(page);
+  /* a block of a destroyed heap freed by another thread after the destroy: too late to
+   * catch at the free (the page looked in use), caught here and dropped */
+  if (sa_unlikely(atomic_load_explicit(&page->xthread_free, memory_order_relaxed) != 0)) {
+    uintptr_t x = atomic_exchange_explicit(&page->xthread_free, 0, memory_order_acquire);
+    _sa_misuse("free", sa_xthread_block(x), "free of a block of a destroyed heap");
+  }
   page->flags.any = PAGE_FLAGS_FAST; /* no large page is kept: check_free stays clear */
   _sa_stat_add(SA_STAT_spare, -(int64_t)page_bytes(page));
   return page;
