@@ -5,7 +5,9 @@
    libshardalloc.so preloaded, a request of N objects in a heap of its own (`heap`) or with
    malloc and one free per object (`global`); per request = (total(2R) - total(R)) / R, which
    cancels start-up and the warm-up request.
-2. Time: the criterion groups request_heap and heap_destroy (benches/allocators.rs), each
+2. CPU time of the same program (user + system, least of interleaved runs): less moved by a
+   loaded machine than wall time.
+3. Time: the criterion groups request_heap and heap_destroy (benches/allocators.rs), each
    build its own bench binary, run in alternation (base, tree, base, tree, ...) so that a
    change in the machine's load hits both; a time is the least of its runs' medians. On a
    loaded machine these move by tens of percent; the instruction counts do not.
@@ -87,6 +89,34 @@ def per_request(lib, mode, n):
     return (callgrind_total(lib, mode, n, 2 * r) - callgrind_total(lib, mode, n, r)) / r
 
 
+def cpu_seconds(lib, mode, n, r):
+    """CPU time (user + system) of one run: unlike wall time, it leaves out the time the
+    process waits for a core on a loaded machine."""
+    argv = [os.path.join(BENCH_DIR, "build", "heap_request"), mode, str(n), str(r)]
+    proc = subprocess.Popen(argv, env=dict(os.environ, LD_PRELOAD=lib),
+                            stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        sys.exit("heap_request failed: %r" % argv)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_per_request(libs, n, repeats):
+    """{(build, mode): ns per request}: (least of 2R runs - least of R runs) / R, the runs of
+    all builds and modes interleaved."""
+    r = max(20, 2000000 // n)
+    least = {}
+    for _ in range(repeats):
+        for b in libs:
+            for mode in ("heap", "global"):
+                for k in (r, 2 * r):
+                    t = cpu_seconds(libs[b], mode, n, k)
+                    key = (b, mode, k)
+                    least[key] = min(least.get(key, t), t)
+    return {(b, m): (least[(b, m, 2 * r)] - least[(b, m, r)]) / r * 1e9
+            for b in libs for m in ("heap", "global")}
+
+
 def medians(home):
     """{(group, variant, param): median ns} from a criterion directory."""
     res = {}
@@ -122,7 +152,8 @@ def main():
     ap.add_argument("--base", required=True, help="the commit to compare against")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="SHARDALLOC_BENCH_QUICK=1")
-    ap.add_argument("--no-criterion", action="store_true", help="instruction counts only")
+    ap.add_argument("--no-criterion", action="store_true", help="no criterion run")
+    ap.add_argument("--cpu-repeats", type=int, default=7, help="runs of each CPU-time case")
     ap.add_argument("--out-prefix", default=os.path.join(BENCH_DIR, "results", "request_heap"))
     args = ap.parse_args()
 
@@ -146,6 +177,10 @@ def main():
             for mode in ("heap", "global"):
                 row["%s_%s" % (b, mode)] = per_request(libs[b], mode, n)
         instr.append(row)
+    cpu_rows = []
+    for n in (100, 1000, 10000):
+        t = cpu_per_request(libs, n, args.cpu_repeats)
+        cpu_rows.append({"n": n, **{"%s_%s_ns" % k: v for k, v in t.items()}})
     exes = {} if args.no_criterion else {
         "base": build(src, os.path.join(work, "allocators-base")),
         "tree": build(REPO_ROOT, os.path.join(work, "allocators-tree"))}
@@ -212,6 +247,23 @@ def main():
             row["tree_global"] / row["tree_heap"]))
     lines += [
         "",
+        "## CPU time per request (bench/c/heap_request.c)",
+        "",
+        "User + system time of the process (not wall time: waiting for a core does not count), "
+        "least of %d interleaved runs of R and 2R requests, (2R - R) / R." % args.cpu_repeats,
+        "",
+        "| objects | heap base | heap tree | tree/base | global base | global tree | "
+        "global/heap base | global/heap tree |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in cpu_rows:
+        lines.append("| %d | %s | %s | %.2f | %s | %s | %.2f | %.2f |" % (
+            row["n"], fmt_time(row["base_heap_ns"]), fmt_time(row["tree_heap_ns"]),
+            row["tree_heap_ns"] / row["base_heap_ns"], fmt_time(row["base_global_ns"]),
+            fmt_time(row["tree_global_ns"]), row["base_global_ns"] / row["base_heap_ns"],
+            row["tree_global_ns"] / row["tree_heap_ns"]))
+    lines += [
+        "",
         "## Time (criterion, benches/request_heap)",
         "",
         "Ratios are the variant's time divided by the heap's in the same build (above 1: the "
@@ -240,7 +292,7 @@ def main():
         f.write(text)
     with open(args.out_prefix + ".json", "w") as f:
         json.dump({"command": cmd, "date": when, "cpu": cpu, "base": base, "tree": head,
-                   "dirty": dirty, "instructions": instr, "rows": rows}, f, indent=1)
+                   "dirty": dirty, "instructions": instr, "cpu_time": cpu_rows, "rows": rows}, f, indent=1)
     print(text)
 
 
