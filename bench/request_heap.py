@@ -159,7 +159,8 @@ def main():
 
     base = git("rev-parse", "--short", args.base)
     head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no") != ""
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                ":(exclude)bench/results") != ""
     work = tempfile.mkdtemp(prefix="request_heap.")
     src = os.path.join(work, "base")
     os.makedirs(src)
