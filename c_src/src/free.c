@@ -30,6 +30,10 @@ static page_t *checked_page(segment_t *segment, page_t *page, const void *p, con
     _sa_misuse(call, p, "double free or invalid pointer: not in an allocated block");
     return NULL;
   }
+  if (!page->flags.x.in_use && !sa_page_is_huge(page)) { /* a spare page (spare.c) */
+    _sa_misuse(call, p, "free of a block of a destroyed heap");
+    return NULL;
+  }
   const uint8_t *start = sa_page_start(page);
   if ((const uint8_t *)p < start ||
       (const uint8_t *)p >= start + (size_t)page->reserved * sa_block_size(page)) {

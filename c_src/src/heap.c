@@ -54,15 +54,56 @@ void _sa_pool_free(thread_t *obj) {
   pthread_mutex_unlock(&_sa_pool_lock);
 }
 
+/* A heap per request takes two objects (the heap and its instance) and gives both back: the
+ * thread keeps a few for itself, so that this costs no lock and no clearing of the object. */
+#define POOL_LOCAL_MAX 4
+
+thread_t *_sa_pool_alloc_local(thread_t *thread) {
+  thread_t *obj = thread->pool_local;
+  if (obj == NULL) return _sa_pool_alloc();
+  thread->pool_local = obj->next_free;
+  thread->pool_local_count--;
+  return obj;
+}
+
+void _sa_pool_free_local(thread_t *thread, thread_t *obj) {
+  if (thread->pool_local_count >= POOL_LOCAL_MAX) {
+    _sa_pool_free(obj);
+    return;
+  }
+  obj->next_free = thread->pool_local;
+  thread->pool_local = obj;
+  thread->pool_local_count++;
+}
+
+void _sa_pool_local_release(thread_t *thread) {
+  while (thread->pool_local != NULL) {
+    thread_t *obj = thread->pool_local;
+    thread->pool_local = obj->next_free;
+    _sa_pool_free(obj);
+  }
+  thread->pool_local_count = 0;
+}
+
 /* ---- Set-up -------------------------------------------------------------------------------- */
-void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
-  memset(heap, 0, sizeof(*heap));
+/* An instance with no page, copied into each new one: making one costs a copy, not a loop
+ * over the bins (made once, before the first instance). */
+static heap_t heap_template;
+static pthread_once_t heap_template_once = PTHREAD_ONCE_INIT;
+
+static void heap_template_init(void) {
+  heap_t *heap = &heap_template;
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) heap->pages_direct[w] = &_sa_page_empty;
   for (size_t bin = 0; bin < BIN_COUNT; bin++) heap->pages[bin].block_size = sa_bin_size(bin);
   heap->pages[BIN_FULL].block_size = LARGE_BLOCK_MAX + 1;
-  heap->thread = thread;
   heap->retired_min = BIN_COUNT;
   heap->retired_max = 0;
+}
+
+void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
+  pthread_once(&heap_template_once, heap_template_init);
+  memcpy(heap, &heap_template, sizeof(*heap));
+  heap->thread = thread;
   atomic_store_explicit(&heap->heap, of, memory_order_relaxed);
   if (thread == NULL) return;
   heap->next = thread->heaps;
@@ -77,6 +118,13 @@ void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
   for (page_queue_t *queue = &(heap)->pages[0]; queue <= &(heap)->pages[BIN_FULL]; queue++) \
     for (page_t *page = queue->first, *next = page ? page->next : NULL; page != NULL;       \
          page = next, next = page ? page->next : NULL)
+
+/* The same, ending once `left` pages have been seen (`left` counts down; page_count at most). */
+#define heap_for_each_page_upto(heap, queue, page, next, left)                               \
+  for (page_queue_t *queue = &(heap)->pages[0]; left != 0 && queue <= &(heap)->pages[BIN_FULL]; \
+       queue++)                                                                               \
+    for (page_t *page = queue->first, *next = page ? page->next : NULL; page != NULL;         \
+         page = next, next = page ? page->next : NULL, left--)
 
 /* Stop other threads from reaching this heap through its pages, then take in the blocks
  * they handed over already. After this no thread reads `heap` through a page. */
@@ -148,6 +196,7 @@ void _sa_heap_collect(heap_t *heap, bool force) {
   }
   _sa_heap_delayed_free_all(heap);
   _sa_heap_collect_retired(heap, true);
+  _sa_spare_release(heap->thread);
   heap_for_each_page(heap, queue, page, next) {
     _sa_page_collect(page);
     if (page->used == 0) _sa_page_free(page, queue);
@@ -178,14 +227,22 @@ void _sa_heap_merge(heap_t *heap) {
   sa_assert(heap != &thread->heap);
   _sa_heap_huge_move(heap, &thread->heap);
   heap_close_delayed(heap);
+  int64_t spare = 0;
   heap_for_each_page(heap, queue, page, next) {
+    _sa_page_collect(page); /* an empty page is kept as a spare one, not merged */
+    if (page->used == 0 && !page->flags.x.in_full) {
+      size_t kept = _sa_spare_put(heap, queue, page);
+      spare += (int64_t)kept;
+      if (kept != 0) continue;
+    }
     _sa_page_queue_remove(heap, queue, page);
     heap->page_count--;
     _sa_heap_adopt_page(&thread->heap, page);
   }
+  _sa_spare_counted(spare);
   if (_sa_heap_default == heap) _sa_heap_default = &thread->heap;
   heap_unlink(heap);
-  _sa_pool_free((thread_t *)heap);
+  _sa_pool_free_local(thread, (thread_t *)heap);
 }
 
 #if SA_TRACK
@@ -216,7 +273,7 @@ static void track_free_live_blocks(page_t *page) {
 /* The instance stops existing and so do all its blocks. Blocks other threads handed over
  * through the delayed list go back to their pages first, so that every block is in exactly
  * one list or live when the pages go (what a memory checker is told, track_free_live_blocks). */
-void _sa_heap_destroy_pages(heap_t *heap) {
+void _sa_heap_destroy_pages(heap_t *heap, bool own) {
   thread_t *thread = heap->thread;
   while (heap->huge_pages != NULL) {
     page_t *page = heap->huge_pages;
@@ -225,17 +282,27 @@ void _sa_heap_destroy_pages(heap_t *heap) {
     _sa_heap_huge_remove(page);
     _sa_segment_huge_free(sa_segment_of(page));
   }
-  heap_for_each_page(heap, queue, page, next) _sa_page_set_delayed(page, DELAYED_NEVER, true);
+  /* Both walks end at the last page: a short-lived heap leaves most of its queues empty. */
+  size_t left = heap->page_count;
+  heap_for_each_page_upto(heap, queue, page, next, left)
+    _sa_page_set_delayed(page, DELAYED_NEVER, true);
   _sa_heap_delayed_to_pages(heap);
-  heap_for_each_page(heap, queue, page, next) {
+  int64_t spare = 0;
+  left = heap->page_count;
+  heap_for_each_page_upto(heap, queue, page, next, left) {
     track_free_live_blocks(page);
     page->used = 0;
     page->flags.x.in_full = 0;
-    _sa_page_free(page, queue);
+    /* the owner keeps empty pages for its next ones (spare.c); another thread cannot */
+    size_t kept = own ? _sa_spare_put(heap, queue, page) : 0;
+    if (kept == 0) _sa_page_free(page, queue);
+    spare += (int64_t)kept;
   }
+  _sa_spare_counted(spare);
   if (_sa_heap_default == heap) _sa_heap_default = &thread->heap; /* the owner destroying */
   heap_unlink(heap);
-  _sa_pool_free((thread_t *)heap);
+  if (own) _sa_pool_free_local(thread, (thread_t *)heap);
+  else _sa_pool_free((thread_t *)heap);
 }
 
 /* The page whose blocks hold `p`, for any address; NULL if `p` is not in a page in use. */
@@ -291,6 +358,7 @@ bool _sa_heap_check(heap_t *heap) {
   }
   SA_CHECK(pages == heap->page_count);
   SA_CHECK(retired_bytes == heap->retired_bytes);
+  if (heap->thread != NULL && !_sa_spare_check(heap->thread)) return false;
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
     const page_t *page = heap->pages_direct[w];
     const page_queue_t *queue = &heap->pages[sa_bin_of_wsize(w)];

@@ -156,6 +156,7 @@ static void take_abandoned(heap_t *heap) {
   while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
   if (took) { /* the pages went to its instances of their heaps: detach them all again */
     for (heap_t *h = thread->heaps; h != NULL; h = h->next) _sa_heap_detach_pages(h);
+    _sa_spare_release(thread); /* none in practice: it destroys no heap */
     _sa_segments_abandon(thread);
     _sa_heap_instances_release(thread, false);
   }

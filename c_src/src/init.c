@@ -24,10 +24,12 @@ static void thread_done(thread_t *thread) {
   /* the backing heap goes last: other heaps of the thread are listed before it */
   for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
     _sa_heap_detach_pages(heap);
+  _sa_spare_release(thread);
   _sa_segments_abandon(thread);
   _sa_heap_instances_release(thread, true); /* off their heaps' lists; instances freed */
   _sa_stats_thread_done(thread); /* off the live list: no sweep reaches it any more */
   sa_house_exit(thread);
+  _sa_pool_local_release(thread);
   _sa_pool_free(thread);
 }
 

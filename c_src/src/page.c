@@ -328,7 +328,8 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
 }
 
 static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
-  page_t *page = _sa_segment_page_alloc(heap->thread, queue->block_size, bin);
+  page_t *page = _sa_spare_take(heap->thread, bin); /* a destroyed instance's (spare.c) */
+  if (page == NULL) page = _sa_segment_page_alloc(heap->thread, queue->block_size, bin);
   if (page == NULL) return NULL;
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   heap->page_count++;
@@ -352,6 +353,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   _sa_remote_flush(); /* frees this thread gathered for other threads' pages */
   _sa_heap_delayed_free_all(heap);
   if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
+  if (heap->thread->spare_bytes != 0) _sa_spare_tick(heap->thread);
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
   size_t bin = sa_bin(size);

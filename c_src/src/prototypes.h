@@ -188,13 +188,33 @@ void _sa_heap_adopt_page(heap_t *heap, page_t *page);
 void _sa_heap_merge(heap_t *heap);
 /* Free every page and block of `heap` and `heap` itself (owner's house_lock held; no thread
  * uses the heap's blocks). */
-void _sa_heap_destroy_pages(heap_t *heap);
+void _sa_heap_destroy_pages(heap_t *heap, bool own);
 bool _sa_heap_check(heap_t *heap);
 thread_t *_sa_pool_alloc(void);
 void _sa_pool_free(thread_t *obj);
+/* A pool object for a heap or an instance, from the calling thread's (`thread`) recently
+ * freed ones first (not zeroed: the caller sets it up); and the free that keeps it there. */
+thread_t *_sa_pool_alloc_local(thread_t *thread);
+void _sa_pool_free_local(thread_t *thread, thread_t *obj);
+/* Thread exit: its pool objects back to the pool. */
+void _sa_pool_local_release(thread_t *thread);
 /* fork, in the child: no page of `thread`'s heaps waits on a cross-thread free that was
  * half done (its thread is gone). */
 void _sa_heaps_fork_child(thread_t *thread);
+
+/* ---- spare.c: empty pages of destroyed instances, kept for the thread's next pages -------
+ * All owner only, house_lock held. */
+/* Keep `page` (empty, of `heap`'s owner, in `queue`) as a spare page: it leaves the queue.
+ * Its bytes if kept (the caller adds them up for _sa_spare_counted), 0 if over the bound. */
+size_t _sa_spare_put(heap_t *heap, page_queue_t *queue, page_t *page);
+void _sa_spare_counted(int64_t bytes);
+/* A spare page of `bin`, flags set as a fresh page's, to be set up as one; NULL if none. */
+page_t *_sa_spare_take(thread_t *thread, size_t bin);
+/* Every spare page back to its segment. */
+void _sa_spare_release(thread_t *thread);
+/* One generic-path call of the thread (spare_bytes != 0): release when they expire. */
+void _sa_spare_tick(thread_t *thread);
+bool _sa_spare_check(const thread_t *thread);
 
 /* ---- sharedheap.c: process-wide heaps and their per-thread instances ------------------------ */
 extern struct mi_heap_s _sa_heap_main;
@@ -246,7 +266,8 @@ void _sa_process_init(void);
   X(purges, "purges", false)      /* madvise calls giving memory back */    \
   X(purge_delay_raises, "purge delay raised", false) /* purge.c */          \
   X(mmaps, "mmaps", false)        /* mappings made (mmap) */                \
-  X(thp_advice, "thp advice", false) /* madvise calls changing large pages' THP advice */
+  X(thp_advice, "thp advice", false) /* madvise calls changing large pages' THP advice */ \
+  X(spare, "spare bytes", false)  /* bytes of spare pages (spare.c) */
 typedef enum sa_stat_e {
 #define SA_STAT_ENUM(name, label, bytes) SA_STAT_##name,
   SA_PROCESS_COUNTERS(SA_STAT_ENUM)

@@ -59,7 +59,7 @@ static heap_t *own_instance(thread_t *thread, mi_heap_t *heap) {
 }
 
 static heap_t *instance_new(thread_t *thread, mi_heap_t *heap) {
-  thread_t *obj = _sa_pool_alloc();
+  thread_t *obj = _sa_pool_alloc_local(thread); /* the calling thread's */
   if (obj == NULL) return NULL;
   _sa_heap_init(&obj->heap, thread, heap);
   return &obj->heap;
@@ -181,7 +181,7 @@ static void heap_release(mi_heap_t *heap, thread_t *self, bool destroy) {
       pthread_mutex_lock(&_sa_heaps_lock);
       list_remove(heap, instance);
       pthread_mutex_unlock(&_sa_heaps_lock);
-      if (destroy) _sa_heap_destroy_pages(instance);
+      if (destroy) _sa_heap_destroy_pages(instance, true);
       else _sa_heap_merge(instance);
       sa_house_exit(self);
       continue;
@@ -194,7 +194,7 @@ static void heap_release(mi_heap_t *heap, thread_t *self, bool destroy) {
     /* _sa_heaps_lock stays held while another thread's lock is: a fork waits for both */
     list_remove(heap, instance);
     if (destroy) {
-      _sa_heap_destroy_pages(instance);
+      _sa_heap_destroy_pages(instance, false);
     } else { /* the owner's to merge: it may be freeing into these pages right now */
       atomic_store_explicit(&instance->heap, &_sa_heap_main, memory_order_relaxed);
       instance->merge = true;
@@ -218,7 +218,7 @@ static void heap_release(mi_heap_t *heap, thread_t *self, bool destroy) {
     }
   }
   if (_sa_heap_cache.id == heap->id) _sa_heap_cache.id = 0;
-  _sa_pool_free((thread_t *)heap);
+  _sa_pool_free_local(self, (thread_t *)heap);
 }
 
 void mi_heap_delete(mi_heap_t *heap) {
@@ -239,11 +239,14 @@ void mi_heap_destroy(mi_heap_t *heap) {
 
 /* ---- Public functions ---------------------------------------------------------------------- */
 mi_heap_t *mi_heap_new(void) {
-  if (self_thread() == NULL) return NULL;
+  thread_t *self = self_thread();
+  if (self == NULL) return NULL;
   _sa_remote_off(); /* a heap that can be destroyed: see remote.c */
-  mi_heap_t *heap = (mi_heap_t *)_sa_pool_alloc();
+  mi_heap_t *heap = (mi_heap_t *)_sa_pool_alloc_local(self);
   if (heap == NULL) return NULL;
   heap->id = atomic_fetch_add_explicit(&heap_next_id, 1, memory_order_relaxed);
+  heap->instances = NULL;
+  heap->abandoned_pages = 0;
   _sa_heap_init(&heap->detached, NULL, heap);
   return heap;
 }

@@ -388,6 +388,20 @@ typedef struct thread_s {
   struct thread_s *prev_live;
   struct thread_s *next_free; /* in the heap pool's free list */
   _Atomic(bool) merge_pending; /* an instance of this thread has `merge` set */
+  /* Spare pages (spare.c): empty small and medium pages of instances this thread destroyed or
+   * deleted, kept for the generic path of its next instance (or its backing heap) instead of
+   * going back to their segments. One list per bin, linked through page->next. Invariants
+   * (checked by _sa_spare_check): a spare page is in no queue, has heap == NULL, flags 0 (a
+   * stale free takes the checked path), used == capacity == 0, no block in any list, lies in
+   * a segment of this thread, and is not counted in stats.pages; spare_bytes is their total
+   * size, at most SPARE_BYTES_MAX. Owner only, under house_lock like its queues. */
+  page_t *spare[BIN_COUNT];
+  size_t spare_bytes;
+  uint32_t spare_expire;      /* generic-path calls left before the spare pages go back */
+  /* Pool objects this thread freed last (heap.c): its next heap or instance takes one without
+   * the pool's lock. Linked through next_free, at most POOL_LOCAL_MAX. */
+  struct thread_s *pool_local;
+  uint32_t pool_local_count;
 } thread_t;
 _Static_assert(sizeof(struct mi_heap_s) <= sizeof(thread_t), "heaps come from the pool too");
 
