@@ -68,6 +68,9 @@ void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread, each page into the thread's instance of
  * the page's heap; true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
+/* The same for a thread about to take a fresh page: a segment the reclaim empties stays the
+ * thread's, warm, when it owns no other (instead of the cache or the OS). */
+bool _sa_segment_reclaim_for_page(heap_t *heap);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);
 

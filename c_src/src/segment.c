@@ -260,7 +260,8 @@ page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) 
   return segment_page_init(segment, start, slices, block_size, bin);
 }
 
-void _sa_segment_page_free(page_t *page, thread_t *thread) {
+/* Give a page's slices back to its segment; true if that left the segment without pages. */
+static bool page_slices_free(page_t *page, thread_t *thread) {
   segment_t *segment = sa_segment_of(page);
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
@@ -280,7 +281,11 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
     thread->purge_pending += slices;
     if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
   }
-  if (segment->used_pages == 0) segment_free(segment, thread);
+  return segment->used_pages == 0;
+}
+
+void _sa_segment_page_free(page_t *page, thread_t *thread) {
+  if (page_slices_free(page, thread)) segment_free(sa_segment_of(page), thread);
 }
 
 /* Grow a large page in place to `slices` slices when the slices after it are free (owner
@@ -331,7 +336,10 @@ void _sa_segments_abandon(thread_t *thread) {
   }
 }
 
-bool _sa_segment_try_reclaim(heap_t *heap) {
+/* Take one abandoned segment into `heap`'s thread. With `keep_empty`, a segment that the
+ * reclaim leaves without pages stays with a thread that owns no other: it is about to take a
+ * page, and would otherwise get a segment from the cache or the OS right after. */
+static bool segment_reclaim(heap_t *heap, bool keep_empty) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return false;
   pthread_mutex_lock(&segments_lock);
   segment_t *segment = abandoned;
@@ -344,17 +352,17 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   _sa_stat_add(SA_STAT_abandoned, -1);
 
   thread_t *thread = heap->thread;
+  keep_empty = keep_empty && thread->segment_count == 0;
   segment_attach(segment, thread);
   /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
-   * rest. Freeing the last page frees the segment, so stop on that. */
-  size_t i = SEGMENT_HEADER_SLICES;
+   * rest. Freeing the last page may free the segment, so stop on that. Only the descriptors
+   * of used slices are read (the bitmap is ours now): those of free slices may lie on header
+   * pages no thread ever touched, and reading them would fault each one in. */
+  size_t i = bits_next_set(segment->used_slices, SEGMENT_HEADER_SLICES);
   while (i < SLICES_PER_SEGMENT) {
     page_t *page = &segment->pages[i];
-    if (page->slice_count == 0) {
-      i++;
-      continue;
-    }
-    i += page->slice_count;
+    sa_assert(page->slice_count > 0); /* a used slice after a whole page starts a page */
+    i = bits_next_set(segment->used_slices, i + page->slice_count);
     bool last = segment->used_pages == 1;
     _sa_page_collect(page);
     /* the thread's instance of the page's heap takes it (sharedheap.c) */
@@ -363,7 +371,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
       /* the exited thread counted this page and its blocks; the totals are what count */
       sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
       sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
-      _sa_segment_page_free(page, thread);
+      if (page_slices_free(page, thread) && !keep_empty) segment_free(segment, thread);
       if (last) break;
     } else {
       _sa_heap_adopt_page(home, page);
@@ -372,3 +380,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   }
   return true;
 }
+
+bool _sa_segment_try_reclaim(heap_t *heap) { return segment_reclaim(heap, false); }
+
+bool _sa_segment_reclaim_for_page(heap_t *heap) { return segment_reclaim(heap, true); }

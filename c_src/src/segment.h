@@ -81,6 +81,15 @@ static inline size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
   return best;
 }
 
+/* The first set bit at or after `i`; SLICES_PER_SEGMENT if none. */
+static inline size_t bits_next_set(const uint64_t *bm, size_t i) {
+  if (i >= SLICES_PER_SEGMENT) return SLICES_PER_SEGMENT;
+  size_t w = i / 64;
+  uint64_t set = bm[w] & (~(uint64_t)0 << (i % 64));
+  while (set == 0 && ++w < SEGMENT_BITMAP_WORDS) set = bm[w];
+  return set == 0 ? SLICES_PER_SEGMENT : w * 64 + (size_t)__builtin_ctzll(set);
+}
+
 static inline size_t bits_count(const uint64_t *bm) {
   size_t n = 0;
   for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) n += (size_t)__builtin_popcountll(bm[w]);
