@@ -16,8 +16,12 @@
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
 pthread_mutex_t _sa_segments_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 #define segments_lock _sa_segments_lock
-static segment_t *segment_cache;
+static segment_t *segment_cache; /* newest first: a thread takes the warmest */
 static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
+/* Segments owned by threads now, and the most ever at once: how many a wave of exiting
+ * threads can leave empty, and a wave of new ones want (the cache's size, below). */
+static _Atomic(size_t) owned_count;
+static _Atomic(size_t) owned_peak;
 static segment_t *abandoned;
 static _Atomic(size_t) abandoned_count;
 /* ms: earliest purge due in a cached or abandoned segment; 0: none. Read without the lock so
@@ -39,8 +43,68 @@ int64_t _sa_unowned_purge_next(void) {
   return atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
 }
 
+/* ---- The size of the segment cache ---------------------------------------------------------
+ * The segment_cache option's count of empty segments stays cached for good. Beyond it the
+ * cache holds up to as many as threads have owned at once, so that when hundreds of threads
+ * exit and hundreds start, the new ones take the old ones' segments warm (the header and
+ * the free memory not purged yet: no mmap, no munmap, fewer page faults) instead of mapping
+ * fresh ones. Those extras cost address space and their header pages only (their free
+ * memory is purged after the delay as any), and go back to the OS after CACHE_EXTRA_DELAYS
+ * purge delays (1 s by default) with no new entry in the cache; with a purge delay of 0 there
+ * are none, with purging off (< 0) they stay. An option of 0 caches nothing. */
+#define CACHE_EXTRA_DELAYS 40
+
+static size_t cache_keep(void) {
+  return (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
+}
+
+/* ms an extra cached segment may sit unused; 0: none may be kept; -1: no limit. */
+static int64_t cache_extra_ms(void) {
+  long delay = mi_option_get(mi_option_purge_delay);
+  return delay < 0 ? -1 : (int64_t)delay * CACHE_EXTRA_DELAYS;
+}
+
+static size_t cache_capacity(void) {
+  size_t keep = cache_keep();
+  if (keep == 0 || cache_extra_ms() == 0) return keep;
+  size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
+  return peak > keep ? peak : keep;
+}
+
+/* Unlink the extras (beyond the option's count) that sat in the cache `extra_ms` or longer
+ * into `*expired` (segments_lock held); returns the earliest time another one is due (0:
+ * none). The list is newest first, so those are at its end. */
+static int64_t cache_expire(int64_t now, segment_t **expired) {
+  int64_t extra_ms = cache_extra_ms();
+  if (extra_ms < 0) return 0;
+  int64_t next = 0;
+  size_t position = 0, keep = cache_keep();
+  segment_t *s = segment_cache;
+  while (s != NULL) {
+    segment_t *after = s->next;
+    if (position++ >= keep) {
+      int64_t due = s->cached_at + extra_ms;
+      if (due <= now) {
+        list_remove(&segment_cache, s);
+        segment_cache_count--;
+        list_push(expired, s);
+      } else if (next == 0 || due < next) {
+        next = due;
+      }
+    }
+    s = after;
+  }
+  return next;
+}
+
 /* ---- Segment lifetime ---------------------------------------------------------------- */
 static void segment_attach(segment_t *segment, thread_t *thread) {
+  size_t owned = atomic_fetch_add_explicit(&owned_count, 1, memory_order_relaxed) + 1;
+  size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
+  while (owned > peak && !atomic_compare_exchange_weak_explicit(&owned_peak, &peak, owned,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+  }
   segment->owner = thread;
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
@@ -50,6 +114,7 @@ static void segment_attach(segment_t *segment, thread_t *thread) {
 }
 
 static void segment_detach(segment_t *segment, thread_t *thread) {
+  atomic_fetch_sub_explicit(&owned_count, 1, memory_order_relaxed);
   _sa_owned_remove(segment);
   list_remove(&thread->segments, segment);
   thread->segment_count--;
@@ -135,16 +200,24 @@ void _sa_segment_release(segment_t *segment) {
 static void segment_free(segment_t *segment, thread_t *thread) {
   sa_assert(segment->used_pages == 0);
   segment_detach(segment, thread);
-  pthread_mutex_lock(&segments_lock);
-  bool cached = segment_cache_count < (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
+  size_t capacity = cache_capacity();
   int64_t expire = segment->purge_expire; /* read while the segment is still ours */
+  int64_t extra_due = 0;                  /* when it may go back as an extra */
+  pthread_mutex_lock(&segments_lock);
+  bool cached = segment_cache_count < capacity;
   if (cached) {
+    segment->cached_at = _sa_clock_ms();
     list_push(&segment_cache, segment);
     segment_cache_count++;
+    if (segment_cache_count > cache_keep()) extra_due = segment->cached_at + cache_extra_ms();
   }
   pthread_mutex_unlock(&segments_lock);
-  if (cached) _sa_unowned_note_purge(expire); /* may wake the housekeeper: outside the lock */
-  else _sa_segment_release(segment);
+  if (cached) { /* may wake the housekeeper: outside the lock */
+    _sa_unowned_note_purge(expire);
+    if (extra_due > 0) _sa_unowned_note_purge(extra_due);
+  } else {
+    _sa_segment_release(segment);
+  }
 }
 
 void _sa_segment_caches_release(void) {
@@ -162,14 +235,16 @@ void _sa_segment_caches_release(void) {
 }
 
 /* Purge the segments that no thread owns: cached and abandoned ones (a thread that reclaims
- * an abandoned segment soon gets its free memory back warm, so it keeps its purge delay). */
+ * an abandoned segment soon gets its free memory back warm, so it keeps its purge delay);
+ * extra cached segments that sat unused long enough go back to the OS first. */
 void _sa_segment_cache_purge(bool force) {
   int64_t due = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
   if (due == 0) return;
   int64_t now = _sa_clock_ms();
   if (!force && now < due) return;
+  segment_t *expired = NULL;
   pthread_mutex_lock(&segments_lock);
-  int64_t next = 0;
+  int64_t next = cache_expire(now, &expired);
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
@@ -180,6 +255,11 @@ void _sa_segment_cache_purge(bool force) {
   next = _sa_huge_cache_next_due(next);
   atomic_store_explicit(&unowned_purge_next, next, memory_order_relaxed);
   pthread_mutex_unlock(&segments_lock);
+  while (expired != NULL) { /* unmapped outside the lock */
+    segment_t *after = expired->next;
+    _sa_segment_release(expired);
+    expired = after;
+  }
   _sa_huge_cache_collect(now, force);
 }
 

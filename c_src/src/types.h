@@ -262,6 +262,7 @@ typedef struct segment_s {
                                                   purged one, when its delay purged it (0:
                                                   never, or purged on demand) */
   struct thread_s *owner;       /* owner thread state, NULL if none */
+  int64_t cached_at;            /* ms: when it last entered the segment cache (segment.c) */
   struct segment_s *next;       /* in the owner's list, the abandoned list or the cache */
   struct segment_s *prev;
   struct segment_s *owned_next; /* in the list of all owned segments (purge.c) */
