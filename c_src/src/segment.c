@@ -106,9 +106,11 @@ static void segment_attach(segment_t *segment, thread_t *thread) {
                                                                 memory_order_relaxed)) {
   }
   segment->owner = thread;
+  segment->adopted_at = _sa_clock_ms();
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
   thread->segment_count++;
+  _sa_segment_adopted(segment, thread);
   _sa_thread_note_purge(thread, segment->purge_expire);
   _sa_owned_add(segment);
 }
@@ -201,7 +203,7 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   sa_assert(segment->used_pages == 0);
   segment_detach(segment, thread);
   size_t capacity = cache_capacity();
-  int64_t expire = segment->purge_expire; /* read while the segment is still ours */
+  int64_t expire = _sa_segment_unowned(segment); /* while no other thread can reach it */
   int64_t extra_due = 0;                  /* when it may go back as an extra */
   pthread_mutex_lock(&segments_lock);
   bool cached = segment_cache_count < capacity;
@@ -283,6 +285,7 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n) {
   bits_set(segment->purge_slices, start, n, false);
   segment_unlock(segment);
   _sa_thread_slices_taken(segment->owner, pending, purged, purged_at);
+  if (purged != 0 && purged_at <= segment->adopted_at) _sa_unowned_slices_taken(purged, purged_at);
   return fresh;
 }
 
@@ -406,7 +409,7 @@ void _sa_segments_abandon(thread_t *thread) {
       continue;
     }
     segment_detach(segment, thread);
-    int64_t expire = segment->purge_expire;
+    int64_t expire = _sa_segment_unowned(segment);
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);

@@ -131,6 +131,15 @@ int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_
  * purged by their delay, the latest at `purged_at` (ms). */
 void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, int64_t purged_at);
 void _sa_thread_note_purge(thread_t *thread, int64_t expire);
+/* A thread took `purged` slices purged while their segment had no owner, the latest at
+ * `purged_at`: counts towards raising the unowned delay. */
+void _sa_unowned_slices_taken(size_t purged, int64_t purged_at);
+/* The segment (detached, about to be cached or abandoned) is no thread's now: its pending
+ * slices are due the unowned delay from now at the earliest. Returns its expiry. */
+int64_t _sa_segment_unowned(segment_t *segment);
+/* `thread` took the segment from the cache or the abandoned list: what it does not take
+ * soon is its free memory, due its own delay from now at the latest. */
+void _sa_segment_adopted(segment_t *segment, thread_t *thread);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);
 /* Enter a segment into (or take it out of) the list of all owned segments. */
