@@ -48,7 +48,8 @@ void _sa_purge_range(void *p, size_t size) {
   _sa_stat_add(SA_STAT_purges, 1);
 }
 
-static void segment_purge(segment_t *segment, int64_t now, bool force) {
+/* Purge the pending slices due at `cutoff` or before (all if `force`); `now` is recorded. */
+static void segment_purge(segment_t *segment, int64_t now, int64_t cutoff, bool force) {
   int64_t next = 0;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
     if (segment->purge_slices[i / 64] == 0) {
@@ -59,14 +60,14 @@ static void segment_purge(segment_t *segment, int64_t now, bool force) {
       i++;
       continue;
     }
-    if (!force && segment->purge_at[i] > now) {
+    if (!force && segment->purge_at[i] > cutoff) {
       if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
       i++;
       continue;
     }
     size_t j = i;
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
-           (force || segment->purge_at[j] <= now))
+           (force || segment->purge_at[j] <= cutoff))
       j++;
     _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
@@ -123,10 +124,14 @@ void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, in
  * started later take. When threads come and go in waves, that memory is purged by the delay
  * of the thread that freed it and wanted again soon after by a thread that has just started,
  * whose own delay cannot learn from it. So slices purged while their segment had no owner
- * and taken again soon after count process-wide, and raise the delay that memory gets when
- * its segment loses its owner, as a thread's regret raises its own delay (doubling, up to
- * PURGE_DELAY_GROWTH times the option; halving after eight delays without regret). Memory
- * that no new thread wants still goes back, only later. */
+ * and taken again soon after count process-wide, and raise the delay of memory in segments
+ * no thread owns, as a thread's regret raises its own delay (doubling, up to
+ * PURGE_DELAY_GROWTH times the option; halving after eight delays without regret). Such
+ * slices keep the due time their free gave them and wait the difference on top
+ * (_sa_unowned_purge_due): nothing is re-stamped, so no number of changes of hands (the
+ * housekeeper reclaims and abandons again) can postpone a purge. A thread that takes such a
+ * segment gets its own delay, from then, for what it does not take. Memory that no new
+ * thread wants still goes back, only later. */
 static _Atomic(int64_t) unowned_delay;     /* ms; <= the option: the option */
 static _Atomic(int64_t) unowned_regret_at; /* ms: when such slices were last taken again */
 static _Atomic(size_t) unowned_regret;     /* slices taken again since the last raise */
@@ -162,36 +167,23 @@ void _sa_unowned_slices_taken(size_t purged, int64_t purged_at) {
     _sa_stat_add(SA_STAT_purge_delay_raises, 1);
 }
 
-/* Move the due time of every pending slice to at least (`later`) or at most `due`; purge_lock
- * held. */
-static void segment_restamp(segment_t *segment, int64_t due, bool later) {
-  if (segment->purge_expire == 0) return;
-  int64_t next = 0;
-  for (size_t i = bits_next_set(segment->purge_slices, 0); i < SLICES_PER_SEGMENT;
-       i = bits_next_set(segment->purge_slices, i + 1)) {
-    if (later ? segment->purge_at[i] < due : segment->purge_at[i] > due) segment->purge_at[i] = due;
-    if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
-  }
-  segment->purge_expire = next;
-}
-
-int64_t _sa_segment_unowned(segment_t *segment) {
+int64_t _sa_unowned_extra(void) {
   long base = mi_option_get(mi_option_purge_delay);
-  int64_t now = _sa_clock_ms();
-  int64_t delay = base > 0 ? unowned_purge_delay(base, now) : base;
-  segment_lock(segment);
-  if (delay > base) segment_restamp(segment, now + delay, true);
-  int64_t expire = segment->purge_expire;
-  segment_unlock(segment);
-  return expire;
+  return base > 0 ? unowned_purge_delay(base, _sa_clock_ms()) - base : 0;
 }
 
 void _sa_segment_adopted(segment_t *segment, thread_t *thread) {
   long base = mi_option_get(mi_option_purge_delay);
-  if (base <= 0 || atomic_load_explicit(&unowned_delay, memory_order_relaxed) <= base) return;
+  if (base <= 0) return;
   int64_t now = _sa_clock_ms();
+  int64_t due = now + thread_purge_delay(thread, base, now);
   segment_lock(segment);
-  segment_restamp(segment, now + thread_purge_delay(thread, base, now), false);
+  if (segment->purge_expire != 0 && segment->purge_expire < due) {
+    for (size_t i = bits_next_set(segment->purge_slices, 0); i < SLICES_PER_SEGMENT;
+         i = bits_next_set(segment->purge_slices, i + 1))
+      if (segment->purge_at[i] < due) segment->purge_at[i] = due;
+    segment->purge_expire = due;
+  }
   segment_unlock(segment);
 }
 
@@ -205,7 +197,7 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t due = now + delay;
   for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
   if (delay == 0) {
-    segment_purge(segment, due, true);
+    segment_purge(segment, due, due, true);
     return 0;
   }
   if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
@@ -224,11 +216,20 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire) {
 int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
-    segment_purge(segment, now, force);
+    segment_purge(segment, now, now, force);
   int64_t next = segment->purge_expire;
   if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
   return next;
+}
+
+int64_t _sa_unowned_purge_due(segment_t *segment, int64_t now, int64_t extra, bool force) {
+  segment_lock(segment);
+  if (segment->purge_expire != 0 && (force || segment->purge_expire + extra <= now))
+    segment_purge(segment, now, now - extra, force);
+  int64_t next = segment->purge_expire;
+  segment_unlock(segment);
+  return next == 0 ? 0 : next + extra;
 }
 
 static void thread_purge(thread_t *thread, int64_t now, bool force) {

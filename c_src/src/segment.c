@@ -49,9 +49,9 @@ int64_t _sa_unowned_purge_next(void) {
  * exit and hundreds start, the new ones take the old ones' segments warm (the header and
  * the free memory not purged yet: no mmap, no munmap, fewer page faults) instead of mapping
  * fresh ones. Those extras cost address space and their header pages only (their free
- * memory is purged after the delay as any), and go back to the OS after CACHE_EXTRA_DELAYS
- * purge delays (1 s by default) with no new entry in the cache; with a purge delay of 0 there
- * are none, with purging off (< 0) they stay. An option of 0 caches nothing. */
+ * memory is purged after the delay as any), and go back to the OS once they sat in the cache
+ * CACHE_EXTRA_DELAYS purge delays (1 s by default); with a purge delay of 0 there are none,
+ * with purging off (< 0) they stay. An option of 0 caches nothing. */
 #define CACHE_EXTRA_DELAYS 40
 
 static size_t cache_keep(void) {
@@ -98,7 +98,9 @@ static int64_t cache_expire(int64_t now, segment_t **expired) {
 }
 
 /* ---- Segment lifetime ---------------------------------------------------------------- */
-static void segment_attach(segment_t *segment, thread_t *thread) {
+/* `adopt`: the thread takes it to allocate from (not to collect it and abandon it again, as
+ * the housekeeper does), so it sets the purge times of the free slices (purge.c). */
+static void segment_attach(segment_t *segment, thread_t *thread, bool adopt) {
   size_t owned = atomic_fetch_add_explicit(&owned_count, 1, memory_order_relaxed) + 1;
   size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
   while (owned > peak && !atomic_compare_exchange_weak_explicit(&owned_peak, &peak, owned,
@@ -110,7 +112,7 @@ static void segment_attach(segment_t *segment, thread_t *thread) {
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
   thread->segment_count++;
-  _sa_segment_adopted(segment, thread);
+  if (adopt) _sa_segment_adopted(segment, thread);
   _sa_thread_note_purge(thread, segment->purge_expire);
   _sa_owned_add(segment);
 }
@@ -181,7 +183,7 @@ static segment_t *segment_alloc(thread_t *thread) {
     _sa_stat_add(SA_STAT_committed, SEGMENT_HEADER_SLICES * SLICE_SIZE);
   }
   sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
-  segment_attach(segment, thread);
+  segment_attach(segment, thread, true);
   return segment;
 }
 
@@ -203,7 +205,8 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   sa_assert(segment->used_pages == 0);
   segment_detach(segment, thread);
   size_t capacity = cache_capacity();
-  int64_t expire = _sa_segment_unowned(segment); /* while no other thread can reach it */
+  int64_t expire = segment->purge_expire; /* read while the segment is still ours */
+  if (expire != 0) expire += _sa_unowned_extra();
   int64_t extra_due = 0;                  /* when it may go back as an extra */
   pthread_mutex_lock(&segments_lock);
   bool cached = segment_cache_count < capacity;
@@ -245,12 +248,13 @@ void _sa_segment_cache_purge(bool force) {
   int64_t now = _sa_clock_ms();
   if (!force && now < due) return;
   segment_t *expired = NULL;
+  int64_t extra = _sa_unowned_extra();
   pthread_mutex_lock(&segments_lock);
   int64_t next = cache_expire(now, &expired);
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      int64_t expire = _sa_segment_purge_due(s, now, force, NULL);
+      int64_t expire = _sa_unowned_purge_due(s, now, extra, force);
       if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }
@@ -409,7 +413,8 @@ void _sa_segments_abandon(thread_t *thread) {
       continue;
     }
     segment_detach(segment, thread);
-    int64_t expire = _sa_segment_unowned(segment);
+    int64_t expire = segment->purge_expire;
+    if (expire != 0) expire += _sa_unowned_extra();
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
@@ -419,10 +424,10 @@ void _sa_segments_abandon(thread_t *thread) {
   }
 }
 
-/* Take one abandoned segment into `heap`'s thread. With `keep_empty`, a segment that the
- * reclaim leaves without pages stays with a thread that owns no other: it is about to take a
- * page, and would otherwise get a segment from the cache or the OS right after. */
-static bool segment_reclaim(heap_t *heap, bool keep_empty) {
+/* Take one abandoned segment into `heap`'s thread. `for_page`: the thread is about to take a
+ * page; then a segment that the reclaim leaves without pages stays with it if it owns no
+ * other (it would get one from the cache or the OS right after). */
+static bool segment_reclaim(heap_t *heap, bool for_page) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return false;
   pthread_mutex_lock(&segments_lock);
   segment_t *segment = abandoned;
@@ -435,8 +440,8 @@ static bool segment_reclaim(heap_t *heap, bool keep_empty) {
   _sa_stat_add(SA_STAT_abandoned, -1);
 
   thread_t *thread = heap->thread;
-  keep_empty = keep_empty && thread->segment_count == 0;
-  segment_attach(segment, thread);
+  bool keep_empty = for_page && thread->segment_count == 0;
+  segment_attach(segment, thread, for_page);
   /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
    * rest. Freeing the last page may free the segment, so stop on that. Only the descriptors
    * of used slices are read (the bitmap is ours now): those of free slices may lie on header
