@@ -12,8 +12,8 @@
  *   3. memory purged while its segment is cached and taken again soon after by a new thread
  *      raises the purge delay of such memory (purge_delay_raises).
  * The housekeeper is off, so that nothing but these threads touches the segments. Time enters
- * only in section 3, as in test_purge_delay: a sleep past the delay lets the slices fall due,
- * and the next wave must take them within twice the delay (1 s). */
+ * only in section 3, as in test_purge_delay: a sleep past the delay (1 s) lets the slices fall
+ * due, and the next wave must take them within twice the delay (2 s) of their purge. */
 #define TEST_NAME "test_thread_waves"
 #include "testutil.h"
 
@@ -116,12 +116,12 @@ int main(void) {
 
   SECTION("cached memory purged and taken again soon by new threads raises its delay");
   {
-    mi_option_set(mi_option_purge_delay, 500);
+    mi_option_set(mi_option_purge_delay, 1000);
     sizes_used = 3;
     leave_one = false;
     wave(4000); /* its segments go to the cache, their free slices pending */
     size_t before = snap().purge_delay_raises;
-    sleep_ms(600);     /* past the delay: due */
+    sleep_ms(1100);    /* past the delay: due */
     mi_collect(false); /* purges what is due in the cache */
     CHECK(snap().purges > 0);
     wave(5000); /* takes the purged slices again */
