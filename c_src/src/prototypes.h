@@ -75,6 +75,9 @@ bool _sa_segment_reclaim_for_page(heap_t *heap);
 void _sa_segment_caches_release(void);
 
 /* ---- purge.c: free slices go back to the OS after a delay ------------------------------- */
+/* The thread's next frees are of memory about to have no owner (thread exit, the
+ * housekeeper's reclaim): they get the delay of such memory if it is longer than its own. */
+void _sa_thread_frees_unowned(thread_t *thread);
 /* Purge [p, p+size) (os.c), counting it and reporting a failure. */
 void _sa_purge_range(void *p, size_t size);
 /* Purge the thread's segments whose delay is over (all pending ones if `force`), and the

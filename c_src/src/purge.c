@@ -48,8 +48,7 @@ void _sa_purge_range(void *p, size_t size) {
   _sa_stat_add(SA_STAT_purges, 1);
 }
 
-/* Purge the pending slices due at `cutoff` or before (all if `force`); `now` is recorded. */
-static void segment_purge(segment_t *segment, int64_t now, int64_t cutoff, bool force) {
+static void segment_purge(segment_t *segment, int64_t now, bool force) {
   int64_t next = 0;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
     if (segment->purge_slices[i / 64] == 0) {
@@ -60,14 +59,14 @@ static void segment_purge(segment_t *segment, int64_t now, int64_t cutoff, bool 
       i++;
       continue;
     }
-    if (!force && segment->purge_at[i] > cutoff) {
+    if (!force && segment->purge_at[i] > now) {
       if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
       i++;
       continue;
     }
     size_t j = i;
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
-           (force || segment->purge_at[j] <= cutoff))
+           (force || segment->purge_at[j] <= now))
       j++;
     _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
@@ -124,14 +123,13 @@ void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, in
  * started later take. When threads come and go in waves, that memory is purged by the delay
  * of the thread that freed it and wanted again soon after by a thread that has just started,
  * whose own delay cannot learn from it. So slices purged while their segment had no owner
- * and taken again soon after count process-wide, and raise the delay of memory in segments
- * no thread owns, as a thread's regret raises its own delay (doubling, up to
- * PURGE_DELAY_GROWTH times the option; halving after eight delays without regret). Such
- * slices keep the due time their free gave them and wait the difference on top
- * (_sa_unowned_purge_due): nothing is re-stamped, so no number of changes of hands (the
- * housekeeper reclaims and abandons again) can postpone a purge. A thread that takes such a
- * segment gets its own delay, from then, for what it does not take. Memory that no new
- * thread wants still goes back, only later. */
+ * and taken again soon after count process-wide, and raise the delay of memory that is
+ * about to have no owner, as a thread's regret raises its own delay (doubling, up to
+ * PURGE_DELAY_GROWTH times the option; halving after eight delays without regret): the
+ * frees of an exiting thread and of the housekeeper's reclaim get it
+ * (_sa_thread_frees_unowned) when it is longer than the thread's own. The due time is set at
+ * the free, as any, and nothing moves it later, so memory no new thread wants still goes
+ * back within PURGE_DELAY_GROWTH times the option. */
 static _Atomic(int64_t) unowned_delay;     /* ms; <= the option: the option */
 static _Atomic(int64_t) unowned_regret_at; /* ms: when such slices were last taken again */
 static _Atomic(size_t) unowned_regret;     /* slices taken again since the last raise */
@@ -167,24 +165,15 @@ void _sa_unowned_slices_taken(size_t purged, int64_t purged_at) {
     _sa_stat_add(SA_STAT_purge_delay_raises, 1);
 }
 
-int64_t _sa_unowned_extra(void) {
-  long base = mi_option_get(mi_option_purge_delay);
-  return base > 0 ? unowned_purge_delay(base, _sa_clock_ms()) - base : 0;
-}
-
-void _sa_segment_adopted(segment_t *segment, thread_t *thread) {
+void _sa_thread_frees_unowned(thread_t *thread) {
   long base = mi_option_get(mi_option_purge_delay);
   if (base <= 0) return;
   int64_t now = _sa_clock_ms();
-  int64_t due = now + thread_purge_delay(thread, base, now);
-  segment_lock(segment);
-  if (segment->purge_expire != 0 && segment->purge_expire < due) {
-    for (size_t i = bits_next_set(segment->purge_slices, 0); i < SLICES_PER_SEGMENT;
-         i = bits_next_set(segment->purge_slices, i + 1))
-      if (segment->purge_at[i] < due) segment->purge_at[i] = due;
-    segment->purge_expire = due;
+  int64_t delay = unowned_purge_delay(base, now);
+  if (delay > thread_purge_delay(thread, base, now)) {
+    thread->purge_delay = delay;
+    thread->purge_regret_at = now; /* no halving before these frees */
   }
-  segment_unlock(segment);
 }
 
 /* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
@@ -197,7 +186,7 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t due = now + delay;
   for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
   if (delay == 0) {
-    segment_purge(segment, due, due, true);
+    segment_purge(segment, due, true);
     return 0;
   }
   if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
@@ -216,20 +205,11 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire) {
 int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
-    segment_purge(segment, now, now, force);
+    segment_purge(segment, now, force);
   int64_t next = segment->purge_expire;
   if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
   return next;
-}
-
-int64_t _sa_unowned_purge_due(segment_t *segment, int64_t now, int64_t extra, bool force) {
-  segment_lock(segment);
-  if (segment->purge_expire != 0 && (force || segment->purge_expire + extra <= now))
-    segment_purge(segment, now, now - extra, force);
-  int64_t next = segment->purge_expire;
-  segment_unlock(segment);
-  return next == 0 ? 0 : next + extra;
 }
 
 static void thread_purge(thread_t *thread, int64_t now, bool force) {

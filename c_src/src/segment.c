@@ -98,9 +98,7 @@ static int64_t cache_expire(int64_t now, segment_t **expired) {
 }
 
 /* ---- Segment lifetime ---------------------------------------------------------------- */
-/* `adopt`: the thread takes it to allocate from (not to collect it and abandon it again, as
- * the housekeeper does), so it sets the purge times of the free slices (purge.c). */
-static void segment_attach(segment_t *segment, thread_t *thread, bool adopt) {
+static void segment_attach(segment_t *segment, thread_t *thread) {
   size_t owned = atomic_fetch_add_explicit(&owned_count, 1, memory_order_relaxed) + 1;
   size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
   while (owned > peak && !atomic_compare_exchange_weak_explicit(&owned_peak, &peak, owned,
@@ -112,7 +110,6 @@ static void segment_attach(segment_t *segment, thread_t *thread, bool adopt) {
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
   thread->segment_count++;
-  if (adopt) _sa_segment_adopted(segment, thread);
   _sa_thread_note_purge(thread, segment->purge_expire);
   _sa_owned_add(segment);
 }
@@ -183,7 +180,7 @@ static segment_t *segment_alloc(thread_t *thread) {
     _sa_stat_add(SA_STAT_committed, SEGMENT_HEADER_SLICES * SLICE_SIZE);
   }
   sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
-  segment_attach(segment, thread, true);
+  segment_attach(segment, thread);
   return segment;
 }
 
@@ -206,7 +203,6 @@ static void segment_free(segment_t *segment, thread_t *thread) {
   segment_detach(segment, thread);
   size_t capacity = cache_capacity();
   int64_t expire = segment->purge_expire; /* read while the segment is still ours */
-  if (expire != 0) expire += _sa_unowned_extra();
   int64_t extra_due = 0;                  /* when it may go back as an extra */
   pthread_mutex_lock(&segments_lock);
   bool cached = segment_cache_count < capacity;
@@ -248,13 +244,12 @@ void _sa_segment_cache_purge(bool force) {
   int64_t now = _sa_clock_ms();
   if (!force && now < due) return;
   segment_t *expired = NULL;
-  int64_t extra = _sa_unowned_extra();
   pthread_mutex_lock(&segments_lock);
   int64_t next = cache_expire(now, &expired);
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      int64_t expire = _sa_unowned_purge_due(s, now, extra, force);
+      int64_t expire = _sa_segment_purge_due(s, now, force, NULL);
       if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }
@@ -414,7 +409,6 @@ void _sa_segments_abandon(thread_t *thread) {
     }
     segment_detach(segment, thread);
     int64_t expire = segment->purge_expire;
-    if (expire != 0) expire += _sa_unowned_extra();
     pthread_mutex_lock(&segments_lock);
     list_push(&abandoned, segment);
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
@@ -441,7 +435,7 @@ static bool segment_reclaim(heap_t *heap, bool for_page) {
 
   thread_t *thread = heap->thread;
   bool keep_empty = for_page && thread->segment_count == 0;
-  segment_attach(segment, thread, for_page);
+  segment_attach(segment, thread);
   /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
    * rest. Freeing the last page may free the segment, so stop on that. Only the descriptors
    * of used slices are read (the bitmap is ours now): those of free slices may lie on header

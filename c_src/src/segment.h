@@ -134,15 +134,6 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire);
 /* A thread took `purged` slices purged while their segment had no owner, the latest at
  * `purged_at`: counts towards raising the unowned delay. */
 void _sa_unowned_slices_taken(size_t purged, int64_t purged_at);
-/* ms that slices in segments no thread owns wait beyond their due times (0: none). */
-int64_t _sa_unowned_extra(void);
-/* _sa_segment_purge_due for a segment no thread owns, its slices due `extra` ms late; returns
- * its next expiry, the extra included (0: none). */
-int64_t _sa_unowned_purge_due(segment_t *segment, int64_t now, int64_t extra, bool force);
-/* `thread` took the segment from the cache or the abandoned list to allocate from it: what
- * it does not take within its own delay goes back then (not at once, for a due time that
- * the segment's unowned time made late). */
-void _sa_segment_adopted(segment_t *segment, thread_t *thread);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);
 /* Enter a segment into (or take it out of) the list of all owned segments. */
