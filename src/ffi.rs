@@ -82,7 +82,7 @@ pub struct mi_stats_snapshot_s {
     pub threads: usize,
     #[doc = " madvise calls that gave memory back"]
     pub purges: usize,
-    #[doc = " times a thread's purge delay doubled because memory it\npurged was wanted again soon after"]
+    #[doc = " times a purge delay (a thread's, or that of the memory exited\nthreads leave) doubled because memory purged was wanted again\nsoon after"]
     pub purge_delay_raises: usize,
     #[doc = " mappings made (mmap)"]
     pub mmaps: usize,

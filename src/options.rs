@@ -138,7 +138,9 @@ options! {
     BackgroundPurge = mi_option_background_purge, "SHARDALLOC_BACKGROUND_PURGE";
     /// `SHARDALLOC_SEGMENT_CACHE` (default 4, at most 64): empty 32 MiB segments kept for
     /// reuse (their free memory is still purged after the delay; only the address space
-    /// stays). 0 unmaps every empty segment at once. Read when a segment empties.
+    /// stays). Beyond it the cache keeps up to as many as threads have owned at once, for
+    /// 40 purge delays, so that threads started after others exit reuse their segments.
+    /// 0 unmaps every empty segment at once. Read when a segment empties.
     SegmentCache = mi_option_segment_cache, "SHARDALLOC_SEGMENT_CACHE";
 }
 

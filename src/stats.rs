@@ -77,8 +77,9 @@ pub struct Stats {
     pub threads: usize,
     /// `madvise` calls that gave memory back, since start or [`stats_reset`].
     pub purges: usize,
-    /// Times a thread's purge delay doubled because memory it had given back was wanted
-    /// again soon after, since start or [`stats_reset`].
+    /// Times a purge delay (a thread's, or that of the memory exited threads leave) doubled
+    /// because memory given back was wanted again soon after, since start or
+    /// [`stats_reset`].
     pub purge_delay_raises: usize,
     /// Mappings made (`mmap`), since start or [`stats_reset`].
     pub mmaps: usize,

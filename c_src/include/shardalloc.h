@@ -398,8 +398,9 @@ typedef struct mi_stats_snapshot_s {
   size_t abandoned;       /* segments of exited threads waiting to be reclaimed */
   size_t threads;         /* threads with a heap */
   size_t purges;          /* madvise calls that gave memory back */
-  size_t purge_delay_raises; /* times a thread's purge delay doubled because memory it
-                                purged was wanted again soon after */
+  size_t purge_delay_raises; /* times a purge delay (a thread's, or that of the memory exited
+                                threads leave) doubled because memory purged was wanted again
+                                soon after */
   size_t mmaps;           /* mappings made (mmap) */
   size_t bins;            /* number of entries in the arrays below */
   size_t bin_block_size[80]; /* block size of each size class */

@@ -152,6 +152,7 @@ void _sa_heap_sweep(heap_t *heap) {
 static void take_abandoned(heap_t *heap) {
   thread_t *thread = heap->thread;
   sa_house_enter(thread);
+  _sa_thread_frees_unowned(thread); /* the pages it frees here belong to no thread */
   bool took = false;
   while (_sa_segment_try_reclaim(heap)) took = true; /* collects, frees the empty pages */
   if (took) { /* the pages went to its instances of their heaps: detach them all again */

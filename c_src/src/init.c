@@ -21,6 +21,7 @@ static void thread_done(thread_t *thread) {
   /* held to the end: neither the housekeeper nor a heap's delete or destroy in another thread
    * may touch what goes away */
   sa_house_enter(thread);
+  _sa_thread_frees_unowned(thread); /* what it frees now, a new thread may want (purge.c) */
   /* the backing heap goes last: other heaps of the thread are listed before it */
   for (heap_t *heap = thread->heaps; heap != NULL; heap = heap->next)
     _sa_heap_detach_pages(heap);

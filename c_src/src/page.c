@@ -360,7 +360,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   page_queue_t *queue = &heap->pages[bin];
   page_t *page = queue_find_free_page(heap, queue);
   if (page == NULL) {
-    while (_sa_segment_try_reclaim(heap)) { /* pages of exited threads first */
+    while (_sa_segment_reclaim_for_page(heap)) { /* pages of exited threads first */
       page = queue_find_free_page(heap, queue);
       if (page != NULL) break;
       if (heap->thread->segment_count > 0) break; /* one reclaim per call is enough */

@@ -68,10 +68,16 @@ void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread, each page into the thread's instance of
  * the page's heap; true if one was reclaimed. */
 bool _sa_segment_try_reclaim(heap_t *heap);
+/* The same for a thread about to take a fresh page: a segment the reclaim empties stays the
+ * thread's, warm, when it owns no other (instead of the cache or the OS). */
+bool _sa_segment_reclaim_for_page(heap_t *heap);
 /* Release every cached segment (empty and huge) to the OS. */
 void _sa_segment_caches_release(void);
 
 /* ---- purge.c: free slices go back to the OS after a delay ------------------------------- */
+/* The thread's next frees are of memory about to have no owner (thread exit, the
+ * housekeeper's reclaim): they get the delay of such memory if it is longer than its own. */
+void _sa_thread_frees_unowned(thread_t *thread);
 /* Purge [p, p+size) (os.c), counting it and reporting a failure. */
 void _sa_purge_range(void *p, size_t size);
 /* Purge the thread's segments whose delay is over (all pending ones if `force`), and the

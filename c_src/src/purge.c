@@ -123,6 +123,64 @@ void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, in
   _sa_stat_add(SA_STAT_purge_delay_raises, 1);
 }
 
+/* ---- The purge delay of memory no thread owns ---------------------------------------------
+ * Threads that exit leave their free memory in cached and abandoned segments, which threads
+ * started later take. When threads come and go in waves, that memory is purged by the delay
+ * of the thread that freed it and wanted again soon after by a thread that has just started,
+ * whose own delay cannot learn from it. So slices purged while their segment had no owner
+ * and taken again soon after count process-wide, and raise the delay of memory that is
+ * about to have no owner, as a thread's regret raises its own delay (doubling, up to
+ * PURGE_DELAY_GROWTH times the option; halving after eight delays without regret): the
+ * frees of an exiting thread and of the housekeeper's reclaim get it
+ * (_sa_thread_frees_unowned) when it is longer than the thread's own. The due time is set at
+ * the free, as any, and nothing moves it later, so memory no new thread wants still goes
+ * back within PURGE_DELAY_GROWTH times the option. */
+static _Atomic(int64_t) unowned_delay;     /* ms; <= the option: the option */
+static _Atomic(int64_t) unowned_regret_at; /* ms: when such slices were last taken again */
+static _Atomic(size_t) unowned_regret;     /* slices taken again since the last raise */
+
+static int64_t unowned_purge_delay(long base, int64_t now) {
+  int64_t delay = atomic_load_explicit(&unowned_delay, memory_order_relaxed);
+  if (delay <= base) return base;
+  if (now - atomic_load_explicit(&unowned_regret_at, memory_order_relaxed) > 8 * delay) {
+    int64_t lower = delay / 2 > base ? delay / 2 : base;
+    if (atomic_compare_exchange_strong_explicit(&unowned_delay, &delay, lower,
+                                                memory_order_relaxed, memory_order_relaxed))
+      atomic_store_explicit(&unowned_regret_at, now, memory_order_relaxed);
+    return lower;
+  }
+  return delay;
+}
+
+void _sa_unowned_slices_taken(size_t purged, int64_t purged_at) {
+  long base = mi_option_get(mi_option_purge_delay);
+  if (base <= 0) return;
+  int64_t now = _sa_clock_ms();
+  int64_t delay = unowned_purge_delay(base, now);
+  if (now - purged_at > 2 * delay) return; /* long after: the delay was right */
+  atomic_store_explicit(&unowned_regret_at, now, memory_order_relaxed);
+  size_t regret = atomic_fetch_add_explicit(&unowned_regret, purged, memory_order_relaxed) + purged;
+  if (regret < PURGE_REGRET_SLICES) return;
+  atomic_store_explicit(&unowned_regret, 0, memory_order_relaxed);
+  int64_t raised = delay * 2 < base * PURGE_DELAY_GROWTH ? delay * 2 : base * PURGE_DELAY_GROWTH;
+  int64_t stored = atomic_load_explicit(&unowned_delay, memory_order_relaxed);
+  if (raised > stored &&
+      atomic_compare_exchange_strong_explicit(&unowned_delay, &stored, raised,
+                                              memory_order_relaxed, memory_order_relaxed))
+    _sa_stat_add(SA_STAT_purge_delay_raises, 1);
+}
+
+void _sa_thread_frees_unowned(thread_t *thread) {
+  long base = mi_option_get(mi_option_purge_delay);
+  if (base <= 0) return;
+  int64_t now = _sa_clock_ms();
+  int64_t delay = unowned_purge_delay(base, now);
+  if (delay > thread_purge_delay(thread, base, now)) {
+    thread->purge_delay = delay;
+    thread->purge_regret_at = now; /* no halving before these frees */
+  }
+}
+
 /* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
 int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   long delay = mi_option_get(mi_option_purge_delay);

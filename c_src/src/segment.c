@@ -16,8 +16,12 @@
 /* ---- Global lists: empty segments kept for reuse, abandoned segments -------------------- */
 pthread_mutex_t _sa_segments_lock = PTHREAD_MUTEX_INITIALIZER; /* init.c: fork */
 #define segments_lock _sa_segments_lock
-static segment_t *segment_cache;
+static segment_t *segment_cache; /* newest first: a thread takes the warmest */
 static _Atomic(size_t) segment_cache_count; /* read without the lock for a cheap peek */
+/* Segments owned by threads now, and the most ever at once: how many a wave of exiting
+ * threads can leave empty, and a wave of new ones want (the cache's size, below). */
+static _Atomic(size_t) owned_count;
+static _Atomic(size_t) owned_peak;
 static segment_t *abandoned;
 static _Atomic(size_t) abandoned_count;
 /* ms: earliest purge due in a cached or abandoned segment; 0: none. Read without the lock so
@@ -39,9 +43,70 @@ int64_t _sa_unowned_purge_next(void) {
   return atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
 }
 
+/* ---- The size of the segment cache ---------------------------------------------------------
+ * The segment_cache option's count of empty segments stays cached for good. Beyond it the
+ * cache holds up to as many as threads have owned at once, so that when hundreds of threads
+ * exit and hundreds start, the new ones take the old ones' segments warm (the header and
+ * the free memory not purged yet: no mmap, no munmap, fewer page faults) instead of mapping
+ * fresh ones. Those extras cost address space and their header pages only (their free
+ * memory is purged after the delay as any), and go back to the OS once they sat in the cache
+ * CACHE_EXTRA_DELAYS purge delays (1 s by default); with a purge delay of 0 there are none,
+ * with purging off (< 0) they stay. An option of 0 caches nothing. */
+#define CACHE_EXTRA_DELAYS 40
+
+static size_t cache_keep(void) {
+  return (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
+}
+
+/* ms an extra cached segment may sit unused; 0: none may be kept; -1: no limit. */
+static int64_t cache_extra_ms(void) {
+  long delay = mi_option_get(mi_option_purge_delay);
+  return delay < 0 ? -1 : (int64_t)delay * CACHE_EXTRA_DELAYS;
+}
+
+static size_t cache_capacity(void) {
+  size_t keep = cache_keep();
+  if (keep == 0 || cache_extra_ms() == 0) return keep;
+  size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
+  return peak > keep ? peak : keep;
+}
+
+/* Unlink the extras (beyond the option's count) that sat in the cache `extra_ms` or longer
+ * into `*expired` (segments_lock held); returns the earliest time another one is due (0:
+ * none). The list is newest first, so those are at its end. */
+static int64_t cache_expire(int64_t now, segment_t **expired) {
+  int64_t extra_ms = cache_extra_ms();
+  if (extra_ms < 0) return 0;
+  int64_t next = 0;
+  size_t position = 0, keep = cache_keep();
+  segment_t *s = segment_cache;
+  while (s != NULL) {
+    segment_t *after = s->next;
+    if (position++ >= keep) {
+      int64_t due = s->cached_at + extra_ms;
+      if (due <= now) {
+        list_remove(&segment_cache, s);
+        segment_cache_count--;
+        list_push(expired, s);
+      } else if (next == 0 || due < next) {
+        next = due;
+      }
+    }
+    s = after;
+  }
+  return next;
+}
+
 /* ---- Segment lifetime ---------------------------------------------------------------- */
 static void segment_attach(segment_t *segment, thread_t *thread) {
+  size_t owned = atomic_fetch_add_explicit(&owned_count, 1, memory_order_relaxed) + 1;
+  size_t peak = atomic_load_explicit(&owned_peak, memory_order_relaxed);
+  while (owned > peak && !atomic_compare_exchange_weak_explicit(&owned_peak, &peak, owned,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+  }
   segment->owner = thread;
+  segment->adopted_at = _sa_clock_ms();
   atomic_store_explicit(&segment->thread_id, thread->thread_id, memory_order_release);
   list_push(&thread->segments, segment);
   thread->segment_count++;
@@ -50,6 +115,7 @@ static void segment_attach(segment_t *segment, thread_t *thread) {
 }
 
 static void segment_detach(segment_t *segment, thread_t *thread) {
+  atomic_fetch_sub_explicit(&owned_count, 1, memory_order_relaxed);
   _sa_owned_remove(segment);
   list_remove(&thread->segments, segment);
   thread->segment_count--;
@@ -135,16 +201,24 @@ void _sa_segment_release(segment_t *segment) {
 static void segment_free(segment_t *segment, thread_t *thread) {
   sa_assert(segment->used_pages == 0);
   segment_detach(segment, thread);
-  pthread_mutex_lock(&segments_lock);
-  bool cached = segment_cache_count < (size_t)mi_option_get_clamp(mi_option_segment_cache, 0, 64);
+  size_t capacity = cache_capacity();
   int64_t expire = segment->purge_expire; /* read while the segment is still ours */
+  int64_t extra_due = 0;                  /* when it may go back as an extra */
+  pthread_mutex_lock(&segments_lock);
+  bool cached = segment_cache_count < capacity;
   if (cached) {
+    segment->cached_at = _sa_clock_ms();
     list_push(&segment_cache, segment);
     segment_cache_count++;
+    if (segment_cache_count > cache_keep()) extra_due = segment->cached_at + cache_extra_ms();
   }
   pthread_mutex_unlock(&segments_lock);
-  if (cached) _sa_unowned_note_purge(expire); /* may wake the housekeeper: outside the lock */
-  else _sa_segment_release(segment);
+  if (cached) { /* may wake the housekeeper: outside the lock */
+    _sa_unowned_note_purge(expire);
+    if (extra_due > 0) _sa_unowned_note_purge(extra_due);
+  } else {
+    _sa_segment_release(segment);
+  }
 }
 
 void _sa_segment_caches_release(void) {
@@ -162,14 +236,16 @@ void _sa_segment_caches_release(void) {
 }
 
 /* Purge the segments that no thread owns: cached and abandoned ones (a thread that reclaims
- * an abandoned segment soon gets its free memory back warm, so it keeps its purge delay). */
+ * an abandoned segment soon gets its free memory back warm, so it keeps its purge delay);
+ * extra cached segments that sat unused long enough go back to the OS first. */
 void _sa_segment_cache_purge(bool force) {
   int64_t due = atomic_load_explicit(&unowned_purge_next, memory_order_relaxed);
   if (due == 0) return;
   int64_t now = _sa_clock_ms();
   if (!force && now < due) return;
+  segment_t *expired = NULL;
   pthread_mutex_lock(&segments_lock);
-  int64_t next = 0;
+  int64_t next = cache_expire(now, &expired);
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
@@ -180,6 +256,11 @@ void _sa_segment_cache_purge(bool force) {
   next = _sa_huge_cache_next_due(next);
   atomic_store_explicit(&unowned_purge_next, next, memory_order_relaxed);
   pthread_mutex_unlock(&segments_lock);
+  while (expired != NULL) { /* unmapped outside the lock */
+    segment_t *after = expired->next;
+    _sa_segment_release(expired);
+    expired = after;
+  }
   _sa_huge_cache_collect(now, force);
 }
 
@@ -203,6 +284,7 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n) {
   bits_set(segment->purge_slices, start, n, false);
   segment_unlock(segment);
   _sa_thread_slices_taken(segment->owner, pending, purged, purged_at);
+  if (purged != 0 && purged_at <= segment->adopted_at) _sa_unowned_slices_taken(purged, purged_at);
   return fresh;
 }
 
@@ -260,7 +342,8 @@ page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) 
   return segment_page_init(segment, start, slices, block_size, bin);
 }
 
-void _sa_segment_page_free(page_t *page, thread_t *thread) {
+/* Give a page's slices back to its segment; true if that left the segment without pages. */
+static bool page_slices_free(page_t *page, thread_t *thread) {
   segment_t *segment = sa_segment_of(page);
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
@@ -280,7 +363,11 @@ void _sa_segment_page_free(page_t *page, thread_t *thread) {
     thread->purge_pending += slices;
     if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
   }
-  if (segment->used_pages == 0) segment_free(segment, thread);
+  return segment->used_pages == 0;
+}
+
+void _sa_segment_page_free(page_t *page, thread_t *thread) {
+  if (page_slices_free(page, thread)) segment_free(sa_segment_of(page), thread);
 }
 
 /* Grow a large page in place to `slices` slices when the slices after it are free (owner
@@ -331,7 +418,10 @@ void _sa_segments_abandon(thread_t *thread) {
   }
 }
 
-bool _sa_segment_try_reclaim(heap_t *heap) {
+/* Take one abandoned segment into `heap`'s thread. `for_page`: the thread is about to take a
+ * page; then a segment that the reclaim leaves without pages stays with it if it owns no
+ * other (it would get one from the cache or the OS right after). */
+static bool segment_reclaim(heap_t *heap, bool for_page) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return false;
   pthread_mutex_lock(&segments_lock);
   segment_t *segment = abandoned;
@@ -344,17 +434,17 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   _sa_stat_add(SA_STAT_abandoned, -1);
 
   thread_t *thread = heap->thread;
+  bool keep_empty = for_page && thread->segment_count == 0;
   segment_attach(segment, thread);
   /* Walk the pages: collect what other threads freed meanwhile; free empty pages, adopt the
-   * rest. Freeing the last page frees the segment, so stop on that. */
-  size_t i = SEGMENT_HEADER_SLICES;
+   * rest. Freeing the last page may free the segment, so stop on that. Only the descriptors
+   * of used slices are read (the bitmap is ours now): those of free slices may lie on header
+   * pages no thread ever touched, and reading them would fault each one in. */
+  size_t i = bits_next_set(segment->used_slices, SEGMENT_HEADER_SLICES);
   while (i < SLICES_PER_SEGMENT) {
     page_t *page = &segment->pages[i];
-    if (page->slice_count == 0) {
-      i++;
-      continue;
-    }
-    i += page->slice_count;
+    sa_assert(page->slice_count > 0); /* a used slice after a whole page starts a page */
+    i = bits_next_set(segment->used_slices, i + page->slice_count);
     bool last = segment->used_pages == 1;
     _sa_page_collect(page);
     /* the thread's instance of the page's heap takes it (sharedheap.c) */
@@ -363,7 +453,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
       /* the exited thread counted this page and its blocks; the totals are what count */
       sa_thread_stat_add(&thread->stats.in_use[page->bin], -(int64_t)page->used_counted);
       sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
-      _sa_segment_page_free(page, thread);
+      if (page_slices_free(page, thread) && !keep_empty) segment_free(segment, thread);
       if (last) break;
     } else {
       _sa_heap_adopt_page(home, page);
@@ -372,3 +462,7 @@ bool _sa_segment_try_reclaim(heap_t *heap) {
   }
   return true;
 }
+
+bool _sa_segment_try_reclaim(heap_t *heap) { return segment_reclaim(heap, false); }
+
+bool _sa_segment_reclaim_for_page(heap_t *heap) { return segment_reclaim(heap, true); }

@@ -81,6 +81,15 @@ static inline size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
   return best;
 }
 
+/* The first set bit at or after `i`; SLICES_PER_SEGMENT if none. */
+static inline size_t bits_next_set(const uint64_t *bm, size_t i) {
+  if (i >= SLICES_PER_SEGMENT) return SLICES_PER_SEGMENT;
+  size_t w = i / 64;
+  uint64_t set = bm[w] & (~(uint64_t)0 << (i % 64));
+  while (set == 0 && ++w < SEGMENT_BITMAP_WORDS) set = bm[w];
+  return set == 0 ? SLICES_PER_SEGMENT : w * 64 + (size_t)__builtin_ctzll(set);
+}
+
 static inline size_t bits_count(const uint64_t *bm) {
   size_t n = 0;
   for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) n += (size_t)__builtin_popcountll(bm[w]);
@@ -122,6 +131,9 @@ int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_
  * purged by their delay, the latest at `purged_at` (ms). */
 void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, int64_t purged_at);
 void _sa_thread_note_purge(thread_t *thread, int64_t expire);
+/* A thread took `purged` slices purged while their segment had no owner, the latest at
+ * `purged_at`: counts towards raising the unowned delay. */
+void _sa_unowned_slices_taken(size_t purged, int64_t purged_at);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);
 /* Enter a segment into (or take it out of) the list of all owned segments. */
