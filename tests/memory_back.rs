@@ -128,7 +128,10 @@ fn housekeeper_wakeups() -> Option<(u64, char)> {
 /// Once the memory is back and nothing is freed any more, the housekeeper sleeps: no thread of
 /// ours runs while no memory waits to go back (it does not even wake up to look).
 fn housekeeper_sleeps() {
-    thread::sleep(Duration::from_millis(300)); // the last purges fall due
+    // the last purges fall due (up to 8 purge delays where memory was wanted again soon), and
+    // the empty segments cached beyond the cache's size go back, 40 purge delays (1 s) after
+    // they were cached
+    thread::sleep(Duration::from_millis(1300));
     let (before, _) = housekeeper_wakeups().expect("the housekeeper thread runs");
     thread::sleep(Duration::from_millis(500));
     let (after, state) = housekeeper_wakeups().expect("the housekeeper thread runs");
