@@ -86,16 +86,14 @@ static void *heap_malloc_aligned_at(heap_t *heap, size_t size, size_t alignment,
  * may be another thread's: only the flags that stay put while one of its blocks is live are
  * read (in_full, which its owner changes, is a byte of its own). */
 sa_inline size_t realloc_usable_size(const void *p) {
-  segment_t *segment = sa_segment_lookup(p);
-  if (sa_likely(segment != NULL)) {
-    const page_t *page = sa_page_of(segment, p);
-    if (sa_likely(page->flags.x.in_use && !page->flags.x.has_aligned &&
-                  !page->flags.x.check_free)) {
-      size_t bsize = sa_bin_size(page->bin);
-      if (sa_likely((size_t)((const uint8_t *)p - sa_page_start(page)) <
-                    (size_t)page->reserved * bsize))
-        return bsize; /* no interior pointers in such a page */
-    }
+  /* a pointer the map does not know leads to SA_SEGMENT_NONE's zero descriptor: not in use */
+  const page_t *page = sa_page_of(sa_segment_map_get(p), p);
+  if (sa_likely(page->flags.x.in_use && !page->flags.x.has_aligned &&
+                !page->flags.x.check_free)) {
+    size_t bsize = sa_bin_size(page->bin);
+    if (sa_likely((size_t)((const uint8_t *)p - sa_page_start(page)) <
+                  (size_t)page->reserved * bsize))
+      return bsize; /* no interior pointers in such a page */
   }
   return _sa_usable_size(p, "realloc");
 }

@@ -430,7 +430,6 @@ bool _sa_page_check(const page_t *page) {
   SA_CHECK(page->flags.x.check_free == (sa_block_size(page) > MEDIUM_BLOCK_MAX));
   for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
     SA_CHECK(page[i].page_offset == sa_page_offset(page));
-  SA_CHECK(sa_page_of(sa_segment_of(page), sa_page_start(page)) == page);
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;

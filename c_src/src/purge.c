@@ -97,10 +97,23 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
 #define PURGE_DELAY_GROWTH 8         /* at most 200 ms with the default 25 ms */
 #define PURGE_REGRET_SLICES 16       /* 1 MiB taken again soon doubles the delay */
 
+/* The rules both adaptations (per thread, and for memory no thread owns) follow. */
+static bool delay_quiet(int64_t delay, int64_t regret_at, int64_t now) {
+  return now - regret_at > 8 * delay; /* no regret for eight delays */
+}
+static int64_t delay_halved(int64_t delay, long base) { return delay / 2 > base ? delay / 2 : base; }
+static int64_t delay_doubled(int64_t delay, long base) {
+  return delay * 2 < base * PURGE_DELAY_GROWTH ? delay * 2 : base * PURGE_DELAY_GROWTH;
+}
+/* Slices purged at `purged_at` and taken again `now` were purged too early. */
+static bool purged_too_soon(int64_t delay, int64_t purged_at, int64_t now) {
+  return now - purged_at <= 2 * delay;
+}
+
 static long thread_purge_delay(thread_t *thread, long base, int64_t now) {
   if (thread == NULL || thread->purge_delay <= base) return base;
-  if (now - thread->purge_regret_at > 8 * thread->purge_delay) { /* quiet: back towards base */
-    thread->purge_delay = thread->purge_delay / 2 > base ? thread->purge_delay / 2 : base;
+  if (delay_quiet(thread->purge_delay, thread->purge_regret_at, now)) {
+    thread->purge_delay = delay_halved(thread->purge_delay, base);
     thread->purge_regret_at = now;
   }
   return (long)thread->purge_delay;
@@ -114,12 +127,12 @@ void _sa_thread_slices_taken(thread_t *thread, size_t pending, size_t purged, in
   if (base <= 0) return;
   int64_t delay = thread->purge_delay > base ? thread->purge_delay : base;
   int64_t now = _sa_clock_ms();
-  if (now - purged_at > 2 * delay) return; /* long after: the delay was right */
+  if (!purged_too_soon(delay, purged_at, now)) return;
   thread->purge_regret_at = now;
   thread->purge_regret += purged;
   if (thread->purge_regret < PURGE_REGRET_SLICES) return;
   thread->purge_regret = 0;
-  thread->purge_delay = delay * 2 < base * PURGE_DELAY_GROWTH ? delay * 2 : base * PURGE_DELAY_GROWTH;
+  thread->purge_delay = delay_doubled(delay, base);
   _sa_stat_add(SA_STAT_purge_delay_raises, 1);
 }
 
@@ -142,8 +155,8 @@ static _Atomic(size_t) unowned_regret;     /* slices taken again since the last 
 static int64_t unowned_purge_delay(long base, int64_t now) {
   int64_t delay = atomic_load_explicit(&unowned_delay, memory_order_relaxed);
   if (delay <= base) return base;
-  if (now - atomic_load_explicit(&unowned_regret_at, memory_order_relaxed) > 8 * delay) {
-    int64_t lower = delay / 2 > base ? delay / 2 : base;
+  if (delay_quiet(delay, atomic_load_explicit(&unowned_regret_at, memory_order_relaxed), now)) {
+    int64_t lower = delay_halved(delay, base);
     if (atomic_compare_exchange_strong_explicit(&unowned_delay, &delay, lower,
                                                 memory_order_relaxed, memory_order_relaxed))
       atomic_store_explicit(&unowned_regret_at, now, memory_order_relaxed);
@@ -157,12 +170,12 @@ void _sa_unowned_slices_taken(size_t purged, int64_t purged_at) {
   if (base <= 0) return;
   int64_t now = _sa_clock_ms();
   int64_t delay = unowned_purge_delay(base, now);
-  if (now - purged_at > 2 * delay) return; /* long after: the delay was right */
+  if (!purged_too_soon(delay, purged_at, now)) return;
   atomic_store_explicit(&unowned_regret_at, now, memory_order_relaxed);
   size_t regret = atomic_fetch_add_explicit(&unowned_regret, purged, memory_order_relaxed) + purged;
   if (regret < PURGE_REGRET_SLICES) return;
   atomic_store_explicit(&unowned_regret, 0, memory_order_relaxed);
-  int64_t raised = delay * 2 < base * PURGE_DELAY_GROWTH ? delay * 2 : base * PURGE_DELAY_GROWTH;
+  int64_t raised = delay_doubled(delay, base);
   int64_t stored = atomic_load_explicit(&unowned_delay, memory_order_relaxed);
   if (raised > stored &&
       atomic_compare_exchange_strong_explicit(&unowned_delay, &stored, raised,
