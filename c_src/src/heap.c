@@ -10,7 +10,6 @@
  * empty page, so the first allocation lands in the generic path, which sets the thread up. */
 heap_t _sa_heap_empty = {
     .pages_direct = {[0 ... DIRECT_WSIZE_MAX] = &_sa_page_empty},
-    .retired_min = BIN_COUNT,
 };
 
 /* ---- The pool of thread_t objects (heaps use the same slots) ------------------------------
@@ -96,8 +95,6 @@ static void heap_template_init(void) {
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) heap->pages_direct[w] = &_sa_page_empty;
   for (size_t bin = 0; bin < BIN_COUNT; bin++) heap->pages[bin].block_size = sa_bin_size(bin);
   heap->pages[BIN_FULL].block_size = LARGE_BLOCK_MAX + 1;
-  heap->retired_min = BIN_COUNT;
-  heap->retired_max = 0;
 }
 
 void _sa_heap_init(heap_t *heap, thread_t *thread, struct mi_heap_s *of) {
@@ -343,7 +340,10 @@ bool _sa_heap_check(heap_t *heap) {
     page_t *prev = NULL;
     for (page_t *page = queue->first; page != NULL; prev = page, page = page->next) {
       pages++;
-      if (page->retire_expire != 0) retired_bytes += (size_t)page->slice_count * SLICE_SIZE;
+      if (page->retire_expire != 0) {
+        retired_bytes += (size_t)page->slice_count * SLICE_SIZE;
+        SA_CHECK((heap->retired_bins[bin / 64] >> (bin % 64)) & 1);
+      }
       SA_CHECK(page->prev == prev);
       SA_CHECK(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap);
       SA_CHECK(page->flags.x.in_full == (bin == BIN_FULL));

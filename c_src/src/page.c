@@ -82,10 +82,18 @@ void _sa_page_collect(page_t *page) {
   page_collect_xthread(page);
 }
 
-/* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------ */
+/* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------
+ * Blocks of PAGE_EXTEND_BYTES and more are not threaded: the generic path hands each out
+ * untouched (page_take_unused), since a link written into a block of fresh memory is a page
+ * fault inside malloc, one per block; untouched, the fault is the program's, at its first
+ * write, and only where it writes (a large buffer used in part, calloc of fresh memory). */
+static bool page_threads_blocks(const page_t *page) {
+  return sa_block_size(page) < PAGE_EXTEND_BYTES;
+}
+
 static void page_extend(page_t *page) {
   size_t remaining = (size_t)page->reserved - page->capacity;
-  if (remaining == 0) return;
+  if (remaining == 0 || !page_threads_blocks(page)) return;
   size_t count = PAGE_EXTEND_BYTES / sa_block_size(page);
   if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
   if (count > remaining) count = remaining;
@@ -210,10 +218,9 @@ static void page_retire(page_t *page) {
   if (!page->flags.x.in_full &&
       (only_small || heap->retired_bytes + page_bytes(page) <= PAGE_RETIRE_BYTES_MAX)) {
     queue_move_to_front(heap, queue, page);
-    page->retire_expire = PAGE_RETIRE_CYCLES;
+    page->retire_expire = PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK;
     heap->retired_bytes += page_bytes(page);
-    if (page->bin < heap->retired_min) heap->retired_min = page->bin;
-    if (page->bin > heap->retired_max) heap->retired_max = page->bin;
+    heap->retired_bins[page->bin / 64] |= (uint64_t)1 << (page->bin % 64);
     return;
   }
   _sa_page_free(page, queue);
@@ -227,28 +234,39 @@ void _sa_page_retire(page_t *page) {
   sa_housekeeper_start_if_wanted();
 }
 
-/* Free retired pages whose time is up (every generic-path call counts one cycle). Retired
- * pages sit at the front of their queues; a retired page in use again is simply kept. */
+/* Free retired pages whose time is up (they age once per PAGE_RETIRE_TICK generic-path
+ * calls); a retired page in use again is simply kept. Pages are retired at the front of their
+ * queue, but a page taken into use or adopted later comes before them: the walk of a bin
+ * passes up to PAGE_QUEUE_SEARCH_MAX such pages, and a bin whose walk stops there keeps its
+ * bit (retired pages may lie further on; they age when the pages before them have moved). */
 void _sa_heap_collect_retired(heap_t *heap, bool force) {
-  size_t min = BIN_COUNT, max = 0;
-  for (size_t bin = heap->retired_min; bin <= heap->retired_max && bin < BIN_COUNT; bin++) {
-    page_queue_t *queue = &heap->pages[bin];
-    page_t *next;
-    for (page_t *page = queue->first; page != NULL && page->retire_expire != 0; page = next) {
-      next = page->next;
-      if (page->used != 0) {
-        page_unretire(heap, page);
-      } else if (force || page->retire_expire == 1) {
-        _sa_page_free(page, queue);
-      } else {
-        page->retire_expire--;
-        if (bin < min) min = bin;
-        if (bin > max) max = bin;
+  _Static_assert(sizeof(heap->retired_bins) == 2 * sizeof(uint64_t), "the generic path tests two words");
+  for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
+    uint64_t bins = heap->retired_bins[w], still = 0;
+    for (; bins != 0; bins &= bins - 1) { /* only the bins with retired pages */
+      size_t bin = w * 64 + (size_t)__builtin_ctzll(bins);
+      page_queue_t *queue = &heap->pages[bin];
+      page_t *next;
+      size_t passed = 0;
+      for (page_t *page = queue->first; page != NULL; page = next) {
+        next = page->next;
+        if (page->retire_expire == 0) {
+          if (++passed > PAGE_QUEUE_SEARCH_MAX) {
+            still |= bins & -bins;
+            break;
+          }
+        } else if (page->used != 0) {
+          page_unretire(heap, page);
+        } else if (force || page->retire_expire == 1) {
+          _sa_page_free(page, queue);
+        } else {
+          page->retire_expire--;
+          still |= bins & -bins;
+        }
       }
     }
+    heap->retired_bins[w] = still;
   }
-  heap->retired_min = min;
-  heap->retired_max = max;
 }
 
 /* ---- Growing a large block in place ----------------------------------------------------- */
@@ -317,7 +335,7 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
     if (page->free == NULL || sa_block_next(page, page->free) == NULL) page_extend(page);
-    if (page->free != NULL) {
+    if (page->free != NULL || page->capacity < page->reserved) {
       queue_move_to_front(heap, queue, page);
       return page;
     }
@@ -341,6 +359,28 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
   return page;
 }
 
+/* The page's next never-used block (a page that does not thread its blocks, page_extend),
+ * handed out without a write into it unless it must be cleared. */
+static void *page_take_unused(page_t *page, bool zero) {
+  sa_assert(page->capacity < page->reserved && !page_threads_blocks(page));
+  size_t bsize = sa_block_size(page);
+  uint8_t *p = sa_page_start(page) + (size_t)page->capacity * bsize;
+  page->capacity++;
+  page->used++;
+  sa_track_malloc(p, bsize, zero);
+#if SA_SECURE
+  if (!page->is_zero) { /* no data of an earlier page there reaches the new owner */
+    if (bsize >= SECURE_CLEAR_PURGE_MIN) _sa_secure_clear_large(p, bsize);
+    else memset(p, 0, bsize);
+  }
+#endif
+#if SA_DEBUG > 0
+  if (!zero) memset(p, SA_DEBUG_UNINIT, bsize);
+#endif
+  if (zero && !page->is_zero && !SA_SECURE) memset(p, 0, bsize);
+  return p;
+}
+
 static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
     if (size > HUGE_BLOCK_MAX) {
@@ -352,7 +392,9 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_remote_flush(); /* frees this thread gathered for other threads' pages */
   _sa_heap_delayed_free_all(heap);
-  if (heap->retired_min <= heap->retired_max) _sa_heap_collect_retired(heap, false);
+  if ((heap->retired_bins[0] | heap->retired_bins[1]) != 0 &&
+      ++heap->retire_clock % PAGE_RETIRE_TICK == 0)
+    _sa_heap_collect_retired(heap, false);
   if (heap->thread->spare_bytes != 0) _sa_spare_tick(heap->thread);
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
@@ -373,6 +415,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   }
   sa_assert_expensive(_sa_heap_check(heap));
   block_t *block = page->free;
+  if (block == NULL) return page_take_unused(page, zero);
   void *p = sa_page_pop(page, block);
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written

@@ -270,14 +270,19 @@ void _sa_segment_cache_purge(bool force) {
 static size_t slices_take(segment_t *segment, size_t start, size_t n) {
   size_t fresh = 0, pending = 0, purged = 0;
   int64_t purged_at = 0;
-  for (size_t i = start; i < start + n; i++) {
-    bool dirty = bit_get(segment->dirty_slices, i);
-    fresh += !dirty;
-    pending += bit_get(segment->purge_slices, i);
-    if (!dirty && segment->purge_at[i] != 0) { /* purged by its delay (purge.c) */
-      purged++;
-      if (segment->purge_at[i] > purged_at) purged_at = segment->purge_at[i];
+  for (size_t i = start, left = n; left > 0;) { /* a bitmap word at a time */
+    size_t bit = i % 64, take = 64 - bit < left ? 64 - bit : left;
+    uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
+    uint64_t clean = ~segment->dirty_slices[i / 64] & mask;
+    fresh += (size_t)__builtin_popcountll(clean);
+    pending += (size_t)__builtin_popcountll(segment->purge_slices[i / 64] & mask);
+    for (; clean != 0; clean &= clean - 1) { /* purged by its delay (purge.c)? */
+      int64_t at = segment->purge_at[i / 64 * 64 + (size_t)__builtin_ctzll(clean)];
+      purged += at != 0;
+      if (at > purged_at) purged_at = at;
     }
+    i += take;
+    left -= take;
   }
   bits_set(segment->used_slices, start, n, true);
   bits_set(segment->dirty_slices, start, n, true);

@@ -25,7 +25,6 @@ __thread heap_cache_t _sa_heap_cache SA_TLS_MODEL;
  * generic path fails with ENOMEM (page.c). */
 static heap_t heap_none = {
     .pages_direct = {[0 ... DIRECT_WSIZE_MAX] = &_sa_page_empty},
-    .retired_min = BIN_COUNT,
     .heap = &_sa_heap_main,
 };
 

@@ -100,8 +100,11 @@
  * slices go back to the segment: a malloc/free of one object must not thrash a page, nor a
  * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
  * retired when the buffer moves on, and wanted again when the next buffer grows: with 16
- * cycles every growth made and freed ~30 pages; retire_expire is 7 bits). */
+ * cycles every growth made and freed ~30 pages). Retired pages age once every
+ * PAGE_RETIRE_TICK calls, so that the walk over them costs a generic-path call an eighth of
+ * it: retire_expire counts ticks. */
 #define PAGE_RETIRE_CYCLES 64
+#define PAGE_RETIRE_TICK 8
 /* Empty pages a heap keeps retired beyond the one per size class, in bytes: a batch that
  * allocates and frees many pages of one class reuses them instead of re-making them. */
 #define PAGE_RETIRE_BYTES_MAX ((size_t)16 << 20)
@@ -295,8 +298,8 @@ typedef struct page_queue_s {
  *     path pops from it or falls to the generic path, never anything else
  *   - every page in pages[b] has bin b and heap == this heap; pages[BIN_FULL] holds full
  *     pages of any bin with flags.in_full set
- *   - retired pages (retire_expire > 0) have bins in [retired_min, retired_max] and were
- *     moved to the front of their queue when retired; retired_bytes is their total size     */
+ *   - retired pages (retire_expire > 0) have their bins' bits set in retired_bins (a bit
+ *     may be set with no retired page left); retired_bytes is their total size             */
 typedef struct theap_s heap_t;
 struct theap_s {
   page_t *pages_direct[DIRECT_WSIZE_MAX + 1];
@@ -306,8 +309,8 @@ struct theap_s {
   heap_t *next;                           /* in the owner's list of heaps */
   size_t page_count;                      /* pages owned, full queue included */
   page_t *huge_pages;                     /* huge blocks allocated here (_sa_huge_lock) */
-  size_t retired_min;                     /* bins that may hold retired pages */
-  size_t retired_max;
+  uint64_t retired_bins[(BIN_COUNT + 63) / 64]; /* bins that may hold retired pages */
+  unsigned retire_clock;                  /* generic-path calls since retired pages aged */
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
   _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
                                              thread may ask a block's heap while a delete

@@ -1,0 +1,113 @@
+/* test_untouched: malloc and calloc of blocks of an OS page or more leave fresh memory
+ * untouched. A write into a block of never-used memory (a free-list link, a clear) is a page
+ * fault inside the allocator's call, about 1-10 us, and resident memory the program may never
+ * use; the program's own first write takes that fault instead, and only where it writes. So
+ * right after the call, none of the OS pages wholly inside such a block may be resident
+ * (mincore). Blocks of every kind: small pages (4-8 KiB blocks), medium, large, and huge. A
+ * huge block shares its first 2 MiB with its segment's header, which malloc writes: with
+ * transparent huge pages that unit may come in whole, so it is left out there.
+ * Then the blocks must still work: calloc's read zero, writes stick, and blocks handed out
+ * again after a free (dirty memory now) are cleared by calloc (test_zero covers that fully).
+ *
+ * Debug builds fill new blocks with a pattern, which touches them: there the residency checks
+ * are skipped (said in the output), the rest runs. */
+#define TEST_NAME "test_untouched"
+#include "testutil.h"
+
+#include <sys/mman.h>
+
+#include "shardalloc.h"
+
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+/* OS pages wholly inside [p, p + size) that are resident. */
+static size_t resident_pages(const void *p, size_t size) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+  uintptr_t end = ((uintptr_t)p + size) & ~(uintptr_t)(page - 1);
+  size_t n = 0;
+  for (uintptr_t a = start; a < end; a += page) {
+    unsigned char vec = 0;
+    CHECK(mincore((void *)a, page, &vec) == 0);
+    n += vec & 1;
+  }
+  return n;
+}
+
+static const size_t sizes[] = {4 * KiB, 6 * KiB, 8 * KiB, 16 * KiB, 48 * KiB, 64 * KiB,
+                               100 * KiB, 1 * MiB, 4 * MiB, 24 * MiB};
+#define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
+#define PER_SIZE 3 /* blocks of each size: the page's first and the ones after it */
+
+static void check_untouched(void *p, size_t size, const char *how) {
+  CHECKF(p != NULL, "%s(%zu) failed", how, size);
+  if (p == NULL || SA_DEBUG > 0) return;
+  size_t skip = size > 16 * MiB ? 2 * MiB : 0; /* huge: the header's unit */
+  size_t n = resident_pages((char *)p + skip, size - skip);
+  CHECKF(n == 0, "%s(%zu) = %p: %zu of its pages are resident right after the call", how, size,
+         p, n);
+}
+
+int main(void) {
+  bool checks = SA_DEBUG == 0;
+  printf("%s: fresh blocks of an OS page or more stay untouched by malloc and calloc%s\n",
+         TEST_NAME, checks ? "" : " (debug build: residency not checked, pattern fill)");
+  void *blocks[NSIZES][2 * PER_SIZE];
+
+  SECTION("malloc and calloc of fresh memory write nothing into the blocks");
+  for (size_t s = 0; s < NSIZES; s++) {
+    for (size_t k = 0; k < PER_SIZE; k++) {
+      blocks[s][k] = mi_malloc(sizes[s]);
+      check_untouched(blocks[s][k], sizes[s], "mi_malloc");
+      blocks[s][PER_SIZE + k] = mi_calloc(1, sizes[s]);
+      check_untouched(blocks[s][PER_SIZE + k], sizes[s], "mi_calloc");
+    }
+  }
+
+  SECTION("the untouched blocks work: calloc's read zero, writes stick");
+  for (size_t s = 0; s < NSIZES; s++) {
+    for (size_t k = 0; k < 2 * PER_SIZE; k++) {
+      unsigned char *p = blocks[s][k];
+      if (p == NULL) continue;
+      if (k >= PER_SIZE) {
+        size_t nonzero = 0;
+        for (size_t i = 0; i < sizes[s]; i += 512) nonzero += p[i] != 0;
+        nonzero += p[sizes[s] - 1] != 0;
+        CHECKF(nonzero == 0, "mi_calloc(%zu): %zu sampled bytes are not zero", sizes[s], nonzero);
+      }
+      CHECK(mi_usable_size(p) >= sizes[s]);
+      memset(p, (int)(0x10 + s), sizes[s]);
+    }
+  }
+  for (size_t s = 0; s < NSIZES; s++)
+    for (size_t k = 0; k < 2 * PER_SIZE; k++) {
+      unsigned char *p = blocks[s][k];
+      if (p == NULL) continue;
+      CHECK(p[0] == 0x10 + s && p[sizes[s] / 2] == 0x10 + s && p[sizes[s] - 1] == 0x10 + s);
+    }
+
+  SECTION("blocks handed out again over written memory: calloc clears them");
+  for (size_t s = 0; s < NSIZES; s++)
+    for (size_t k = 0; k < 2 * PER_SIZE; k++) mi_free(blocks[s][k]);
+  for (size_t s = 0; s < NSIZES; s++) {
+    for (size_t k = 0; k < PER_SIZE; k++) {
+      unsigned char *p = mi_calloc(1, sizes[s]);
+      CHECK(p != NULL);
+      if (p == NULL) continue;
+      size_t nonzero = 0;
+      for (size_t i = 0; i < sizes[s]; i++) nonzero += p[i] != 0;
+      CHECKF(nonzero == 0, "mi_calloc(%zu) over written memory: %zu bytes are not zero", sizes[s],
+             nonzero);
+      blocks[s][k] = p;
+    }
+  }
+  for (size_t s = 0; s < NSIZES; s++)
+    for (size_t k = 0; k < PER_SIZE; k++) mi_free(blocks[s][k]);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  return tu_finish();
+}
