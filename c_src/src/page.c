@@ -345,9 +345,9 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
   return NULL;
 }
 
-static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin) {
+static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin, bool zero) {
   page_t *page = _sa_spare_take(heap->thread, bin); /* a destroyed instance's (spare.c) */
-  if (page == NULL) page = _sa_segment_page_alloc(heap->thread, queue->block_size, bin);
+  if (page == NULL) page = _sa_segment_page_alloc(heap->thread, queue->block_size, bin, zero);
   if (page == NULL) return NULL;
   atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
   heap->page_count++;
@@ -408,7 +408,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
       if (heap->thread->segment_count > 0) break; /* one reclaim per call is enough */
     }
   }
-  if (page == NULL) page = page_fresh(heap, queue, bin);
+  if (page == NULL) page = page_fresh(heap, queue, bin, zero);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;

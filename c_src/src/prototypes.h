@@ -57,8 +57,9 @@ segment_t *_sa_segment_of_any(const void *p);
 size_t _sa_page_size_of_bin(size_t bin);
 /* Purge the cached empty segments whose delay is over (all if `force`). */
 void _sa_segment_cache_purge(bool force);
-/* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
-page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
+/* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. `zero`: for calloc;
+ * a large page then comes with its block zero (is_zero), cleared only where it was used. */
+page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, bool zero);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);
 /* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */

@@ -142,7 +142,8 @@ void _sa_os_unmap(void *p, size_t size) {
   if (err != 0) _sa_error("munmap of %zu bytes at %p failed (errno %d)", size, p, err);
 }
 
-static segment_t *segment_alloc(thread_t *thread) {
+/* `large_first`: the page it is made for spans a 2 MiB unit or more (thp.c). */
+static segment_t *segment_alloc(thread_t *thread, bool large_first) {
   segment_t *segment = NULL;
   pthread_mutex_lock(&segments_lock);
   if (segment_cache != NULL) {
@@ -162,6 +163,7 @@ static segment_t *segment_alloc(thread_t *thread) {
         _sa_os_advise_huge_pages(segment, SEGMENT_SIZE, true);
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
+    if (large_first) _sa_thp_segment_new(segment); /* before the first write to it */
     segment->segment_size = SEGMENT_SIZE;
     if (!_sa_segment_map_set(segment, true)) { /* beyond the map's address range: unusable */
       if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_unmap(segment, SEGMENT_SIZE);
@@ -266,8 +268,9 @@ void _sa_segment_cache_purge(bool force) {
 
 /* Take the free slices [start, start + n) into use (owner, purge_lock held; released here).
  * Pending ones are no longer pending; purged ones tell the purge delay (purge.c) that they
- * were wanted again. Returns how many were fresh (never touched, or purged). */
-static size_t slices_take(segment_t *segment, size_t start, size_t n) {
+ * were wanted again. Returns how many were fresh (never touched, or purged); their bits are
+ * set in `fresh_out` if not NULL. */
+static size_t slices_take(segment_t *segment, size_t start, size_t n, uint64_t *fresh_out) {
   size_t fresh = 0, pending = 0, purged = 0;
   int64_t purged_at = 0;
   for (size_t i = start, left = n; left > 0;) { /* a bitmap word at a time */
@@ -275,6 +278,7 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n) {
     uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
     uint64_t clean = ~segment->dirty_slices[i / 64] & mask;
     fresh += (size_t)__builtin_popcountll(clean);
+    if (fresh_out != NULL) fresh_out[i / 64] |= clean;
     pending += (size_t)__builtin_popcountll(segment->purge_slices[i / 64] & mask);
     for (; clean != 0; clean &= clean - 1) { /* purged by its delay (purge.c)? */
       int64_t at = segment->purge_at[i / 64 * 64 + (size_t)__builtin_ctzll(clean)];
@@ -293,8 +297,28 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n) {
   return fresh;
 }
 
+/* Clear the block of a new large page where its slices were in use before; fresh ones (never
+ * touched, or purged) read as zero already, and writing them would fault them in. */
+static void large_block_clear(segment_t *segment, size_t start, size_t block_size,
+                              const uint64_t *fresh) {
+  uint8_t *block = (uint8_t *)segment + start * SLICE_SIZE;
+  size_t slices = (block_size + SLICE_SIZE - 1) / SLICE_SIZE;
+  for (size_t i = 0; i < slices;) {
+    if (bit_get(fresh, start + i)) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < slices && !bit_get(fresh, start + j)) j++;
+    size_t end = j * SLICE_SIZE < block_size ? j * SLICE_SIZE : block_size;
+    memset(block + i * SLICE_SIZE, 0, end - i * SLICE_SIZE);
+    i = j;
+  }
+}
+
+/* `zero`: the page is for calloc (large pages make their block zero here). */
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
-                                 size_t block_size, size_t bin) {
+                                 size_t block_size, size_t bin, bool zero) {
   page_t *page = &segment->pages[start];
   for (size_t i = 0; i < slices; i++) page[i].page_offset = sa_page_offset(page);
   page->slice_count = (uint16_t)slices;
@@ -306,8 +330,10 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
+  uint64_t fresh_slices[SEGMENT_BITMAP_WORDS] = {0};
+  bool clear = zero && page->flags.x.check_free && !SA_SECURE; /* secure: page.c clears */
   segment_lock(segment);
-  size_t fresh = slices_take(segment, start, slices);
+  size_t fresh = slices_take(segment, start, slices, clear ? fresh_slices : NULL);
   page->is_zero = fresh == slices;
   segment->used_slice_count += (uint32_t)slices;
   segment->used_pages++;
@@ -315,6 +341,10 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   /* large pages ask for transparent huge pages on the units they cover; a smaller page on
    * an advised unit drops the advice (thp.c) */
   _sa_thp_page_init(segment, start, slices, page->flags.x.check_free);
+  if (clear && !page->is_zero) {
+    large_block_clear(segment, start, block_size, fresh_slices);
+    page->is_zero = 1;
+  }
   return page;
 }
 
@@ -333,18 +363,18 @@ static size_t page_place(const segment_t *segment, size_t slices) {
   return start != SIZE_MAX ? start : bits_find_clear_run(segment->used_slices, slices);
 }
 
-page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) {
+page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, bool zero) {
   size_t slices = page_slices_for(block_size);
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
     if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
     size_t start = page_place(s, slices);
-    if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin);
+    if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin, zero);
   }
-  segment_t *segment = segment_alloc(thread);
+  segment_t *segment = segment_alloc(thread, slices >= THP_SIZE / SLICE_SIZE);
   if (segment == NULL) return NULL;
   size_t start = page_place(segment, slices);
   sa_assert(start != SIZE_MAX);
-  return segment_page_init(segment, start, slices, block_size, bin);
+  return segment_page_init(segment, start, slices, block_size, bin, zero);
 }
 
 /* Give a page's slices back to its segment; true if that left the segment without pages. */
@@ -389,7 +419,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
       return false;
     }
   }
-  size_t fresh = slices_take(segment, start + old, slices - old);
+  size_t fresh = slices_take(segment, start + old, slices - old, NULL);
   for (size_t i = old; i < slices; i++) page[i].page_offset = sa_page_offset(page);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, old, block_size, false); /* moves to the new end */

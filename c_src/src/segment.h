@@ -152,12 +152,15 @@ int64_t _sa_huge_cache_next_due(int64_t next);
  * page advice: as bits_find_clear_run; SIZE_MAX if none (owner). */
 size_t _sa_thp_find_slices(const segment_t *segment, size_t slices);
 /* A page was made on slices [start, start+slices) (owner; takes the purge lock): a large one
- * advises huge pages on the units it covers whole that lack the advice; the advice of units
- * it overlaps only in part goes. */
+ * of a unit or more advises huge pages on the units it covers at least half of that lack the
+ * advice; any other page drops the advice of the units it overlaps. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large);
 /* Slices [start, start+slices) were just purged (purge lock held): drop the advice of the
  * units around them that have no dirty slice left. */
 void _sa_thp_purged(segment_t *segment, size_t start, size_t slices);
+/* A segment of fresh memory, before anything is written to it, whose first page will be a
+ * large one of a unit or more: its first unit, header included, asks for a huge page. */
+void _sa_thp_segment_new(segment_t *segment);
 /* The segment's memory goes back to the arena, header included: drop all its advice. */
 void _sa_thp_forget(segment_t *segment);
 

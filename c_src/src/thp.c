@@ -76,14 +76,19 @@ size_t _sa_thp_find_slices(const segment_t *segment, size_t slices) {
   return bits_find_clear_run(taken, slices);
 }
 
-/* A large page adds the advice on the units it covers whole; it leaves the units it overlaps
- * in part as they are (their advice, if any, serves a neighbour that may come back). Any
- * other page carved on an advised unit (only when no other slices fit, _sa_thp_find_slices)
- * drops the unit's advice first, so its first touches map 4 KiB, not 2 MiB. */
+/* A large page of a unit or more adds the advice on the units it covers at least half of: a
+ * block of 5 MiB placed anywhere covers two units whole and two in part, and the parts
+ * faulted 4 KiB at a time would be a quarter of its faults; at most half a unit of memory
+ * past the page may come in with it. Smaller large pages leave the units as they are (their
+ * advice, if any, serves a neighbour that may come back). Any other page carved on an
+ * advised unit (only when no other slices fit, _sa_thp_find_slices) drops the unit's advice
+ * first, so its first touches map 4 KiB, not 2 MiB. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large) {
   uint32_t covered = 0;
-  if (large) {
-    size_t first = (start + UNIT_SLICES - 1) / UNIT_SLICES, end = (start + slices) / UNIT_SLICES;
+  if (large && slices >= UNIT_SLICES) {
+    /* units it covers at least half of (its ends: rounded to the nearer unit boundary) */
+    size_t first = (start + UNIT_SLICES / 2) / UNIT_SLICES;
+    size_t end = (start + slices + UNIT_SLICES / 2) / UNIT_SLICES;
     if (end > first && !mi_option_is_enabled(mi_option_allow_large_os_pages))
       covered = units_mask(first, end);
   }
@@ -98,6 +103,15 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   segment_unlock(segment);
   if (drop != 0) advise_units(segment, drop, false);
   if (add != 0) advise_units(segment, add, true);
+}
+
+/* The kernel maps a huge page only where no 4 KiB page of the unit is mapped yet, and the
+ * header is written first: so the advice comes before it, or the first unit of every
+ * segment of large blocks would fault 4 KiB at a time (about 500 faults a segment). */
+void _sa_thp_segment_new(segment_t *segment) {
+  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) return; /* the whole of it is */
+  advise_units(segment, 1, true);
+  units_put(segment, 1); /* the header's slices are dirty from now on (thp_units invariant) */
 }
 
 void _sa_thp_purged(segment_t *segment, size_t start, size_t slices) {
