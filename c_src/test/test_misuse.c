@@ -26,12 +26,6 @@
 
 #include "shardalloc.h"
 
-#ifndef SA_DEBUG
-#define SA_DEBUG 0
-#endif
-#ifndef SA_SECURE
-#define SA_SECURE 0
-#endif
 /* Builds that abort on misuse: debug and secure (test_secure_misuse.c has secure's own cases). */
 #define DEBUG_BUILD (SA_DEBUG > 0 || SA_SECURE)
 

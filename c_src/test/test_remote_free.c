@@ -13,14 +13,6 @@
 
 #define BLOCKS 3000
 
-static size_t in_use_blocks(void) {
-  mi_stats_snapshot_t s;
-  mi_stats_snapshot(&s);
-  size_t n = 0;
-  for (size_t i = 0; i < sizeof s.bin_in_use / sizeof s.bin_in_use[0]; i++) n += s.bin_in_use[i];
-  return n;
-}
-
 typedef struct {
   void *p;
   size_t size;
@@ -52,7 +44,7 @@ static void free_all(void) {
 /* The owner collects (taking in what other threads handed over) and counts. */
 static void expect_all_back(const char *when) {
   mi_collect(true);
-  size_t now = in_use_blocks();
+  size_t now = tu_in_use_blocks(false);
   CHECKF(now == baseline, "%s: %zu blocks in use, %zu before", when, now, baseline);
   CHECK(mi_heap_check(mi_heap_get_default()));
 }
@@ -120,7 +112,7 @@ static void run_thread(void *(*fn)(void *)) {
 int main(void) {
   printf("%s: gathered cross-thread frees all come back\n", TEST_NAME);
   mi_collect(true);
-  baseline = in_use_blocks();
+  baseline = tu_in_use_blocks(false);
 
   SECTION("the freeing thread exits");
   allocate_all(1);

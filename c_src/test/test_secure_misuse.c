@@ -37,12 +37,6 @@
 
 #include "shardalloc.h"
 
-#ifndef SA_DEBUG
-#define SA_DEBUG 0
-#endif
-#ifndef SA_SECURE
-#define SA_SECURE 0
-#endif
 
 #define SMALL 48
 #define LARGE ((size_t)1 << 20)

@@ -26,15 +26,6 @@
 #define SIZED_MAX 4096
 #define ROUND 256
 
-static size_t in_use_blocks(void) {
-  mi_stats_snapshot_t s;
-  mi_collect(false); /* counts follow pages at their slow-path events */
-  mi_stats_snapshot(&s);
-  size_t n = 0;
-  for (size_t i = 0; i < sizeof s.bin_in_use / sizeof s.bin_in_use[0]; i++) n += s.bin_in_use[i];
-  return n;
-}
-
 /* ---- Valid use ------------------------------------------------------------------------- */
 typedef struct {
   void *p;
@@ -78,7 +69,7 @@ static void *free_round_thread(void *arg) {
 
 static void valid_use(void) {
   tu_rng_t rng = {42};
-  size_t before = in_use_blocks();
+  size_t before = tu_in_use_blocks(true);
   for (int r = 0; r < (quick() ? 8 : 64); r++) {
     fill_round(&rng);
     if (r % 2 == 0) {
@@ -95,7 +86,7 @@ static void valid_use(void) {
   /* blocks freed by the other threads are collected as the pages are used again */
   for (int i = 0; i < ROUND; i++) mi_free(mi_malloc(64));
   mi_collect(true);
-  CHECKF(in_use_blocks() == before, "%zu blocks in use, %zu before", in_use_blocks(), before);
+  CHECKF(tu_in_use_blocks(true) == before, "%zu blocks in use, %zu before", tu_in_use_blocks(true), before);
   CHECK(mi_heap_check(mi_heap_get_default()));
 }
 

@@ -19,10 +19,6 @@
 
 #include "shardalloc.h"
 
-#ifndef SA_DEBUG
-#define SA_DEBUG 0
-#endif
-
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 

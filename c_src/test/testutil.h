@@ -33,8 +33,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "shardalloc.h"
+
 #ifndef TEST_NAME
 #error "define TEST_NAME before including testutil.h"
+#endif
+
+/* The build's modes as the library sees them (the Makefile passes both). */
+#ifndef SA_DEBUG
+#define SA_DEBUG 0
+#endif
+#ifndef SA_SECURE
+#define SA_SECURE 0
 #endif
 
 /* Failures past this many are counted but not printed, so a broken run stays readable. */
@@ -244,6 +254,17 @@ static __attribute__((unused)) const char *tu_describe_status(int status) {
   if (WIFSIGNALED(status)) return strsignal(WTERMSIG(status));
   snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(status));
   return buf;
+}
+
+/* Blocks in use in all size classes, from the statistics snapshot; `collect` first brings
+ * the counts up to date (they follow pages at their slow-path events). */
+static __attribute__((unused)) size_t tu_in_use_blocks(bool collect) {
+  mi_stats_snapshot_t s;
+  if (collect) mi_collect(false);
+  mi_stats_snapshot(&s);
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof s.bin_in_use / sizeof s.bin_in_use[0]; i++) n += s.bin_in_use[i];
+  return n;
 }
 
 #endif /* SHARDALLOC_TESTUTIL_H */
