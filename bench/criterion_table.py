@@ -21,7 +21,8 @@ mimalloc).
 
 The groups of `shardalloc::Heap` (request_heap, heap_destroy) compare other variants (a heap
 dropped at once, the global shardalloc and mimalloc, bumpalo) and get a table of their own,
-with ratios to the heap's time. Standard library only.
+with ratios to the heap's time. The file's head names the machine, the commit and the date
+the table was written (run it right after the `cargo bench` it reads). Standard library only.
 """
 
 import argparse
@@ -30,6 +31,9 @@ import math
 import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (bench/benchlib.py: machine and commit)
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
@@ -192,6 +196,7 @@ def main():
                 % ("" if len(dirs) == 1 else
                    " (best of %d runs: each run's `target/criterion` copied aside and passed "
                    "with `--criterion-dir`)" % len(dirs)))
+        f.write("\nWritten on: %s\n" % benchlib.machine_line(benchlib.machine_info()))
         if args.note:
             f.write("\n" + args.note + "\n")
         f.write("\n" + table)
