@@ -254,8 +254,10 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
 /* ---- Growing a large block in place ----------------------------------------------------- */
 static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   page_t *page = sa_page_of(segment, p);
+#if SA_SECURE
   size_t old_size = sa_block_size(page);
-  if (sa_page_is_huge(page) || old_size <= MEDIUM_BLOCK_MAX || page->flags.x.has_aligned ||
+#endif
+  if (sa_page_is_huge(page) || !page->flags.x.check_free || page->flags.x.has_aligned ||
       page->capacity != 1 || page->used != 1 || p != sa_page_start(page))
     return false;
   size_t bin = sa_bin(newsize);
@@ -272,10 +274,7 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
   if (!page->flags.x.in_full) _sa_page_queue_remove(heap, &heap->pages[page->bin], page);
   page->bin = (uint8_t)bin;
-  size_t start = (size_t)(page - segment->pages);
-  page->reserved = (uint16_t)(((size_t)page->slice_count * SLICE_SIZE -
-                               sa_guard_bytes(start, page->slice_count, block_size)) /
-                              block_size);
+  page->reserved = 1; /* a page of one block (page_flags_t.check_free) */
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
@@ -427,7 +426,9 @@ bool _sa_page_check(const page_t *page) {
   SA_CHECK(page->slice_count != 0);
   SA_CHECK(page->bin < BIN_COUNT);
   SA_CHECK(page->capacity <= page->reserved);
-  SA_CHECK(page->flags.x.check_free == (sa_block_size(page) > MEDIUM_BLOCK_MAX));
+  /* pages of one block: large ones and those of growing blocks (regrow.c) */
+  SA_CHECK(page->flags.x.check_free == (page->reserved == 1));
+  SA_CHECK(page->flags.x.check_free || sa_block_size(page) <= MEDIUM_BLOCK_MAX);
   for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
     SA_CHECK(page[i].page_offset == sa_page_offset(page));
   size_t nfree = 0, nlocal = 0, nx = 0;

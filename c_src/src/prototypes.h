@@ -59,6 +59,9 @@ size_t _sa_page_size_of_bin(size_t bin);
 void _sa_segment_cache_purge(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
+/* A fresh page of one `block_size` block at the start of the longest free run of `thread`'s
+ * segments (regrow.c), or NULL. */
+page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);
 /* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
@@ -105,6 +108,14 @@ void _sa_heap_huge_move(heap_t *from, heap_t *to);
 /* A huge block of `size` bytes for `heap` (the generic path); NULL and ENOMEM if none. */
 void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
 
+/* ---- regrow.c: where realloc moves a growing block ---------------------------------------- */
+/* Blocks that realloc grows to more than this move into a page of their own placed to grow in
+ * place (regrow.c). */
+#define REGROW_PAGE_MIN ((size_t)8 << 10)
+/* A block of `newsize` bytes (REGROW_PAGE_MIN < newsize <= LARGE_BLOCK_MAX) alone in a page
+ * placed with free slices after it, zeroed if `zero`; NULL if none could be made. */
+void *_sa_regrow_alloc(heap_t *heap, size_t newsize, bool zero);
+
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
 void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) sa_cold;
@@ -116,7 +127,8 @@ void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_nev
 void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
 void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
 bool _sa_page_check(const page_t *page);
-/* Realloc in place: grow the large block at `p` (owner thread) to hold `newsize` bytes. */
+/* Realloc in place: grow the block at `p` (owner thread), alone in a large page or in a page
+ * of a growing block (regrow.c), to hold `newsize` bytes. */
 bool _sa_page_try_grow(void *p, size_t newsize);
 
 sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {

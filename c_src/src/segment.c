@@ -270,14 +270,20 @@ void _sa_segment_cache_purge(bool force) {
 static size_t slices_take(segment_t *segment, size_t start, size_t n) {
   size_t fresh = 0, pending = 0, purged = 0;
   int64_t purged_at = 0;
-  for (size_t i = start; i < start + n; i++) {
-    bool dirty = bit_get(segment->dirty_slices, i);
-    fresh += !dirty;
-    pending += bit_get(segment->purge_slices, i);
-    if (!dirty && segment->purge_at[i] != 0) { /* purged by its delay (purge.c) */
-      purged++;
-      if (segment->purge_at[i] > purged_at) purged_at = segment->purge_at[i];
+  for (size_t i = start, end = start + n; i < end;) { /* a word of the bitmaps at a time */
+    size_t w = i / 64, len = end - i < 64 - i % 64 ? end - i : 64 - i % 64;
+    uint64_t mask = (len == 64 ? ~(uint64_t)0 : ((uint64_t)1 << len) - 1) << (i % 64);
+    uint64_t clean = ~segment->dirty_slices[w] & mask;
+    fresh += (size_t)__builtin_popcountll(clean);
+    pending += (size_t)__builtin_popcountll(segment->purge_slices[w] & mask);
+    for (; clean != 0; clean &= clean - 1) {
+      int64_t at = segment->purge_at[w * 64 + (size_t)__builtin_ctzll(clean)];
+      if (at != 0) { /* purged by its delay (purge.c) */
+        purged++;
+        if (at > purged_at) purged_at = at;
+      }
     }
+    i += len;
   }
   bits_set(segment->used_slices, start, n, true);
   bits_set(segment->dirty_slices, start, n, true);
@@ -289,15 +295,17 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n) {
 }
 
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
-                                 size_t block_size, size_t bin) {
+                                 size_t block_size, size_t bin, bool one_block) {
   page_t *page = &segment->pages[start];
   for (size_t i = 0; i < slices; i++) page[i].page_offset = sa_page_offset(page);
   page->slice_count = (uint16_t)slices;
   page->flags.any = PAGE_FLAGS_FAST;
-  page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
+  page->flags.x.check_free = one_block; /* see page_flags_t */
   page->bin = (uint8_t)bin;
-  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
-                              block_size);
+  page->reserved = one_block ? 1
+                             : (uint16_t)((slices * SLICE_SIZE -
+                                           sa_guard_bytes(start, slices, block_size)) /
+                                          block_size);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
@@ -312,6 +320,9 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   _sa_thp_page_init(segment, start, slices, page->flags.x.check_free);
   return page;
 }
+
+/* Large pages hold one block; so do the pages of growing blocks (regrow.c). */
+static bool page_of_one_block(size_t block_size) { return block_size > MEDIUM_BLOCK_MAX; }
 
 static size_t page_slices_for(size_t block_size) {
   if (block_size <= SMALL_BLOCK_MAX) return 1;
@@ -333,13 +344,55 @@ page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin) 
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
     if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
     size_t start = page_place(s, slices);
-    if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin);
+    if (start != SIZE_MAX)
+      return segment_page_init(s, start, slices, block_size, bin, page_of_one_block(block_size));
   }
   segment_t *segment = segment_alloc(thread);
   if (segment == NULL) return NULL;
   size_t start = page_place(segment, slices);
   sa_assert(start != SIZE_MAX);
-  return segment_page_init(segment, start, slices, block_size, bin);
+  return segment_page_init(segment, start, slices, block_size, bin,
+                           page_of_one_block(block_size));
+}
+
+/* The start of the segment's longest run of free slices (the first of equal ones) in *start;
+ * returns its length. */
+static size_t longest_free_run(const segment_t *segment, size_t *start) {
+  size_t best_len = 0, i = bits_next_clear(segment->used_slices, 0);
+  *start = SIZE_MAX;
+  while (i < SLICES_PER_SEGMENT) {
+    size_t end = bits_next_set(segment->used_slices, i);
+    if (end - i > best_len) {
+      best_len = end - i;
+      *start = i;
+    }
+    i = bits_next_clear(segment->used_slices, end);
+  }
+  return best_len;
+}
+
+/* A page of one block that is growing by realloc (regrow.c): at the start of the longest free
+ * run of the thread's segments, so that the slices after it stay free for it to grow into
+ * (page placement is best-fit, so other pages take smaller holes first). */
+page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
+  size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+  segment_t *best = NULL;
+  size_t best_start = SIZE_MAX, best_len = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    if (SLICES_PER_SEGMENT - s->used_slice_count <= best_len) continue;
+    size_t start, len = longest_free_run(s, &start);
+    if (len > best_len) {
+      best = s;
+      best_start = start;
+      best_len = len;
+    }
+  }
+  if (best_len < slices) {
+    best = segment_alloc(thread);
+    if (best == NULL) return NULL;
+    longest_free_run(best, &best_start);
+  }
+  return segment_page_init(best, best_start, slices, block_size, bin, true);
 }
 
 /* Give a page's slices back to its segment; true if that left the segment without pages. */
@@ -376,6 +429,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   segment_t *segment = sa_segment_of(page);
   size_t start = (size_t)(page - segment->pages);
   size_t old = page->slice_count;
+  (void)block_size; /* for the guard (secure mode) */
   if (start + slices > SLICES_PER_SEGMENT) return false;
   segment_lock(segment);
   for (size_t i = start + old; i < start + slices; i++) {
@@ -391,8 +445,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
   page->slice_count = (uint16_t)slices;
-  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
-                              block_size);
+  page->reserved = 1; /* one block */
   segment->used_slice_count += (uint32_t)(slices - old);
   _sa_thp_page_init(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
