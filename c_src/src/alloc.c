@@ -119,10 +119,14 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     errno = ENOMEM;
     return NULL;
   }
-  bool grows = newsize > usable && newsize <= LARGE_BLOCK_MAX && alignment <= SLICE_SIZE;
-  if (grows && usable > REGROW_PAGE_MIN && _sa_page_try_grow(p, newsize)) {
-    sa_track_resize(p, usable, _sa_usable_size(p, "realloc"));
-    if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p, "realloc") - usable);
+  bool resizable = newsize <= LARGE_BLOCK_MAX && alignment <= SLICE_SIZE;
+  bool grows = resizable && newsize > usable;
+  /* a block alone in its page grows into the slices after it, or shrinks giving some back */
+  if (resizable && usable > REGROW_PAGE_MIN && newsize > REGROW_PAGE_MIN &&
+      _sa_page_try_resize(p, newsize)) {
+    size_t resized = _sa_usable_size(p, "realloc"), kept = newsize < usable ? newsize : usable;
+    sa_track_resize(p, usable, resized);
+    if (zero) memset((uint8_t *)p + kept, 0, resized - kept);
     return p;
   }
   /* a growing block moves where it can grow in place next time (regrow.c) */

@@ -251,8 +251,8 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
   heap->retired_max = max;
 }
 
-/* ---- Growing a large block in place ----------------------------------------------------- */
-static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
+/* ---- Resizing a block alone in its page in place ---------------------------------------- */
+static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
   page_t *page = sa_page_of(segment, p);
 #if SA_SECURE
   size_t old_size = sa_block_size(page);
@@ -267,6 +267,7 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))
     return false;
+  if (slices < page->slice_count) _sa_segment_page_shrink(page, slices, block_size, heap->thread);
   /* the page changes size class: move it between queues and keep the counters true */
   thread_t *thread = heap->thread;
   sa_page_count_used(page, thread);
@@ -278,7 +279,7 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
-  /* page space past the grown block was never used (the caller opens the block's growth) */
+  /* page space past the resized block is unused (the caller opens the block's growth) */
   sa_track_mem_noaccess((uint8_t *)p + block_size,
                         (size_t)page->slice_count * SLICE_SIZE - block_size);
 #if SA_SECURE
@@ -291,16 +292,16 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   return true;
 }
 
-bool _sa_page_try_grow(void *p, size_t newsize) {
-  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never grown */
+bool _sa_page_try_resize(void *p, size_t newsize) {
+  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never resized */
   if (segment == NULL ||
       atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
     return false;
   thread_t *thread = segment->owner;
   sa_house_enter(thread);
-  bool grown = page_try_grow(segment, p, newsize);
+  bool resized = page_try_resize(segment, p, newsize);
   sa_house_exit(thread);
-  return grown;
+  return resized;
 }
 
 /* ---- The generic path -------------------------------------------------------------------- */

@@ -66,6 +66,9 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
 void _sa_segment_page_free(page_t *page, thread_t *thread);
 /* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
+/* Shrink a page of one block to `slices` slices for a block of `block_size`; the slices after
+ * go back to the segment. */
+void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thread_t *thread);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread, each page into the thread's instance of
@@ -127,9 +130,10 @@ void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_nev
 void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
 void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
 bool _sa_page_check(const page_t *page);
-/* Realloc in place: grow the block at `p` (owner thread), alone in a large page or in a page
- * of a growing block (regrow.c), to hold `newsize` bytes. */
-bool _sa_page_try_grow(void *p, size_t newsize);
+/* Realloc in place: resize the block at `p` (owner thread), alone in a large page or in a
+ * page of a growing block (regrow.c), to hold `newsize` bytes: growing into the free slices
+ * after its page, shrinking by giving slices back. */
+bool _sa_page_try_resize(void *p, size_t newsize);
 
 sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
   return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];

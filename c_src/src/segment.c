@@ -395,6 +395,20 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
   return segment_page_init(best, best_start, slices, block_size, bin, true);
 }
 
+/* Slices [start, start + n), marked free, go back to the segment: free, pending purge. */
+static void slices_release(segment_t *segment, size_t start, size_t n, thread_t *thread) {
+  segment->used_slice_count -= (uint32_t)n;
+  segment_lock(segment);
+  bits_set(segment->used_slices, start, n, false);
+  int64_t expire = _sa_segment_schedule_purge(segment, start, n);
+  segment_unlock(segment);
+  _sa_thread_note_purge(thread, expire);
+  if (expire != 0) {
+    thread->purge_pending += n;
+    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
+  }
+}
+
 /* Give a page's slices back to its segment; true if that left the segment without pages. */
 static bool page_slices_free(page_t *page, thread_t *thread) {
   segment_t *segment = sa_segment_of(page);
@@ -405,17 +419,8 @@ static bool page_slices_free(page_t *page, thread_t *thread) {
   _sa_secure_page_guard(segment, start, slices, sa_block_size(page), false);
 #endif
   slices_mark_free(page, slices);
-  segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
-  segment_lock(segment);
-  bits_set(segment->used_slices, start, slices, false);
-  int64_t expire = _sa_segment_schedule_purge(segment, start, slices);
-  segment_unlock(segment);
-  _sa_thread_note_purge(thread, expire);
-  if (expire != 0) {
-    thread->purge_pending += slices;
-    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
-  }
+  slices_release(segment, start, slices, thread);
   return segment->used_pages == 0;
 }
 
@@ -450,6 +455,23 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   _sa_thp_page_init(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return true;
+}
+
+/* Shrink a page of one block in place to `slices` slices for a block of `block_size` (owner
+ * only): the slices after go back to the segment, as a freed page's do. */
+void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thread_t *thread) {
+  segment_t *segment = sa_segment_of(page);
+  size_t start = (size_t)(page - segment->pages);
+  size_t old = page->slice_count;
+  sa_assert(slices > 0 && slices < old && page->flags.x.check_free);
+#if SA_SECURE
+  _sa_secure_page_guard(segment, start, old, sa_block_size(page), false); /* to the new end */
+  _sa_secure_page_guard(segment, start, slices, block_size, true);
+#endif
+  (void)block_size;
+  slices_mark_free(&page[slices], old - slices);
+  page->slice_count = (uint16_t)slices;
+  slices_release(segment, start + slices, old - slices, thread);
 }
 
 /* ---- Abandon and reclaim ------------------------------------------------------------- */

@@ -1,8 +1,8 @@
 /* test_realloc_grow: growth by realloc through small, medium, large and huge sizes keeps the
  * contents; a block that realloc grows past the small sizes moves into a page of its own
  * placed with free slices after it, and from there grows in place (same address) while the
- * slices after it are free; it moves when a block in use follows it; shrinking to at least
- * half stays in place. The heap checker runs after every step (and SA_DEBUG=2 builds walk the
+ * slices after it are free; it moves when a block in use follows it; shrinking stays in place
+ * (below half the block by giving slices back). The heap checker runs after every step (and SA_DEBUG=2 builds walk the
  * heap on every slow path). */
 #define TEST_NAME "test_realloc_grow"
 #include "testutil.h"
@@ -81,10 +81,23 @@ static void *in_place(void *arg) {
     CHECK(mi_heap_check(mi_heap_get_default()));
   }
 
-  SECTION("shrinking to at least half the block stays in place");
+  SECTION("shrinking stays in place: to half the block, and below, giving slices back");
   uint8_t *q = mi_realloc(p, size / 2 + 1);
   CHECK(q == p && intact(q, size / 2 + 1, 1));
   size = size / 2 + 1;
+  q = mi_realloc(p, 300 * KiB);
+  CHECKF(q == p, "shrinking %zu -> %zu moved the block", size, 300 * KiB);
+  CHECK(q != NULL && intact(q, 300 * KiB, 1));
+  CHECK(mi_usable_size(q) < 1 * MiB);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  p = q;
+  q = mi_realloc(p, 2 * MiB); /* the slices given back are free to grow into again */
+  CHECKF(q == p, "growth after a shrink moved the block");
+  CHECK(q != NULL && intact(q, 300 * KiB, 1));
+  p = q;
+  q = mi_realloc(p, 20 * KiB); /* down to a page of one slice */
+  CHECK(q == p && intact(q, 20 * KiB, 1));
+  CHECK(mi_heap_check(mi_heap_get_default()));
   mi_free(q);
   CHECK(mi_heap_check(mi_heap_get_default()));
 
@@ -110,14 +123,20 @@ static void *in_place(void *arg) {
   mi_free(neighbour);
   mi_free(q);
 
+  return NULL;
+}
+
+/* In a thread of its own too, for the same reason. */
+static void *zero_in_place(void *arg) {
+  (void)arg;
   SECTION("zeroing growth keeps the tail zero in place");
-  p = mi_zalloc(20 * KiB);
+  uint8_t *p = mi_zalloc(20 * KiB);
   CHECK(p != NULL);
   p = mi_rezalloc(p, 30 * KiB);
   CHECK(p != NULL);
   memset(p, 0x11, 30 * KiB);
-  home = p;
-  q = mi_rezalloc(p, 500 * KiB);
+  uint8_t *home = p;
+  uint8_t *q = mi_rezalloc(p, 500 * KiB);
   CHECK(q == home);
   bool zero_tail = q != NULL;
   for (size_t i = 30 * KiB; zero_tail && i < 500 * KiB; i++) zero_tail = q[i] == 0;
@@ -129,13 +148,17 @@ static void *in_place(void *arg) {
 
 int main(void) {
   printf("%s: growth by realloc\n", TEST_NAME);
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, in_place, NULL) == 0);
-  CHECK(pthread_join(t, NULL) == 0);
+  void *(*parts[2])(void *) = {in_place, zero_in_place};
+  for (int i = 0; i < 2; i++) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, parts[i], NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+  }
   SECTION("contents kept from 1 byte to 40 MiB (small, medium, large, huge) and back");
   grow_through_classes(quick() ? 20 * MiB : 40 * MiB, 3);
   SECTION("the same with another block of each class in use");
-  void *others[4] = {mi_malloc(100), mi_malloc(20 * KiB), mi_malloc(300 * KiB), mi_malloc(20 * MiB)};
+  void *others[4] = {mi_malloc(100), mi_malloc(20 * KiB), mi_malloc(300 * KiB),
+                     mi_malloc(20 * MiB)};
   grow_through_classes(quick() ? 20 * MiB : 40 * MiB, 4);
   for (int i = 0; i < 4; i++) mi_free(others[i]);
   CHECK(mi_heap_check(mi_heap_get_default()));
