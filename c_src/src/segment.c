@@ -373,7 +373,9 @@ static size_t longest_free_run(const segment_t *segment, size_t *start) {
 
 /* A page of one block that is growing by realloc (regrow.c): at the start of the longest free
  * run of the thread's segments, so that the slices after it stay free for it to grow into
- * (page placement is best-fit, so other pages take smaller holes first). */
+ * (page placement is best-fit, so other pages take smaller holes first). When the run starts
+ * right after another page of one block, which may be growing too, the page goes to the
+ * middle of the run instead, leaving each of them half of it. */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
   segment_t *best = NULL;
@@ -390,8 +392,10 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
   if (best_len < slices) {
     best = segment_alloc(thread);
     if (best == NULL) return NULL;
-    longest_free_run(best, &best_start);
+    best_len = longest_free_run(best, &best_start);
   }
+  const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
+  if (before->flags.x.check_free && best_len >= 2 * slices) best_start += best_len / 2;
   return segment_page_init(best, best_start, slices, block_size, bin, true);
 }
 

@@ -1,8 +1,9 @@
 /* test_realloc_grow: growth by realloc through small, medium, large and huge sizes keeps the
  * contents; a block that realloc grows past the small sizes moves into a page of its own
  * placed with free slices after it, and from there grows in place (same address) while the
- * slices after it are free; it moves when a block in use follows it; shrinking stays in place
- * (below half the block by giving slices back). The heap checker runs after every step (and SA_DEBUG=2 builds walk the
+ * slices after it are free; it moves when a block in use follows it; two such blocks growing
+ * by turns both stay in place; shrinking stays in place (below half the block by giving
+ * slices back). The heap checker runs after every step (and SA_DEBUG=2 builds walk the
  * heap on every slow path). */
 #define TEST_NAME "test_realloc_grow"
 #include "testutil.h"
@@ -126,6 +127,35 @@ static void *in_place(void *arg) {
   return NULL;
 }
 
+/* In a thread of its own too: two blocks growing by turns both grow in place (the second
+ * one's page goes to the middle of the free run that starts right after the first). */
+static void *two_in_place(void *arg) {
+  (void)arg;
+  SECTION("two blocks growing by turns both stay in place");
+  uint8_t *b[2], *home[2];
+  for (int i = 0; i < 2; i++) {
+    b[i] = mi_realloc(mi_malloc(4 * KiB), 24 * KiB);
+    CHECK(b[i] != NULL);
+    fill(b[i], 0, 24 * KiB, 10 + (size_t)i);
+    home[i] = b[i];
+  }
+  size_t size = 24 * KiB;
+  for (size_t next = 48 * KiB; next <= 2 * MiB; next *= 2) {
+    for (int i = 0; i < 2; i++) {
+      uint8_t *q = mi_realloc(b[i], next);
+      CHECKF(q == home[i], "block %d moved growing %zu -> %zu", i, size, next);
+      CHECK(q != NULL && intact(q, size, 10 + (size_t)i));
+      if (q == NULL) return NULL;
+      fill(q, size, next, 10 + (size_t)i);
+      b[i] = q;
+    }
+    size = next;
+  }
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  for (int i = 0; i < 2; i++) mi_free(b[i]);
+  return NULL;
+}
+
 /* In a thread of its own too, for the same reason. */
 static void *zero_in_place(void *arg) {
   (void)arg;
@@ -148,8 +178,8 @@ static void *zero_in_place(void *arg) {
 
 int main(void) {
   printf("%s: growth by realloc\n", TEST_NAME);
-  void *(*parts[2])(void *) = {in_place, zero_in_place};
-  for (int i = 0; i < 2; i++) {
+  void *(*parts[3])(void *) = {in_place, two_in_place, zero_in_place};
+  for (int i = 0; i < 3; i++) {
     pthread_t t;
     CHECK(pthread_create(&t, NULL, parts[i], NULL) == 0);
     CHECK(pthread_join(t, NULL) == 0);
