@@ -59,8 +59,8 @@ size_t _sa_page_size_of_bin(size_t bin);
 void _sa_segment_cache_purge(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin);
-/* A fresh page of one `block_size` block at the start of the longest free run of `thread`'s
- * segments (regrow.c), or NULL. */
+/* A fresh page of one `block_size` block at the start (or the middle, after another page of
+ * one block) of the longest free run of `thread`'s segments (regrow.c), or NULL. */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);

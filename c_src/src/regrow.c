@@ -1,16 +1,18 @@
 /* shardalloc: where realloc puts a block that grows out of its page. A block that realloc
- * must move to a larger size of at least REGROW_PAGE_MIN goes into a page of its own (one
- * block, like a large page) placed at the start of the longest free run of the thread's
- * segments (segment.c). Its next growths then stay in place: within the page's slices first,
- * then into the free slices after it (_sa_page_try_grow, page.c), so a buffer doubled from
- * there to megabytes is copied once instead of at every step.
+ * must move to more than REGROW_PAGE_MIN bytes goes into a page of its own (one block, like a
+ * large page) placed at the start of the longest free run of the thread's segments, or in its
+ * middle when another page of one block ends right before the run (segment.c). Its next
+ * growths then stay in place: within the page's slices first, then into the free slices after
+ * it (_sa_page_try_resize, page.c), so a buffer doubled from there to megabytes is copied once
+ * instead of at every step.
  *
  * The price is memory: such a page is at least one slice (64 KiB) for one block of more than
- * REGROW_PAGE_MIN bytes, so at most 64 / (REGROW_PAGE_MIN + 1) of the block is wasted, and
- * only for blocks that realloc grew. Blocks allocated at their size stay in shared pages.
+ * REGROW_PAGE_MIN bytes (the next class is 10 KiB: up to 6.4 times the block in slices; only
+ * what is touched is resident), and only for blocks that realloc grew. Blocks allocated at
+ * their size stay in shared pages.
  *
  * Secure mode: the page gets the guard of a page of blocks over SMALL_BLOCK_MAX when it is
- * made, and in-place growth moves it (segment.c, _sa_segment_page_grow). */
+ * made, and resizing in place moves it (segment.c, _sa_segment_page_grow and _shrink). */
 #include "internal.h"
 
 void *_sa_regrow_alloc(heap_t *heap, size_t newsize, bool zero) {
