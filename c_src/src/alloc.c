@@ -119,15 +119,21 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     errno = ENOMEM;
     return NULL;
   }
-  if (newsize > usable && newsize <= LARGE_BLOCK_MAX && usable > MEDIUM_BLOCK_MAX &&
-      alignment <= SLICE_SIZE && _sa_page_try_grow(p, newsize)) {
-    sa_track_resize(p, usable, _sa_usable_size(p, "realloc"));
-    if (zero) memset((uint8_t *)p + usable, 0, _sa_usable_size(p, "realloc") - usable);
+  bool resizable = newsize <= LARGE_BLOCK_MAX && alignment <= SLICE_SIZE;
+  bool grows = resizable && newsize > usable;
+  /* a block alone in its page grows into the slices after it, or shrinks giving some back */
+  if (resizable && usable > REGROW_PAGE_MIN && newsize > REGROW_PAGE_MIN &&
+      _sa_page_try_resize(p, newsize)) {
+    size_t resized = _sa_usable_size(p, "realloc"), kept = newsize < usable ? newsize : usable;
+    sa_track_resize(p, usable, resized);
+    if (zero) memset((uint8_t *)p + kept, 0, resized - kept);
     return p;
   }
-  void *q = alignment <= SA_INTPTR_SIZE
-                ? sa_heap_malloc_zero(heap, newsize, zero)
-                : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
+  /* a growing block moves where it can grow in place next time (regrow.c) */
+  void *q = grows && newsize > REGROW_PAGE_MIN ? _sa_regrow_alloc(heap, newsize, zero) : NULL;
+  if (q == NULL)
+    q = alignment <= SA_INTPTR_SIZE ? sa_heap_malloc_zero(heap, newsize, zero)
+                                    : heap_malloc_aligned_at(heap, newsize, alignment, 0, zero);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
   sa_free(p);

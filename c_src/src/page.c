@@ -269,11 +269,13 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
   }
 }
 
-/* ---- Growing a large block in place ----------------------------------------------------- */
-static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
+/* ---- Resizing a block alone in its page in place ---------------------------------------- */
+static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
   page_t *page = sa_page_of(segment, p);
+#if SA_SECURE
   size_t old_size = sa_block_size(page);
-  if (sa_page_is_huge(page) || old_size <= MEDIUM_BLOCK_MAX || page->flags.x.has_aligned ||
+#endif
+  if (sa_page_is_huge(page) || !page->flags.x.check_free || page->flags.x.has_aligned ||
       page->capacity != 1 || page->used != 1 || p != sa_page_start(page))
     return false;
   size_t bin = sa_bin(newsize);
@@ -283,6 +285,7 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))
     return false;
+  if (slices < page->slice_count) _sa_segment_page_shrink(page, slices, block_size, heap->thread);
   /* the page changes size class: move it between queues and keep the counters true */
   thread_t *thread = heap->thread;
   sa_page_count_used(page, thread);
@@ -290,14 +293,11 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   sa_thread_stat_add(&thread->stats.pages[page->bin], -1);
   if (!page->flags.x.in_full) _sa_page_queue_remove(heap, &heap->pages[page->bin], page);
   page->bin = (uint8_t)bin;
-  size_t start = (size_t)(page - segment->pages);
-  page->reserved = (uint16_t)(((size_t)page->slice_count * SLICE_SIZE -
-                               sa_guard_bytes(start, page->slice_count, block_size)) /
-                              block_size);
+  page->reserved = 1; /* a page of one block (page_flags_t.check_free) */
   if (!page->flags.x.in_full) queue_push_back(heap, &heap->pages[bin], page);
   sa_thread_stat_add(&thread->stats.in_use[bin], (int64_t)page->used_counted);
   sa_thread_stat_add(&thread->stats.pages[bin], 1);
-  /* page space past the grown block was never used (the caller opens the block's growth) */
+  /* page space past the resized block is unused (the caller opens the block's growth) */
   sa_track_mem_noaccess((uint8_t *)p + block_size,
                         (size_t)page->slice_count * SLICE_SIZE - block_size);
 #if SA_SECURE
@@ -310,16 +310,16 @@ static bool page_try_grow(segment_t *segment, void *p, size_t newsize) {
   return true;
 }
 
-bool _sa_page_try_grow(void *p, size_t newsize) {
-  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never grown */
+bool _sa_page_try_resize(void *p, size_t newsize) {
+  segment_t *segment = sa_segment_lookup(p); /* NULL: deep in a huge block, never resized */
   if (segment == NULL ||
       atomic_load_explicit(&segment->thread_id, memory_order_relaxed) != sa_thread_id())
     return false;
   thread_t *thread = segment->owner;
   sa_house_enter(thread);
-  bool grown = page_try_grow(segment, p, newsize);
+  bool resized = page_try_resize(segment, p, newsize);
   sa_house_exit(thread);
-  return grown;
+  return resized;
 }
 
 /* ---- The generic path -------------------------------------------------------------------- */
@@ -359,9 +359,7 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin, bool ze
   return page;
 }
 
-/* The page's next never-used block (a page that does not thread its blocks, page_extend),
- * handed out without a write into it unless it must be cleared. */
-static void *page_take_unused(page_t *page, bool zero) {
+void *_sa_page_take_unused(page_t *page, bool zero) {
   sa_assert(page->capacity < page->reserved && !page_threads_blocks(page));
   size_t bsize = sa_block_size(page);
   uint8_t *p = sa_page_start(page) + (size_t)page->capacity * bsize;
@@ -415,7 +413,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   }
   sa_assert_expensive(_sa_heap_check(heap));
   block_t *block = page->free;
-  if (block == NULL) return page_take_unused(page, zero);
+  if (block == NULL) return _sa_page_take_unused(page, zero);
   void *p = sa_page_pop(page, block);
   if (zero) {
     /* a free list of never-used blocks of fresh memory: only the link word was written
@@ -470,7 +468,9 @@ bool _sa_page_check(const page_t *page) {
   SA_CHECK(page->slice_count != 0);
   SA_CHECK(page->bin < BIN_COUNT);
   SA_CHECK(page->capacity <= page->reserved);
-  SA_CHECK(page->flags.x.check_free == (sa_block_size(page) > MEDIUM_BLOCK_MAX));
+  /* pages of one block: large ones and those of growing blocks (regrow.c) */
+  SA_CHECK(page->flags.x.check_free == (page->reserved == 1));
+  SA_CHECK(page->flags.x.check_free || sa_block_size(page) <= MEDIUM_BLOCK_MAX);
   for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
     SA_CHECK(page[i].page_offset == sa_page_offset(page));
   size_t nfree = 0, nlocal = 0, nx = 0;

@@ -60,10 +60,16 @@ void _sa_segment_cache_purge(bool force);
 /* A fresh page for `block_size` blocks in a segment of `thread`, or NULL. `zero`: for calloc;
  * a large page then comes with its block zero (is_zero), cleared only where it was used. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, bool zero);
+/* A fresh page of one `block_size` block at the start (or the middle, after another page of
+ * one block) of the longest free run of `thread`'s segments (regrow.c), or NULL. */
+page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin);
 /* Return a page's slices to its segment (the segment may be cached or released). */
 void _sa_segment_page_free(page_t *page, thread_t *thread);
 /* Extend a page to `slices` slices for blocks of `block_size` if the next slices are free. */
 bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size);
+/* Shrink a page of one block to `slices` slices for a block of `block_size`; the slices after
+ * go back to the segment. */
+void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thread_t *thread);
 /* Abandon every segment of `thread` (their pages must be detached from heaps already). */
 void _sa_segments_abandon(thread_t *thread);
 /* Take one abandoned segment into `heap`'s thread, each page into the thread's instance of
@@ -106,19 +112,32 @@ void _sa_heap_huge_move(heap_t *from, heap_t *to);
 /* A huge block of `size` bytes for `heap` (the generic path); NULL and ENOMEM if none. */
 void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
 
+/* ---- regrow.c: where realloc moves a growing block ---------------------------------------- */
+/* Blocks that realloc grows to more than this move into a page of their own placed to grow in
+ * place (regrow.c). */
+#define REGROW_PAGE_MIN ((size_t)8 << 10)
+/* A block of `newsize` bytes (REGROW_PAGE_MIN < newsize <= LARGE_BLOCK_MAX) alone in a page
+ * placed with free slices after it, zeroed if `zero`; NULL if none could be made. */
+void *_sa_regrow_alloc(heap_t *heap, size_t newsize, bool zero);
+
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
 void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) sa_cold;
 void _sa_page_retire(page_t *page) sa_cold;
 void _sa_page_free(page_t *page, page_queue_t *queue);
 void _sa_page_collect(page_t *page);
+/* The next never-used block of a page that does not thread its blocks (blocks of 4 KiB and
+ * more, page.c's page_extend), handed out without a write into it unless `zero` needs one. */
+void *_sa_page_take_unused(page_t *page, bool zero);
 void _sa_page_unfull(page_t *page);
 void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_never);
 void _sa_page_queue_push(heap_t *heap, page_queue_t *queue, page_t *page);
 void _sa_page_queue_remove(heap_t *heap, page_queue_t *queue, page_t *page);
 bool _sa_page_check(const page_t *page);
-/* Realloc in place: grow the large block at `p` (owner thread) to hold `newsize` bytes. */
-bool _sa_page_try_grow(void *p, size_t newsize);
+/* Realloc in place: resize the block at `p` (owner thread), alone in a large page or in a
+ * page of a growing block (regrow.c), to hold `newsize` bytes: growing into the free slices
+ * after its page, shrinking by giving slices back. */
+bool _sa_page_try_resize(void *p, size_t newsize);
 
 sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
   return &heap->pages[page->flags.x.in_full ? BIN_FULL : page->bin];

@@ -316,17 +316,20 @@ static void large_block_clear(segment_t *segment, size_t start, size_t block_siz
   }
 }
 
-/* `zero`: the page is for calloc (large pages make their block zero here). */
+/* `one_block`: a large page, or a growing block's (regrow.c); `zero`: the page is for calloc
+ * (pages of one block make their block zero here). */
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
-                                 size_t block_size, size_t bin, bool zero) {
+                                 size_t block_size, size_t bin, bool one_block, bool zero) {
   page_t *page = &segment->pages[start];
   for (size_t i = 0; i < slices; i++) page[i].page_offset = sa_page_offset(page);
   page->slice_count = (uint16_t)slices;
   page->flags.any = PAGE_FLAGS_FAST;
-  page->flags.x.check_free = block_size > MEDIUM_BLOCK_MAX; /* one block: see page_flags_t */
+  page->flags.x.check_free = one_block; /* see page_flags_t */
   page->bin = (uint8_t)bin;
-  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
-                              block_size);
+  page->reserved = one_block ? 1
+                             : (uint16_t)((slices * SLICE_SIZE -
+                                           sa_guard_bytes(start, slices, block_size)) /
+                                          block_size);
 #if SA_SECURE
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
@@ -348,6 +351,9 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   return page;
 }
 
+/* Large pages hold one block; so do the pages of growing blocks (regrow.c). */
+static bool page_of_one_block(size_t block_size) { return block_size > MEDIUM_BLOCK_MAX; }
+
 static size_t page_slices_for(size_t block_size) {
   if (block_size <= SMALL_BLOCK_MAX) return 1;
   if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
@@ -368,13 +374,74 @@ page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, 
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
     if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
     size_t start = page_place(s, slices);
-    if (start != SIZE_MAX) return segment_page_init(s, start, slices, block_size, bin, zero);
+    if (start != SIZE_MAX)
+      return segment_page_init(s, start, slices, block_size, bin, page_of_one_block(block_size),
+                               zero);
   }
   segment_t *segment = segment_alloc(thread, slices >= THP_SIZE / SLICE_SIZE);
   if (segment == NULL) return NULL;
   size_t start = page_place(segment, slices);
   sa_assert(start != SIZE_MAX);
-  return segment_page_init(segment, start, slices, block_size, bin, zero);
+  return segment_page_init(segment, start, slices, block_size, bin,
+                           page_of_one_block(block_size), zero);
+}
+
+/* The start of the segment's longest run of free slices (the first of equal ones) in *start;
+ * returns its length. */
+static size_t longest_free_run(const segment_t *segment, size_t *start) {
+  size_t best_len = 0, i = bits_next_clear(segment->used_slices, 0);
+  *start = SIZE_MAX;
+  while (i < SLICES_PER_SEGMENT) {
+    size_t end = bits_next_set(segment->used_slices, i);
+    if (end - i > best_len) {
+      best_len = end - i;
+      *start = i;
+    }
+    i = bits_next_clear(segment->used_slices, end);
+  }
+  return best_len;
+}
+
+/* A page of one block that is growing by realloc (regrow.c): at the start of the longest free
+ * run of the thread's segments, so that the slices after it stay free for it to grow into
+ * (page placement is best-fit, so other pages take smaller holes first). When the run starts
+ * right after another page of one block, which may be growing too, the page goes to the
+ * middle of the run instead, leaving each of them half of it. */
+page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
+  size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+  segment_t *best = NULL;
+  size_t best_start = SIZE_MAX, best_len = 0;
+  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+    if (SLICES_PER_SEGMENT - s->used_slice_count <= best_len) continue;
+    size_t start, len = longest_free_run(s, &start);
+    if (len > best_len) {
+      best = s;
+      best_start = start;
+      best_len = len;
+    }
+  }
+  if (best_len < slices) {
+    best = segment_alloc(thread, slices >= THP_SIZE / SLICE_SIZE);
+    if (best == NULL) return NULL;
+    best_len = longest_free_run(best, &best_start);
+  }
+  const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
+  if (before->flags.x.check_free && best_len >= 2 * slices) best_start += best_len / 2;
+  return segment_page_init(best, best_start, slices, block_size, bin, true, false);
+}
+
+/* Slices [start, start + n), marked free, go back to the segment: free, pending purge. */
+static void slices_release(segment_t *segment, size_t start, size_t n, thread_t *thread) {
+  segment->used_slice_count -= (uint32_t)n;
+  segment_lock(segment);
+  bits_set(segment->used_slices, start, n, false);
+  int64_t expire = _sa_segment_schedule_purge(segment, start, n);
+  segment_unlock(segment);
+  _sa_thread_note_purge(thread, expire);
+  if (expire != 0) {
+    thread->purge_pending += n;
+    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
+  }
 }
 
 /* Give a page's slices back to its segment; true if that left the segment without pages. */
@@ -387,17 +454,8 @@ static bool page_slices_free(page_t *page, thread_t *thread) {
   _sa_secure_page_guard(segment, start, slices, sa_block_size(page), false);
 #endif
   slices_mark_free(page, slices);
-  segment->used_slice_count -= (uint32_t)slices;
   segment->used_pages--;
-  segment_lock(segment);
-  bits_set(segment->used_slices, start, slices, false);
-  int64_t expire = _sa_segment_schedule_purge(segment, start, slices);
-  segment_unlock(segment);
-  _sa_thread_note_purge(thread, expire);
-  if (expire != 0) {
-    thread->purge_pending += slices;
-    if (thread->purge_pending * SLICE_SIZE > PURGE_PENDING_MAX) _sa_thread_over_budget(thread);
-  }
+  slices_release(segment, start, slices, thread);
   return segment->used_pages == 0;
 }
 
@@ -411,6 +469,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   segment_t *segment = sa_segment_of(page);
   size_t start = (size_t)(page - segment->pages);
   size_t old = page->slice_count;
+  (void)block_size; /* for the guard (secure mode) */
   if (start + slices > SLICES_PER_SEGMENT) return false;
   segment_lock(segment);
   for (size_t i = start + old; i < start + slices; i++) {
@@ -426,12 +485,28 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   _sa_secure_page_guard(segment, start, slices, block_size, true);
 #endif
   page->slice_count = (uint16_t)slices;
-  page->reserved = (uint16_t)((slices * SLICE_SIZE - sa_guard_bytes(start, slices, block_size)) /
-                              block_size);
+  page->reserved = 1; /* one block */
   segment->used_slice_count += (uint32_t)(slices - old);
   _sa_thp_page_init(segment, start, slices, true);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return true;
+}
+
+/* Shrink a page of one block in place to `slices` slices for a block of `block_size` (owner
+ * only): the slices after go back to the segment, as a freed page's do. */
+void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thread_t *thread) {
+  segment_t *segment = sa_segment_of(page);
+  size_t start = (size_t)(page - segment->pages);
+  size_t old = page->slice_count;
+  sa_assert(slices > 0 && slices < old && page->flags.x.check_free);
+#if SA_SECURE
+  _sa_secure_page_guard(segment, start, old, sa_block_size(page), false); /* to the new end */
+  _sa_secure_page_guard(segment, start, slices, block_size, true);
+#endif
+  (void)block_size;
+  slices_mark_free(&page[slices], old - slices);
+  page->slice_count = (uint16_t)slices;
+  slices_release(segment, start + slices, old - slices, thread);
 }
 
 /* ---- Abandon and reclaim ------------------------------------------------------------- */

@@ -81,6 +81,15 @@ static inline size_t bits_find_clear_run(const uint64_t *bm, size_t n) {
   return best;
 }
 
+/* The first clear bit at or after `i`; SLICES_PER_SEGMENT if none. */
+static inline size_t bits_next_clear(const uint64_t *bm, size_t i) {
+  if (i >= SLICES_PER_SEGMENT) return SLICES_PER_SEGMENT;
+  size_t w = i / 64;
+  uint64_t clear = ~bm[w] & (~(uint64_t)0 << (i % 64));
+  while (clear == 0 && ++w < SEGMENT_BITMAP_WORDS) clear = ~bm[w];
+  return clear == 0 ? SLICES_PER_SEGMENT : w * 64 + (size_t)__builtin_ctzll(clear);
+}
+
 /* The first set bit at or after `i`; SLICES_PER_SEGMENT if none. */
 static inline size_t bits_next_set(const uint64_t *bm, size_t i) {
   if (i >= SLICES_PER_SEGMENT) return SLICES_PER_SEGMENT;
@@ -99,7 +108,10 @@ static inline size_t bits_count(const uint64_t *bm) {
 /* Descriptors of free slices: zero (as in fresh memory), so a free of a pointer into them
  * takes the checked path (page_flags_t.in_use). */
 static inline void slices_mark_free(page_t *first, size_t slices) {
-  memset(first, 0, slices * sizeof(page_t));
+  memset(first, 0, sizeof(page_t));
+  /* the other slices of a page hold nothing but their page_offset (types.h, page_t): a page
+   * of many slices (a large block grown by realloc) is not 64 bytes of writes per slice */
+  for (size_t i = 1; i < slices; i++) first[i].page_offset = 0;
 }
 
 /* ---- segmap.c ------------------------------------------------------------------------------ */

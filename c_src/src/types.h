@@ -170,7 +170,8 @@ typedef union page_flags_u {
     uint8_t in_full;         /* the page is in its heap's full queue */
     uint8_t has_aligned : 1; /* some block was handed out at an interior (aligned) address */
     uint8_t check_free : 1;  /* every free here takes the checked generic path: pages of one
-                                block (large), whose double free the fast path could not see */
+                                block (large, or growing by realloc: regrow.c), whose double
+                                free the fast path could not see */
     uint8_t in_use : 1;      /* the descriptor heads a page in use. Clear in the descriptors of
                                 free slices, which are all zero, so that a free into one (a
                                 second free of a block whose page is gone, a pointer never
@@ -201,7 +202,9 @@ typedef union page_flags_u {
  *   - [c] every block in free, local_free and xthread_free lies in [page_start, page_start +
  *     capacity*block_size) at a multiple of block_size; no list is longer than capacity
  *   - [c] slice_count > 0 and bin < BIN_COUNT for a page in a queue; check_free set exactly
- *     for pages of large blocks; every slice of the page has its page_offset
+ *     for pages of one block (reserved == 1): every page of large blocks, and pages of smaller
+ *     blocks that realloc placed to grow (regrow.c); every slice of the page has its
+ *     page_offset, and a slice other than the first holds nothing else
  *   - the thread's in-use statistics lag `used` by used - used_counted blocks (brought up to
  *     date at every slow-path event of the page, never on the fast paths)
  *   - in_full <=> the page is in its heap's BIN_FULL queue, and a page with heap != NULL is

@@ -1,0 +1,37 @@
+/* shardalloc: where realloc puts a block that grows out of its page. A block that realloc
+ * must move to more than REGROW_PAGE_MIN bytes goes into a page of its own (one block, like a
+ * large page) placed at the start of the longest free run of the thread's segments, or in its
+ * middle when another page of one block ends right before the run (segment.c). Its next
+ * growths then stay in place: within the page's slices first, then into the free slices after
+ * it (_sa_page_try_resize, page.c), so a buffer doubled from there to megabytes is copied once
+ * instead of at every step.
+ *
+ * The price is memory: such a page is at least one slice (64 KiB) for one block of more than
+ * REGROW_PAGE_MIN bytes (the next class is 10 KiB: up to 6.4 times the block in slices; only
+ * what is touched is resident), and only for blocks that realloc grew. Blocks allocated at
+ * their size stay in shared pages.
+ *
+ * Secure mode: the page gets the guard of a page of blocks over SMALL_BLOCK_MAX when it is
+ * made, and resizing in place moves it (segment.c, _sa_segment_page_grow and _shrink). */
+#include "internal.h"
+
+void *_sa_regrow_alloc(heap_t *heap, size_t newsize, bool zero) {
+  thread_t *thread = heap->thread;
+  if (thread == NULL) return NULL; /* no instance yet: the generic path sets one up */
+  size_t bin = sa_bin(newsize);
+  sa_house_enter(thread);
+  page_t *page = _sa_segment_page_alloc_growing(thread, sa_bin_size(bin), bin);
+  void *p = NULL;
+  if (page != NULL) {
+    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    heap->page_count++;
+    sa_thread_stat_add(&thread->stats.pages[bin], 1);
+    /* never-used page space is no-access to a memory checker (track.h) */
+    sa_track_mem_noaccess(sa_page_start(page), (size_t)page->slice_count * SLICE_SIZE);
+    _sa_page_queue_push(heap, &heap->pages[bin], page);
+    p = _sa_page_take_unused(page, zero);
+  }
+  sa_assert_expensive(_sa_heap_check(heap));
+  sa_house_exit(thread);
+  return p;
+}

@@ -1,0 +1,196 @@
+/* test_realloc_grow: growth by realloc through small, medium, large and huge sizes keeps the
+ * contents; a block that realloc grows past the small sizes moves into a page of its own
+ * placed with free slices after it, and from there grows in place (same address) while the
+ * slices after it are free; it moves when a block in use follows it; two such blocks growing
+ * by turns both stay in place; shrinking stays in place (below half the block by giving
+ * slices back). The heap checker runs after every step (and SA_DEBUG=2 builds walk the
+ * heap on every slow path). */
+#define TEST_NAME "test_realloc_grow"
+#include "testutil.h"
+
+#include <pthread.h>
+
+#include "shardalloc.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static uint8_t pattern(size_t i, size_t seed) { return (uint8_t)(i * 131 + seed * 7 + (i >> 11)); }
+
+static void fill(uint8_t *p, size_t from, size_t to, size_t seed) {
+  for (size_t i = from; i < to; i++) p[i] = pattern(i, seed);
+}
+
+static bool intact(const uint8_t *p, size_t n, size_t seed) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != pattern(i, seed)) return false;
+  return true;
+}
+
+/* Grow from 1 byte to `top` by a factor of 3/2 (plus one), checking every byte at each step. */
+static void grow_through_classes(size_t top, size_t seed) {
+  size_t size = 1;
+  uint8_t *p = mi_malloc(size);
+  CHECK(p != NULL);
+  fill(p, 0, size, seed);
+  while (size < top) {
+    size_t next = size + size / 2 + 1;
+    uint8_t *q = mi_realloc(p, next);
+    CHECKF(q != NULL, "growth to %zu failed", next);
+    if (q == NULL) break;
+    CHECKF(intact(q, size, seed), "contents lost growing %zu -> %zu", size, next);
+    fill(q, size, next, seed);
+    p = q;
+    size = next;
+    CHECK(mi_heap_check(mi_heap_get_default()));
+  }
+  while (size > 1) { /* and back down */
+    size_t next = size / 3 + 1;
+    uint8_t *q = mi_realloc(p, next);
+    CHECK(q != NULL);
+    CHECKF(intact(q, next, seed), "contents lost shrinking %zu -> %zu", size, next);
+    p = q;
+    size = next;
+  }
+  mi_free(p);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+}
+
+/* Runs in a thread of its own: its first segment has free slices only, so the placement of
+ * the pages below is known. */
+static void *in_place(void *arg) {
+  (void)arg;
+  SECTION("a growing block moves once, then grows in place into the free slices after it");
+  uint8_t *p = mi_malloc(4 * KiB);
+  CHECK(p != NULL);
+  fill(p, 0, 4 * KiB, 1);
+  p = mi_realloc(p, 24 * KiB); /* past the small sizes: into a page of its own */
+  CHECK(p != NULL && intact(p, 4 * KiB, 1));
+  fill(p, 4 * KiB, 24 * KiB, 1);
+  uint8_t *home = p;
+  size_t size = 24 * KiB;
+  for (size_t next = 40 * KiB; next <= 4 * MiB; next *= 2) {
+    uint8_t *q = mi_realloc(p, next);
+    CHECKF(q == home, "growth %zu -> %zu moved the block (%p -> %p)", size, next, (void *)home,
+           (void *)q);
+    CHECKF(q != NULL && intact(q, size, 1), "contents lost growing %zu -> %zu", size, next);
+    if (q == NULL) return NULL;
+    fill(q, size, next, 1);
+    p = q;
+    size = next;
+    CHECK(mi_usable_size(p) >= size);
+    CHECK(mi_heap_check(mi_heap_get_default()));
+  }
+
+  SECTION("shrinking stays in place: to half the block, and below, giving slices back");
+  uint8_t *q = mi_realloc(p, size / 2 + 1);
+  CHECK(q == p && intact(q, size / 2 + 1, 1));
+  size = size / 2 + 1;
+  q = mi_realloc(p, 300 * KiB);
+  CHECKF(q == p, "shrinking %zu -> %zu moved the block", size, 300 * KiB);
+  CHECK(q != NULL && intact(q, 300 * KiB, 1));
+  CHECK(mi_usable_size(q) < 1 * MiB);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  p = q;
+  q = mi_realloc(p, 2 * MiB); /* the slices given back are free to grow into again */
+  CHECKF(q == p, "growth after a shrink moved the block");
+  CHECK(q != NULL && intact(q, 300 * KiB, 1));
+  p = q;
+  q = mi_realloc(p, 20 * KiB); /* down to a page of one slice */
+  CHECK(q == p && intact(q, 20 * KiB, 1));
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  mi_free(q);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+
+  SECTION("a block in use right after it makes the growing block move");
+  p = mi_malloc(8 * KiB);
+  CHECK(p != NULL);
+  p = mi_realloc(p, 100 * KiB); /* a page of its own at the start of the longest free run */
+  CHECK(p != NULL);
+  fill(p, 0, 100 * KiB, 2);
+  /* a large page is placed best-fit: the only free run is the one after p's page */
+  uint8_t *neighbour = mi_malloc(200 * KiB);
+  CHECK(neighbour != NULL);
+  size_t page_end = ((size_t)(p - (uint8_t *)0) + 100 * KiB + 64 * KiB - 1) & ~(64 * KiB - 1);
+  CHECKF((size_t)(neighbour - (uint8_t *)0) == page_end,
+         "precondition: the neighbour %p follows the page ending at %p", (void *)neighbour,
+         (void *)page_end);
+  neighbour[0] = 0x5A;
+  q = mi_realloc(p, 400 * KiB);
+  CHECKF(q != NULL && q != p, "growth into a used neighbour stayed at %p", (void *)p);
+  CHECK(q != NULL && intact(q, 100 * KiB, 2));
+  CHECK(neighbour[0] == 0x5A);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  mi_free(neighbour);
+  mi_free(q);
+
+  return NULL;
+}
+
+/* In a thread of its own too: two blocks growing by turns both grow in place (the second
+ * one's page goes to the middle of the free run that starts right after the first). */
+static void *two_in_place(void *arg) {
+  (void)arg;
+  SECTION("two blocks growing by turns both stay in place");
+  uint8_t *b[2], *home[2];
+  for (int i = 0; i < 2; i++) {
+    b[i] = mi_realloc(mi_malloc(4 * KiB), 24 * KiB);
+    CHECK(b[i] != NULL);
+    fill(b[i], 0, 24 * KiB, 10 + (size_t)i);
+    home[i] = b[i];
+  }
+  size_t size = 24 * KiB;
+  for (size_t next = 48 * KiB; next <= 2 * MiB; next *= 2) {
+    for (int i = 0; i < 2; i++) {
+      uint8_t *q = mi_realloc(b[i], next);
+      CHECKF(q == home[i], "block %d moved growing %zu -> %zu", i, size, next);
+      CHECK(q != NULL && intact(q, size, 10 + (size_t)i));
+      if (q == NULL) return NULL;
+      fill(q, size, next, 10 + (size_t)i);
+      b[i] = q;
+    }
+    size = next;
+  }
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  for (int i = 0; i < 2; i++) mi_free(b[i]);
+  return NULL;
+}
+
+/* In a thread of its own too, for the same reason. */
+static void *zero_in_place(void *arg) {
+  (void)arg;
+  SECTION("zeroing growth keeps the tail zero in place");
+  uint8_t *p = mi_zalloc(20 * KiB);
+  CHECK(p != NULL);
+  p = mi_rezalloc(p, 30 * KiB);
+  CHECK(p != NULL);
+  memset(p, 0x11, 30 * KiB);
+  uint8_t *home = p;
+  uint8_t *q = mi_rezalloc(p, 500 * KiB);
+  CHECK(q == home);
+  bool zero_tail = q != NULL;
+  for (size_t i = 30 * KiB; zero_tail && i < 500 * KiB; i++) zero_tail = q[i] == 0;
+  CHECK(zero_tail && q[30 * KiB - 1] == 0x11);
+  mi_free(q);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  return NULL;
+}
+
+int main(void) {
+  printf("%s: growth by realloc\n", TEST_NAME);
+  void *(*parts[3])(void *) = {in_place, two_in_place, zero_in_place};
+  for (int i = 0; i < 3; i++) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, parts[i], NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+  }
+  SECTION("contents kept from 1 byte to 40 MiB (small, medium, large, huge) and back");
+  grow_through_classes(quick() ? 20 * MiB : 40 * MiB, 3);
+  SECTION("the same with another block of each class in use");
+  void *others[4] = {mi_malloc(100), mi_malloc(20 * KiB), mi_malloc(300 * KiB),
+                     mi_malloc(20 * MiB)};
+  grow_through_classes(quick() ? 20 * MiB : 40 * MiB, 4);
+  for (int i = 0; i < 4; i++) mi_free(others[i]);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  return tu_finish();
+}
