@@ -3,12 +3,12 @@
 //!
 //! ```text
 //! cargo build --release --example request_probe
-//! perf stat -e page-faults target/release/examples/request_probe heap|global N R
+//! perf stat -e page-faults target/release/examples/request_probe heap|global|bump N R
 //! ```
 //!
 //! Runs one warm-up request and then R requests of N objects, in a `Heap` dropped at the end
-//! of each (`heap`) or on shardalloc's global allocator with one free per object (`global`),
-//! and prints the checksum. An optional fourth argument pauses that many milliseconds after
+//! of each (`heap`), on shardalloc's global allocator with one free per object (`global`), or
+//! in a bumpalo arena reset after each (`bump`), and prints the checksum. An optional fourth argument pauses that many milliseconds after
 //! each request, as a server between requests or a loaded machine's scheduler would: memory
 //! given back at the end of a request may then be purged before the next one takes it.
 
@@ -19,6 +19,7 @@ use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use allocator_api2::vec::Vec as AVec;
+use bumpalo::Bump;
 use hashbrown::{DefaultHashBuilder, HashMap};
 use shardalloc::{Heap, ShardAlloc};
 
@@ -121,16 +122,23 @@ fn build<A: Allocator + Copy>(a: A, n: usize) -> (Request<A>, u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if !(4..=5).contains(&args.len()) || (args[1] != "heap" && args[1] != "global") {
-        eprintln!("usage: request_probe heap|global N R [PAUSE_MS]");
+    if !(4..=5).contains(&args.len()) || !["heap", "global", "bump"].contains(&args[1].as_str()) {
+        eprintln!("usage: request_probe heap|global|bump N R [PAUSE_MS]");
         std::process::exit(2);
     }
     let n: usize = args[2].parse().expect("N");
     let r: usize = args[3].parse().expect("R");
-    let pause = std::time::Duration::from_millis(args.get(4).map_or(0, |a| a.parse().expect("PAUSE_MS")));
+    let pause =
+        std::time::Duration::from_millis(args.get(4).map_or(0, |a| a.parse().expect("PAUSE_MS")));
     let mut total = 0u64;
+    let mut bump = Bump::new();
     for _ in 0..=r {
-        total = total.wrapping_add(if args[1] == "heap" {
+        total = total.wrapping_add(if args[1] == "bump" {
+            let (req, sum) = build(&bump, n);
+            mem::forget(req);
+            bump.reset();
+            sum
+        } else if args[1] == "heap" {
             let heap = Heap::new();
             let (req, sum) = build(&heap, n);
             mem::forget(req); // the heap takes it all

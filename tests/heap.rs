@@ -209,7 +209,11 @@ fn grow_of_a_small_block_frees_the_old_one() {
             p = (&heap).grow(p, old, new).expect("grow").cast();
             check(p, old.size(), 3);
             // SAFETY: only this thread uses `heap`.
-            assert_eq!(heap.stats().blocks, 1, "{old:?} -> {new:?} left the old block");
+            assert_eq!(
+                heap.stats().blocks,
+                1,
+                "{old:?} -> {new:?} left the old block"
+            );
         }
         old = new;
     }
