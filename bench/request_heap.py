@@ -7,7 +7,9 @@
    cancels start-up and the warm-up request.
 2. CPU time of the same program (user + system, least of interleaved runs): less moved by a
    loaded machine than wall time.
-3. Time: the criterion groups request_heap and heap_destroy (benches/allocators.rs), each
+3. CPU time of the criterion group's request itself in Rust (examples/request_probe.rs, copied
+   into the base's tree when it lacks it): in a `Heap`, on the global shardalloc, in bumpalo.
+4. Time: the criterion groups request_heap and heap_destroy (benches/allocators.rs), each
    build its own bench binary, run in alternation (base, tree, base, tree, ...) so that a
    change in the machine's load hits both; a time is the least of its runs' medians. On a
    loaded machine these move by tens of percent; the instruction counts do not.
@@ -64,6 +66,54 @@ def build(src_dir, keep_as):
             shutil.copy2(msg["executable"], keep_as)
             return keep_as
     sys.exit("no bench executable in cargo's output for " + src_dir)
+
+
+def build_probe(src_dir, keep_as):
+    """Builds examples/request_probe.rs against src_dir's library (the same file in both
+    builds: it is the measuring tool, not what is compared); returns a copy of it at keep_as."""
+    dst = os.path.join(src_dir, "examples", "request_probe.rs")
+    if not os.path.exists(dst):
+        shutil.copy2(os.path.join(REPO_ROOT, "examples", "request_probe.rs"), dst)
+    for sub in ("src", "c_src", "examples", "build.rs", "Cargo.toml"):
+        path = os.path.join(src_dir, sub)
+        if os.path.isfile(path):
+            os.utime(path)
+        for root, _, files in os.walk(path):
+            for f in files:
+                os.utime(os.path.join(root, f))
+    out = subprocess.run(["cargo", "build", "--release", "--example", "request_probe",
+                          "--message-format=json"], cwd=src_dir, check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
+                msg["target"]["name"] == "request_probe":
+            shutil.copy2(msg["executable"], keep_as)
+            return keep_as
+    sys.exit("no request_probe executable in cargo's output for " + src_dir)
+
+
+RUST_MODES = ("heap", "global", "bump")
+
+
+def rust_cpu_per_request(probes, n, repeats):
+    """{(build, mode): ns per request} of request_probe, as cpu_per_request."""
+    r = max(5, 1000000 // n)
+    least = {}
+    for _ in range(repeats):
+        for b in probes:
+            for mode in RUST_MODES:
+                for k in (r, 2 * r):
+                    argv = [probes[b], mode, str(n), str(k)]
+                    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    if status != 0:
+                        sys.exit("request_probe failed: %r" % argv)
+                    t = usage.ru_utime + usage.ru_stime
+                    key = (b, mode, k)
+                    least[key] = min(least.get(key, t), t)
+    return {(b, m): (least[(b, m, 2 * r)] - least[(b, m, r)]) / r * 1e9
+            for b in probes for m in RUST_MODES}
 
 
 def run(exe, home, quick):
@@ -182,6 +232,12 @@ def main():
     for n in (100, 1000, 10000):
         t = cpu_per_request(libs, n, args.cpu_repeats)
         cpu_rows.append({"n": n, **{"%s_%s_ns" % k: v for k, v in t.items()}})
+    probes = {"base": build_probe(src, os.path.join(work, "probe-base")),
+              "tree": build_probe(REPO_ROOT, os.path.join(work, "probe-tree"))}
+    rust_rows = []
+    for n in (1000, 10000, 100000):
+        t = rust_cpu_per_request(probes, n, args.cpu_repeats)
+        rust_rows.append({"n": n, **{"%s_%s_ns" % k: v for k, v in t.items()}})
     exes = {} if args.no_criterion else {
         "base": build(src, os.path.join(work, "allocators-base")),
         "tree": build(REPO_ROOT, os.path.join(work, "allocators-tree"))}
@@ -265,6 +321,25 @@ def main():
             row["tree_global_ns"] / row["tree_heap_ns"]))
     lines += [
         "",
+        "## CPU time per request, Rust (examples/request_probe.rs)",
+        "",
+        "The criterion group's request (strings grown piece by piece, vectors in a hash map) "
+        "as a plain program, user + system time as above: in a `Heap` dropped at once, on the "
+        "global shardalloc with one free per object, in a bumpalo arena reset after each. "
+        "Ratios: the variant's time over the heap's (above 1: the heap is faster).",
+        "",
+        "| objects | heap base | heap tree | tree/base | global/heap base | global/heap tree | "
+        "bumpalo/heap base | bumpalo/heap tree |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rust_rows:
+        lines.append("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+            row["n"], fmt_time(row["base_heap_ns"]), fmt_time(row["tree_heap_ns"]),
+            row["tree_heap_ns"] / row["base_heap_ns"],
+            row["base_global_ns"] / row["base_heap_ns"], row["tree_global_ns"] / row["tree_heap_ns"],
+            row["base_bump_ns"] / row["base_heap_ns"], row["tree_bump_ns"] / row["tree_heap_ns"]))
+    lines += [
+        "",
         "## Time (criterion, benches/request_heap)",
         "",
         "Ratios are the variant's time divided by the heap's in the same build (above 1: the "
@@ -293,7 +368,8 @@ def main():
         f.write(text)
     with open(args.out_prefix + ".json", "w") as f:
         json.dump({"command": cmd, "date": when, "cpu": cpu, "base": base, "tree": head,
-                   "dirty": dirty, "instructions": instr, "cpu_time": cpu_rows, "rows": rows}, f, indent=1)
+                   "dirty": dirty, "instructions": instr, "cpu_time": cpu_rows,
+                   "rust_cpu_time": rust_rows, "rows": rows}, f, indent=1)
     print(text)
 
 

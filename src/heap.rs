@@ -375,6 +375,21 @@ impl Heap {
             self.deallocate_block(ptr, old);
             return Some(Heap::dangling(new));
         }
+        if new.size() > old.size() && new.size() <= crate::SIZED_FREE_MAX {
+            // A small block grows into a new one: the old layout says how many bytes to copy
+            // and lets the sized free skip the page look-up. The C realloc would look the
+            // block up first, for a usable size the layout does not tell, to stay in place
+            // only when the growth fits the block's size class: a Vec grown by pushes
+            // (capacity doubling) rarely does, and then the look-up was for nothing.
+            let q = self.allocate_block(new, false)?;
+            let dst = q.cast::<u8>().as_ptr();
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), dst, old.size());
+            if zeroed {
+                core::ptr::write_bytes(dst.add(old.size()), 0, new.size() - old.size());
+            }
+            crate::free_with_layout(ptr.as_ptr(), old);
+            return Some(q);
+        }
         // The C library keeps the block in place when it fits and is aligned for `new`,
         // otherwise moves it to a block of `new`'s alignment; on failure it leaves it as it is.
         let p = ffi::mi_heap_realloc_aligned(

@@ -196,6 +196,32 @@ fn grow_keeps_contents_and_alignment() {
 }
 
 #[test]
+fn grow_of_a_small_block_frees_the_old_one() {
+    let _serial = serial();
+    let heap = Heap::new();
+    // Doubling as a Vec grows, to the largest size the sized free takes and one past it.
+    let mut old = layout(8, 8);
+    let mut p = take(&heap, old, false);
+    while old.size() <= 8 * KIB {
+        let new = layout(old.size() * 2, 8);
+        unsafe {
+            fill(p, old.size(), 3);
+            p = (&heap).grow(p, old, new).expect("grow").cast();
+            check(p, old.size(), 3);
+            // SAFETY: only this thread uses `heap`.
+            assert_eq!(
+                heap.stats().blocks,
+                1,
+                "{old:?} -> {new:?} left the old block"
+            );
+        }
+        old = new;
+    }
+    unsafe { (&heap).deallocate(p, old) };
+    assert_eq!(unsafe { heap.stats() }.blocks, 0);
+}
+
+#[test]
 fn grow_zeroed_zeroes_past_the_old_size() {
     let _serial = serial();
     let heap = Heap::new();

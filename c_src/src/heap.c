@@ -280,9 +280,12 @@ void _sa_heap_destroy_pages(heap_t *heap, bool own) {
     _sa_segment_huge_free(sa_segment_of(page));
   }
   /* Both walks end at the last page: a short-lived heap leaves most of its queues empty. */
-  size_t left = heap->page_count;
-  heap_for_each_page_upto(heap, queue, page, next, left)
+  size_t left = heap->page_count, small_bytes = 0;
+  heap_for_each_page_upto(heap, queue, page, next, left) {
     _sa_page_set_delayed(page, DELAYED_NEVER, true);
+    if (!page->flags.x.check_free) small_bytes += (size_t)page->slice_count * SLICE_SIZE;
+  }
+  if (own) _sa_spare_limit_set(thread, small_bytes); /* the next request may be as large */
   _sa_heap_delayed_to_pages(heap);
   int64_t spare = 0;
   left = heap->page_count;

@@ -234,6 +234,9 @@ void _sa_heaps_fork_child(thread_t *thread);
  * Its bytes if kept (the caller adds them up for _sa_spare_counted), 0 if over the bound. */
 size_t _sa_spare_put(heap_t *heap, page_queue_t *queue, page_t *page);
 void _sa_spare_counted(int64_t bytes);
+/* A destroy sets how much its thread may keep: its instance's small and medium page bytes
+ * (bounded in spare.c). */
+void _sa_spare_limit_set(thread_t *thread, size_t page_bytes);
 /* A spare page of `bin`, flags set as a fresh page's, to be set up as one; NULL if none. */
 page_t *_sa_spare_take(thread_t *thread, size_t bin);
 /* Every spare page back to its segment. */

@@ -6,23 +6,39 @@
  * are), in the thread's lists of spare pages (thread_t, types.h, with the invariants). The
  * thread's next fresh page of that size class, for any of its instances, comes from there.
  *
- * Bounds: SPARE_BYTES_MAX per thread; the rest goes back to the segment as before. Spare
- * pages go back to their segments when the thread's generic path has run SPARE_CYCLES times
- * since the last page was kept, at any collect of the thread, and at thread exit. */
+ * Bounds: what the thread's last destroyed instance had in small and medium pages, at least
+ * SPARE_BYTES_MIN and at most SPARE_BYTES_MAX per thread (a request of 100,000 objects fills
+ * about 10 MiB of pages: a fixed 4 MiB sent most of them back to their segments at every
+ * destroy, to be taken from there again by the next request); the rest goes back to the
+ * segment as before. Spare pages go back to their segments when the thread's generic path has
+ * run SPARE_CYCLES times since a page was last kept or taken (a large request takes its pages
+ * one at a time, a page every few dozen slow paths: counting from the last one kept released
+ * the pool early in the request that was using it), at any collect of the thread, and at
+ * thread exit. */
 #include "internal.h"
 
-/* What a thread keeps: a request's worth of small pages (64 pages of 64 KiB). */
-#define SPARE_BYTES_MAX ((size_t)4 << 20)
+/* What a thread keeps: at least a small request's worth of pages (64 pages of 64 KiB), at
+ * most a large one's, whatever its last destroyed instance had. */
+#define SPARE_BYTES_MIN ((size_t)4 << 20)
+#define SPARE_BYTES_MAX ((size_t)32 << 20)
 /* Generic-path calls of the thread before unused spare pages go back (as retired pages). */
 #define SPARE_CYCLES PAGE_RETIRE_CYCLES
 
 static size_t page_bytes(const page_t *page) { return (size_t)page->slice_count * SLICE_SIZE; }
 
+static size_t spare_limit(const thread_t *thread) {
+  return thread->spare_limit > SPARE_BYTES_MIN ? thread->spare_limit : SPARE_BYTES_MIN;
+}
+
+void _sa_spare_limit_set(thread_t *thread, size_t page_bytes) {
+  thread->spare_limit = page_bytes < SPARE_BYTES_MAX ? page_bytes : SPARE_BYTES_MAX;
+}
+
 size_t _sa_spare_put(heap_t *heap, page_queue_t *queue, page_t *page) {
   thread_t *thread = heap->thread;
   sa_assert(page->used == 0 && !page->flags.x.in_full);
   size_t bytes = page_bytes(page);
-  if (page->flags.x.check_free || thread->spare_bytes + bytes > SPARE_BYTES_MAX) /* large */
+  if (page->flags.x.check_free || thread->spare_bytes + bytes > spare_limit(thread)) /* large */
     return 0;
   if (page->retire_expire != 0) heap->retired_bytes -= bytes;
   sa_page_count_used(page, thread);
@@ -57,6 +73,7 @@ page_t *_sa_spare_take(thread_t *thread, size_t bin) {
   thread->spare[bin] = page->next;
   page->next = NULL;
   thread->spare_bytes -= page_bytes(page);
+  thread->spare_expire = SPARE_CYCLES; /* the pool is in use: the rest waits from now */
   /* a block of a destroyed heap freed by another thread that read the page as in use just
    * before it was kept (the free itself reports it once the page is kept: free.c) */
   if (sa_unlikely(atomic_load_explicit(&page->xthread_free, memory_order_relaxed) != 0)) {
@@ -110,6 +127,7 @@ bool _sa_spare_check(const thread_t *thread) {
     }
   }
   SA_CHECK(bytes == thread->spare_bytes);
-  SA_CHECK(bytes <= SPARE_BYTES_MAX);
+  SA_CHECK(bytes <= SPARE_BYTES_MAX); /* a destroy may lower the limit below what is kept */
+  SA_CHECK(thread->spare_limit <= SPARE_BYTES_MAX);
   return true;
 }

@@ -403,9 +403,12 @@ typedef struct thread_s {
    * (checked by _sa_spare_check): a spare page is in no queue, has heap == NULL, flags 0 (a
    * stale free takes the checked path), used == capacity == 0, no block in any list, lies in
    * a segment of this thread, and is not counted in stats.pages; spare_bytes is their total
-   * size, at most SPARE_BYTES_MAX. Owner only, under house_lock like its queues. */
+   * size, at most SPARE_BYTES_MAX (a page is kept only while the total stays within the limit
+   * in force, spare_limit or SPARE_BYTES_MIN if larger, which a destroy may lower below what is
+   * kept already). Owner only, under house_lock like its queues. */
   page_t *spare[BIN_COUNT];
   size_t spare_bytes;
+  size_t spare_limit;         /* small and medium page bytes of the last instance destroyed */
   uint32_t spare_expire;      /* generic-path calls left before the spare pages go back */
   /* Pool objects this thread freed last (heap.c): its next heap or instance takes one without
    * the pool's lock. Linked through next_free, at most POOL_LOCAL_MAX. */

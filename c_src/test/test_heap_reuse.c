@@ -2,9 +2,11 @@
  * by its owner thread leaves its empty small and medium pages to the thread, and its next
  * heap takes them instead of fresh ones. Checked here: the next heap's blocks lie in the old
  * pages, are usable and distinct, and the heaps pass mi_heap_check (which walks the spare
- * pages too); the spare pages stay within their bound (4 MiB per thread, SPARE_BYTES_MAX);
- * they go back at a collect, after enough allocation slow paths, and at thread exit. The
- * amount kept is the "spare bytes" line of mi_stats_print_out. */
+ * pages too); the spare pages stay within their bound (what the last destroyed heap had in
+ * small and medium pages, at least 4 MiB and at most 32 MiB per thread); they go back at a
+ * collect, after enough allocation slow paths with none kept or taken (not while a heap takes
+ * them one by one), and at thread exit. The amount kept is the "spare bytes" line of
+ * mi_stats_print_out. */
 #define TEST_NAME "test_heap_reuse"
 #include "testutil.h"
 
@@ -12,7 +14,8 @@
 
 #include "shardalloc.h"
 
-#define SPARE_BOUND ((size_t)4 << 20) /* src/spare.c: SPARE_BYTES_MAX */
+#define SPARE_MIN ((size_t)4 << 20)    /* src/spare.c: SPARE_BYTES_MIN */
+#define SPARE_BOUND ((size_t)32 << 20) /* src/spare.c: SPARE_BYTES_MAX */
 #define SLICE ((uintptr_t)64 << 10)
 
 /* ---- The spare-bytes counter, read from the statistics printout --------------------------- */
@@ -139,13 +142,18 @@ static void destroy_then_reuse(void) {
   CHECK(mi_heap_check(mi_heap_get_default()));
 }
 
+/* Medium blocks of 20,000 bytes, a page of 512 KiB per 25 of them: `pages` pages' worth. */
+static void medium_pages(mi_heap_t *h, int pages) {
+  for (int i = 0; i < pages * 25; i++) CHECK(mi_heap_malloc(h, 20000) != NULL);
+}
+
 /* A heap of far more pages than the bound: what is kept stays under it. */
 static void bound(void) {
   mi_collect(false);
   mi_stats_reset(); /* the peak from here on */
   mi_heap_t *h = mi_heap_new();
   for (int i = 0; i < 4000; i++) CHECK(mi_heap_malloc(h, 48 + (size_t)(i % 64) * 16) != NULL);
-  for (int i = 0; i < 400; i++) CHECK(mi_heap_malloc(h, 20000) != NULL); /* medium pages */
+  medium_pages(h, 80); /* 40 MiB */
   mi_heap_destroy(h);
   spare_t s = spare_now();
   CHECK(s.current > 0);
@@ -154,6 +162,62 @@ static void bound(void) {
   CHECK(mi_heap_check(mi_heap_get_default()));
   mi_collect(false);
   CHECK(spare_now().current == 0);
+}
+
+/* The bound follows the last destroyed heap: one of 12 MiB of pages leaves all of them (more
+ * than the 4 MiB kept at least); a small one after it lowers the bound again, so that the
+ * pages of a large heap destroyed next are kept only up to the small one's 4 MiB. */
+static void bound_follows_the_last_heap(void) {
+  mi_collect(false);
+  mi_heap_t *h = mi_heap_new();
+  medium_pages(h, 24);
+  mi_heap_destroy(h);
+  CHECKF((size_t)spare_now().current == (size_t)24 << 19, "%lld bytes kept of a heap of 12 MiB",
+         spare_now().current);
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  mi_collect(false);
+  h = mi_heap_new();
+  CHECK(mi_heap_malloc(h, 100) != NULL);
+  mi_heap_destroy(h); /* the bound: 4 MiB again */
+  mi_collect(false);
+  h = mi_heap_new();
+  medium_pages(h, 24);
+  mi_heap_t *small = mi_heap_new();
+  CHECK(mi_heap_malloc(small, 100) != NULL);
+  mi_heap_destroy(small); /* a page of 64 KiB kept, the bound 4 MiB */
+  mi_heap_delete(h);      /* its pages are in use: none is kept */
+  CHECK((size_t)spare_now().current <= SPARE_MIN);
+  mi_collect(false);
+  CHECK(spare_now().current == 0);
+}
+
+/* While a heap takes spare pages, the rest stays, however many slow paths all its takes span:
+ * the 64 slow paths count from the last page kept or taken (here 55 between two takes: 30
+ * large blocks and the page's 25 blocks, each of which, at 4 KiB and more, is handed out by
+ * a slow path; 440 in all). */
+static void kept_while_taken(void) {
+  mi_collect(false);
+  mi_heap_t *h = mi_heap_new();
+  medium_pages(h, 8);
+  mi_heap_destroy(h);
+  long long kept = spare_now().current;
+  CHECK((size_t)kept == (size_t)8 << 19);
+  enum { LARGE = 8 * 30 };
+  static void *large[LARGE];
+  int n = 0;
+  mi_heap_t *g = mi_heap_new();
+  for (int page = 0; page < 8; page++) {
+    medium_pages(g, 1); /* takes one spare page */
+    CHECKF(spare_now().current == kept - (long long)(page + 1) * (512 << 10),
+           "page %d: %lld bytes spare", page, spare_now().current);
+    /* 30 slow paths more before the next take: a large block is a page of its own */
+    for (int i = 0; i < 30; i++) large[n++] = mi_malloc(70000);
+  }
+  CHECK(spare_now().current == 0);
+  CHECK(mi_heap_check(g));
+  mi_heap_destroy(g);
+  for (int i = 0; i < n; i++) mi_free(large[i]);
+  mi_collect(false);
 }
 
 /* A deleted heap's empty pages are kept; its live blocks move to the main heap intact. */
@@ -220,6 +284,10 @@ int main(void) {
   destroy_then_reuse();
   SECTION("what is kept stays within the bound");
   bound();
+  SECTION("the bound follows the last destroyed heap");
+  bound_follows_the_last_heap();
+  SECTION("spare pages stay while a heap takes them");
+  kept_while_taken();
   SECTION("a deleted heap's empty pages are kept, its blocks live on");
   deleted();
   SECTION("spare pages nobody asks for go back");
