@@ -148,10 +148,12 @@ void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
  * The cleared link word also makes a live block's first word no valid link (check_free).
  * Blocks up to 128 bytes (sizes are multiples of 8, at least 8) with a few fixed-size stores
  * that may overlap, instead of a call to memset. */
-/* Blocks from this size up may be cleared by giving their pages back (secure.c): below it, a
- * madvise and the page faults after it cost more than a memset (measured: even at 512 KiB,
- * 2.5x faster from 1 MiB up when the next owner touches little). */
+/* Blocks from this size up are cleared where their previous owner touched them (secure.c:
+ * mincore, memset of the resident runs, madvise of the others); below it, the system calls
+ * cost more than a memset of the whole block. */
 #define SECURE_CLEAR_PURGE_MIN ((size_t)512 << 10)
+/* OS pages one mincore looks at (its vector is on the stack). */
+#define SECURE_CLEAR_CHUNK_PAGES 256
 void _sa_secure_clear_large(void *p, size_t size) sa_cold;
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   if (page->is_zero) {
