@@ -138,26 +138,18 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
  * as it would have the first time. Clearing costs what the previous owner touched, not the
  * block's size, and pages nobody touches never become resident: a program that uses a few KiB
  * of a MiB buffer pays two system calls, not a 1 MiB memset or page faults on what it uses.
- * At most CLEAR_PURGE_RUNS_MAX runs are purged (the system calls stay bounded); past that,
- * non-resident runs are cleared with memset like the rest (which reads swapped pages in). The
- * parts of OS pages the block shares with its neighbours are cleared with memset. */
+ * Past CLEAR_PURGE_RUNS_MAX runs given back one by one (the system calls stay bounded), the
+ * rest of the block is cleared in one go: with memset when most pages looked at so far were
+ * resident, else with one madvise (the rule before: what was resident there faults in again
+ * when touched). When a whole MiB is resident, the owner wrote densely: the rest is cleared
+ * with memset without looking (a mincore per MiB would cost about a tenth of the memset it
+ * might spare). The parts of OS pages the block shares with its neighbours are cleared with
+ * memset. */
 #define CLEAR_PURGE_RUNS_MAX 8
 
-typedef struct clear_state_s {
-  uint8_t *run;  /* start of the run of non-resident pages not given back yet; NULL: none */
-  size_t purges; /* madvise calls made */
-} clear_state_t;
-
-/* The non-resident run [st->run, end) is cleared: given back, or memset past the bound. */
-static void clear_run_end(clear_state_t *st, uint8_t *end) {
-  if (st->run == NULL) return;
-  size_t len = (size_t)(end - st->run);
-  if (st->purges >= CLEAR_PURGE_RUNS_MAX || _sa_os_purge(st->run, len) != 0) {
-    memset(st->run, 0, len);
-  } else {
-    st->purges++;
-  }
-  st->run = NULL;
+/* [p, end) cleared by giving it back to the OS, or with memset if that fails. */
+static void clear_by_purge(uint8_t *p, uint8_t *end) {
+  if (_sa_os_purge(p, (size_t)(end - p)) != 0) memset(p, 0, (size_t)(end - p));
 }
 
 void _sa_secure_clear_large(void *p, size_t size) {
@@ -170,34 +162,53 @@ void _sa_secure_clear_large(void *p, size_t size) {
   }
   memset(p, 0, (size_t)(start - (uint8_t *)p));
   memset(end, 0, (size_t)((uint8_t *)p + size - end));
-  clear_state_t st = {NULL, 0};
   uint8_t vec[SECURE_CLEAR_CHUNK_PAGES];
+  uint8_t *run = NULL; /* start of a run of non-resident pages not cleared yet */
+  size_t purges = 0, looked = 0, resident_total = 0;
   for (uint8_t *chunk = start; chunk < end;) {
     size_t pages = (size_t)(end - chunk) / os_page;
     if (pages > SECURE_CLEAR_CHUNK_PAGES) pages = SECURE_CLEAR_CHUNK_PAGES;
     uint8_t *chunk_end = chunk + pages * os_page;
-    if (!_sa_os_resident_map(chunk, pages, vec)) { /* cannot tell: take all as resident */
-      clear_run_end(&st, chunk);
-      memset(chunk, 0, (size_t)(chunk_end - chunk));
-      chunk = chunk_end;
-      continue;
+    if (!_sa_os_resident_map(chunk, pages, vec)) { /* cannot tell: all taken as resident */
+      if (run != NULL) clear_by_purge(run, chunk);
+      memset(chunk, 0, (size_t)(end - chunk));
+      return;
     }
+    size_t resident_pages = 0;
     for (size_t i = 0; i < pages;) {
       size_t j = i + 1;
       bool resident = vec[i] & 1;
       while (j < pages && (vec[j] & 1) == resident) j++;
-      uint8_t *run = chunk + i * os_page;
-      if (resident) {
-        clear_run_end(&st, run);
-        memset(run, 0, (j - i) * os_page);
-      } else if (st.run == NULL) {
-        st.run = run; /* may go on in the next chunk */
+      uint8_t *at = chunk + i * os_page;
+      if (!resident) {
+        if (run == NULL) run = at; /* may go on in the next chunk */
+      } else {
+        if (run != NULL) {
+          if (purges == CLEAR_PURGE_RUNS_MAX) { /* too many runs: the rest in one go */
+            looked += i;
+            resident_total += resident_pages;
+            if (resident_total * 2 >= looked) memset(run, 0, (size_t)(end - run));
+            else clear_by_purge(run, end);
+            return;
+          }
+          clear_by_purge(run, at);
+          purges++;
+          run = NULL;
+        }
+        memset(at, 0, (j - i) * os_page);
+        resident_pages += j - i;
       }
       i = j;
     }
+    looked += pages;
+    resident_total += resident_pages;
     chunk = chunk_end;
+    if (resident_pages == pages && chunk < end) { /* written densely */
+      memset(chunk, 0, (size_t)(end - chunk));
+      return;
+    }
   }
-  clear_run_end(&st, end);
+  if (run != NULL) clear_by_purge(run, end);
 }
 
 /* ---- The free fast path's slow side ------------------------------------------------------- */

@@ -3,14 +3,15 @@
  *
  *  - A large block handed out again reads as zero (the debug fill in debug builds) wherever its
  *    previous owner wrote, whatever it wrote: a few scattered pages (cleared with memset where
- *    resident, the runs between given back), many scattered pages (more runs than are given
- *    back one by one: the rest is cleared with memset), a run across the 1 MiB that one
- *    mincore looks at, every page, nothing. Each case runs three rounds, each owner writing
+ *    resident, the runs between given back), many scattered pages and most pages (more runs
+ *    than are given back one by one: the rest is given back, or cleared with memset), a run
+ *    across the 1 MiB that one mincore looks at, every page, nothing. Each case runs three rounds, each owner writing
  *    the pattern again, so the state a clear leaves behind is cleared correctly too.
  *  - Guards stay where a freed large page had them: pages made later over those slices (small
  *    and medium ones) are written in full without a fault, also in a segment of the
  *    reservation given back and taken again; and a large page made there has its own guard
  *    (an overflow out of it faults).
+ * The clearing cases run with transparent huge pages as the system has them, then without.
  * Release builds do not clear: there only the guard-free writes are checked. */
 #define _GNU_SOURCE /* strsignal */
 #define TEST_NAME "test_secure_clear"
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +53,9 @@ static void write_few(unsigned char *p, size_t n) { /* 5 runs of written pages *
 static void write_many(unsigned char *p, size_t n) { /* a page in three: hundreds of runs */
   for (size_t o = 0; o < n; o += 3 * OS_PAGE) p[o + 8] = 0x5A;
 }
+static void write_most(unsigned char *p, size_t n) { /* two pages in three: mostly resident */
+  for (size_t o = 0; o < n; o += 3 * OS_PAGE) memset(p + o, 0x5A, 2 * OS_PAGE);
+}
 static void write_across_chunk(unsigned char *p, size_t n) { /* pages 250..261 */
   (void)n;
   memset(p + 250 * OS_PAGE, 0x5A, 12 * OS_PAGE);
@@ -63,6 +68,7 @@ static void write_none(unsigned char *p, size_t n) {
 
 static void reuse_cleared(const char *what, void (*write)(unsigned char *, size_t)) {
   unsigned char expected = SA_DEBUG > 0 ? 0xD0 : 0;
+  mi_collect(true); /* from purged memory: nothing resident but what the case writes */
   unsigned char *p = mi_malloc(BLOCK);
   CHECK(p != NULL);
   if (p == NULL) return;
@@ -145,11 +151,17 @@ static int run(void (*before)(void), void (*fn)(void), char *out, size_t out_siz
 
 int main(void) {
   printf("%s: SA_DEBUG=%d SA_SECURE=%d\n", TEST_NAME, SA_DEBUG, SA_SECURE);
-  reuse_cleared("a few scattered pages written", write_few);
-  reuse_cleared("every third page written", write_many);
-  reuse_cleared("pages across a mincore chunk written", write_across_chunk);
-  reuse_cleared("every page written", write_all);
-  reuse_cleared("nothing written", write_none);
+  /* twice: with transparent huge pages as the system has them (a touch may make 2 MiB
+   * resident: the block looks densely written), then without (page by page: the runs) */
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1 && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0) break;
+    reuse_cleared("a few scattered pages written", write_few);
+    reuse_cleared("every third page written", write_many);
+    reuse_cleared("two pages in three written", write_most);
+    reuse_cleared("pages across a mincore chunk written", write_across_chunk);
+    reuse_cleared("every page written", write_all);
+    reuse_cleared("nothing written", write_none);
+  }
 
   char out[2048];
   int status = run(NULL, pages_over_old_guards, out, sizeof out);
