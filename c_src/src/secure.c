@@ -70,12 +70,18 @@ block_t *_sa_secure_thread_blocks(page_t *page, uint8_t *first, size_t count, si
                      ? PAGE_EXTEND_BYTES / SA_INTPTR_SIZE
                      : PAGE_EXTEND_MIN_BLOCKS];
   sa_assert(count <= sizeof(order) / sizeof(order[0]));
-  for (size_t i = 0; i < count; i++) order[i] = (uint16_t)i;
-  for (size_t i = count - 1; i > 0; i--) {
-    size_t j = (size_t)(thread_random() % (i + 1));
-    uint16_t t = order[i];
-    order[i] = order[j];
-    order[j] = t;
+  /* inside out: block i joins at a uniform place j in [0, i], the block there moves to i; j
+   * from 32 random bits by a multiplication (no division: this runs for every fresh block,
+   * and a page's first extension is on the path of every new thread) */
+  uint64_t bits = 0;
+  for (size_t i = 0; i < count; i++) {
+    if ((i & 1) == 0) bits = thread_random();
+    size_t j = (size_t)(((bits & 0xFFFFFFFFu) * (uint64_t)(i + 1)) >> 32);
+    bits >>= 32;
+    order[i] = (uint16_t)i;
+    uint16_t t = order[j];
+    order[j] = order[i];
+    order[i] = t;
   }
   block_t *next = page->free;
   for (size_t i = 0; i < count; i++) {
