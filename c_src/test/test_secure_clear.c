@@ -90,6 +90,34 @@ static void reuse_cleared(const char *what, void (*write)(unsigned char *, size_
   mi_free(p);
 }
 
+/* A large block grown in place by realloc over the slices of a freed neighbour whose owner
+ * wrote them: the growth must read as zero (the debug fill in debug builds). */
+static void regrowth_cleared(const char *what, void (*write)(unsigned char *, size_t)) {
+  unsigned char expected = SA_DEBUG > 0 ? 0xD0 : 0;
+  size_t size = (size_t)1 << 20, grown = BLOCK;
+  mi_collect(true);
+  unsigned char *a = mi_malloc(size);
+  unsigned char *b = mi_malloc(grown);
+  CHECK(a != NULL && b != NULL);
+  if (a == NULL || b == NULL) return;
+  write(b, grown);
+  mi_free(b);
+  mi_collect(false); /* b's page goes back to the segment, not purged yet */
+  unsigned char *g = mi_realloc(a, grown);
+  CHECK(g != NULL);
+  if (g == NULL) return;
+  if (g == a && b > a && b < a + grown) { /* grown in place over b: what the case is about */
+    size_t other = bytes_not(g + size, grown - size, expected);
+    if (SA_SECURE || SA_DEBUG > 0)
+      CHECKF(other == 0, "%s: %zu bytes not 0x%02x in the growth of a block grown in place",
+             what, other, expected);
+  } else {
+    printf("  realloc did not grow in place over the freed block (%s): nothing to check\n",
+           what);
+  }
+  mi_free(g);
+}
+
 /* ---- Guards, in children (a fault ends the child) ------------------------------------- */
 /* Large pages of several sizes made and freed, then given back to their segment (collect);
  * then small and medium pages over the same slices, every byte written. With `pin` a block
@@ -161,6 +189,8 @@ int main(void) {
     reuse_cleared("pages across a mincore chunk written", write_across_chunk);
     reuse_cleared("every page written", write_all);
     reuse_cleared("nothing written", write_none);
+    regrowth_cleared("a few scattered pages written", write_few);
+    regrowth_cleared("every page written", write_all);
   }
 
   char out[2048];
