@@ -5,6 +5,8 @@
  *   lone   64 times: malloc(SIZE), write the first and the last byte, read, free
  *   batch  64 blocks allocated and touched so, then freed in allocation order
  *   large  one block of SIZE: malloc, one byte written per 4 KiB page, read back, free
+ *   grow   one buffer from 16 bytes to SIZE by realloc, doubling; the last byte written and
+ *          the first read after each call, then freed
  * ALIGN (batch only, 0 = malloc): aligned_alloc(ALIGN, SIZE) instead.
  * prints the checksum and the CPU time (user + system) per iteration: less noisy than the wall
  * time on a shared machine. */
@@ -57,9 +59,24 @@ static uint64_t large(size_t size) {
   return sum;
 }
 
+static uint64_t grow(size_t size) {
+  size_t n = 16;
+  unsigned char *p = take(n, 0);
+  uint64_t sum = 0;
+  while (n < size) {
+    n *= 2;
+    p = realloc(p, n);
+    if (p == NULL) abort();
+    p[n - 1] = 3;
+    sum += p[0];
+  }
+  free(p);
+  return sum;
+}
+
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: workloads lone|batch|large SIZE [ALIGN] ITERS\n");
+    fprintf(stderr, "usage: workloads lone|batch|large|grow SIZE [ALIGN] ITERS\n");
     return 2;
   }
   const char *name = argv[1];
@@ -73,6 +90,7 @@ int main(int argc, char **argv) {
     if (strcmp(name, "lone") == 0) sum += lone(size);
     else if (strcmp(name, "batch") == 0) sum += batch(size, align);
     else if (strcmp(name, "large") == 0) sum += large(size);
+    else if (strcmp(name, "grow") == 0) sum += grow(size);
     else return 2;
   }
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
