@@ -237,10 +237,9 @@ void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero) {
   sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
   if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
 #if SA_SECURE
-  /* a cached segment holds its last owner's data: given back to the OS (zero when touched)
-   * before it is handed out again */
-  else if (!page->is_zero && _sa_os_purge(p, sa_block_size(page)) != 0)
-    memset(p, 0, sa_block_size(page));
+  /* a cached segment holds its last owner's data: cleared where that owner touched it */
+  else if (!page->is_zero)
+    _sa_secure_clear_large(p, sa_block_size(page));
 #endif
   return p;
 }

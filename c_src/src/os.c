@@ -134,16 +134,11 @@ int _sa_os_purge(void *p, size_t size) {
   return err;
 }
 
-size_t _sa_os_resident_pages(void *p, size_t pages) {
-  unsigned char vec[SA_OS_RESIDENT_MAX]; /* one byte per OS page */
-  if (pages > SA_OS_RESIDENT_MAX) pages = SA_OS_RESIDENT_MAX;
+bool _sa_os_resident_map(void *p, size_t pages, uint8_t *vec) {
   int saved_errno = errno;
-  int err = mincore(p, pages * _sa_os_page_size(), vec);
+  int err = mincore(p, pages * _sa_os_page_size(), (unsigned char *)vec);
   errno = saved_errno;
-  if (err != 0) return SIZE_MAX;
-  size_t resident = 0;
-  for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
-  return resident;
+  return err == 0;
 }
 
 int _sa_os_protect(void *p, size_t size, bool noaccess) {

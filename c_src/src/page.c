@@ -304,7 +304,10 @@ static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
   /* the growth may hold what earlier pages there held: no data passes between owners */
   if (block_size > old_size) {
     sa_track_mem_undefined((uint8_t *)p + old_size, block_size - old_size);
-    memset((uint8_t *)p + old_size, 0, block_size - old_size);
+    if (block_size - old_size < SECURE_CLEAR_PURGE_MIN)
+      memset((uint8_t *)p + old_size, 0, block_size - old_size);
+    else /* where it was touched only (secure.c) */
+      _sa_secure_clear_large((uint8_t *)p + old_size, block_size - old_size);
   }
 #endif
   return true;

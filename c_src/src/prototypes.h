@@ -26,10 +26,9 @@ void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
  * the errno of the failure. */
 int _sa_os_purge(void *p, size_t size);
-/* How many of the first `pages` OS pages from p (page-aligned; at most SA_OS_RESIDENT_MAX
- * looked at) are resident (mincore); SIZE_MAX if the OS cannot tell. */
-#define SA_OS_RESIDENT_MAX 256
-size_t _sa_os_resident_pages(void *p, size_t pages);
+/* Which of the `pages` OS pages from p (page-aligned) are resident (mincore): bit 0 of
+ * vec[i] for page i; false if the OS cannot tell. */
+bool _sa_os_resident_map(void *p, size_t pages, uint8_t *vec);
 /* [p, p+size) no-access (`noaccess`) or read-write again: secure mode's guard pages. */
 int _sa_os_protect(void *p, size_t size, bool noaccess);
 /* `n` random bytes from the kernel (getrandom); false if it has none to give. */
@@ -186,10 +185,13 @@ void _sa_secure_init(void);
 /* Thread `count` never-used blocks from `first` in random order in front of page->free;
  * returns the new head. */
 block_t *_sa_secure_thread_blocks(page_t *page, uint8_t *first, size_t count, size_t bsize);
-/* Guard of the page of `slices` slices at `start` in `segment` (when it has its own, see
- * sa_guard_bytes) set (`on`) or removed; the segment's own guard at its end. */
-void _sa_secure_page_guard(segment_t *segment, size_t start, size_t slices, size_t block_size,
-                           bool on);
+/* A page of `slices` slices at `start` in `segment` was made or grown (owner): the guards
+ * left inside it by earlier pages go, its own (see sa_guard_bytes) is set unless it is there
+ * already. A freed page keeps its guard: the next page made there most often wants it too. */
+void _sa_secure_page_guards(segment_t *segment, size_t start, size_t slices, size_t block_size);
+/* Every page guard of the segment removed: before its memory leaves it (the arena). */
+void _sa_secure_segment_guards_drop(segment_t *segment);
+/* The segment's own guard at its end. */
 void _sa_secure_segment_guard(void *segment, size_t size);
 #endif
 

@@ -70,12 +70,18 @@ block_t *_sa_secure_thread_blocks(page_t *page, uint8_t *first, size_t count, si
                      ? PAGE_EXTEND_BYTES / SA_INTPTR_SIZE
                      : PAGE_EXTEND_MIN_BLOCKS];
   sa_assert(count <= sizeof(order) / sizeof(order[0]));
-  for (size_t i = 0; i < count; i++) order[i] = (uint16_t)i;
-  for (size_t i = count - 1; i > 0; i--) {
-    size_t j = (size_t)(thread_random() % (i + 1));
-    uint16_t t = order[i];
-    order[i] = order[j];
-    order[j] = t;
+  /* inside out: block i joins at a uniform place j in [0, i], the block there moves to i; j
+   * from 32 random bits by a multiplication (no division: this runs for every fresh block,
+   * and a page's first extension is on the path of every new thread) */
+  uint64_t bits = 0;
+  for (size_t i = 0; i < count; i++) {
+    if ((i & 1) == 0) bits = thread_random();
+    size_t j = (size_t)(((bits & 0xFFFFFFFFu) * (uint64_t)(i + 1)) >> 32);
+    bits >>= 32;
+    order[i] = (uint16_t)i;
+    uint16_t t = order[j];
+    order[j] = order[i];
+    order[i] = t;
   }
   block_t *next = page->free;
   for (size_t i = 0; i < count; i++) {
@@ -93,11 +99,35 @@ static void guard_set(void *p, bool on) {
   if (err != 0) _sa_error("mprotect of the guard page at %p failed (errno %d)", p, err);
 }
 
-void _sa_secure_page_guard(segment_t *segment, size_t start, size_t slices, size_t block_size,
-                           bool on) {
-  /* a page at the segment's end shares the segment's guard, which stays */
-  if (block_size <= SMALL_BLOCK_MAX || start + slices == SLICES_PER_SEGMENT) return;
-  guard_set((uint8_t *)segment + (start + slices) * SLICE_SIZE - SA_GUARD_SIZE, on);
+/* The guard at the end of slice `slice`, set or removed, and its bit. */
+static void slice_guard_set(segment_t *segment, size_t slice, bool on) {
+  uint64_t bit = (uint64_t)1 << (slice % 64);
+  if (((segment->guard_slices[slice / 64] & bit) != 0) == on) return;
+  guard_set((uint8_t *)segment + (slice + 1) * SLICE_SIZE - SA_GUARD_SIZE, on);
+  segment->guard_slices[slice / 64] ^= bit;
+}
+
+/* Guards are dropped lazily: a page freed keeps its guard, so a large page freed and made
+ * again at the same place (the common case: the same request again) costs no mprotect; the
+ * guards a new page covers are removed when it is made. Free slices may so carry a guard,
+ * which nothing reads or writes. */
+void _sa_secure_page_guards(segment_t *segment, size_t start, size_t slices, size_t block_size) {
+  size_t last = start + slices - 1;
+  for (size_t i = start; i < last; i++) {
+    if (segment->guard_slices[i / 64] == 0) { /* skip a word without guards */
+      i |= 63;
+      continue;
+    }
+    slice_guard_set(segment, i, false);
+  }
+  /* a page at the segment's end shares the segment's guard, which is not in the bitmap */
+  if (last == SLICES_PER_SEGMENT - 1) return;
+  slice_guard_set(segment, last, block_size > SMALL_BLOCK_MAX);
+}
+
+void _sa_secure_segment_guards_drop(segment_t *segment) {
+  for (size_t i = 0; i < SLICES_PER_SEGMENT - 1; i++)
+    if (segment->guard_slices[i / 64] != 0) slice_guard_set(segment, i, false);
 }
 
 void _sa_secure_segment_guard(void *segment, size_t size) {
@@ -105,20 +135,29 @@ void _sa_secure_segment_guard(void *segment, size_t size) {
 }
 
 /* ---- Clearing a large block (SECURE_CLEAR_PURGE_MIN and up) --------------------------------
- * A large block handed out again holds its previous owner's data in the pages that owner
- * touched, and only there: the rest was never touched or was purged, and reads as zero.
- * Clearing all of it costs its whole size each time, even when a program uses a few KiB of a
- * MiB buffer. So when at most 1/64 of its OS pages are resident (4 per MiB), the block is
- * given back to the OS instead (madvise DONTNEED: it reads as zero, and only what the next
- * owner touches is faulted in, taken to be about what the last one touched); when more are,
- * a memset is cheaper than the page faults. Where the line lies depends on what a page fault
- * costs: about 0.5 us on bare metal (the madvise wins up to a sixth of the pages), but 9 us
- * on the KVM guest the benchmarks ran on, where it wins only up to 1-2 pages per MiB; 1/64
- * is a compromise. Only the first MiB
- * is looked at (a bounded mincore), and taken to stand for the rest. Pages that are not
- * resident because they were swapped out hold data too: the madvise discards them as well,
- * and the memset reads them in to clear them. The parts of OS pages the block shares with
- * its neighbours are cleared with memset. */
+ * A large block handed out again holds its previous owner's data in the OS pages that owner
+ * touched and only there: the others were never touched, or were purged (both read as zero),
+ * or were swapped out (they hold data, but are not resident either). So mincore (a MiB at a
+ * time) tells the resident runs, which are cleared with memset, and the runs that are not,
+ * which are given back with madvise(DONTNEED): with no resident page in them that call is
+ * cheap, and it drops swapped-out data too; the next owner's touch then faults in a zero page,
+ * as it would have the first time. Clearing costs what the previous owner touched, not the
+ * block's size, and pages nobody touches never become resident: a program that uses a few KiB
+ * of a MiB buffer pays two system calls, not a 1 MiB memset or page faults on what it uses.
+ * Past CLEAR_PURGE_RUNS_MAX runs given back one by one (the system calls stay bounded), the
+ * rest of the block is cleared in one go: with memset when most pages looked at so far were
+ * resident, else with one madvise (the rule before: what was resident there faults in again
+ * when touched). When a whole MiB is resident, the owner wrote densely: the rest is cleared
+ * with memset without looking (a mincore per MiB would cost about a tenth of the memset it
+ * might spare). The parts of OS pages the block shares with its neighbours are cleared with
+ * memset. */
+#define CLEAR_PURGE_RUNS_MAX 8
+
+/* [p, end) cleared by giving it back to the OS, or with memset if that fails. */
+static void clear_by_purge(uint8_t *p, uint8_t *end) {
+  if (_sa_os_purge(p, (size_t)(end - p)) != 0) memset(p, 0, (size_t)(end - p));
+}
+
 void _sa_secure_clear_large(void *p, size_t size) {
   size_t os_page = _sa_os_page_size();
   uint8_t *start = (uint8_t *)sa_align_up((uintptr_t)p, os_page);
@@ -127,16 +166,55 @@ void _sa_secure_clear_large(void *p, size_t size) {
     memset(p, 0, size);
     return;
   }
-  /* the first MiB (SA_OS_RESIDENT_MAX pages) stands for the rest: one bounded look */
-  size_t pages = (size_t)(end - start) / os_page;
-  if (pages > SA_OS_RESIDENT_MAX) pages = SA_OS_RESIDENT_MAX;
-  size_t resident = _sa_os_resident_pages(start, pages);
-  if (resident > pages / 64 || _sa_os_purge(start, (size_t)(end - start)) != 0) {
-    memset(p, 0, size);
-    return;
-  }
   memset(p, 0, (size_t)(start - (uint8_t *)p));
   memset(end, 0, (size_t)((uint8_t *)p + size - end));
+  uint8_t vec[SECURE_CLEAR_CHUNK_PAGES];
+  uint8_t *run = NULL; /* start of a run of non-resident pages not cleared yet */
+  size_t purges = 0, looked = 0, resident_total = 0;
+  for (uint8_t *chunk = start; chunk < end;) {
+    size_t pages = (size_t)(end - chunk) / os_page;
+    if (pages > SECURE_CLEAR_CHUNK_PAGES) pages = SECURE_CLEAR_CHUNK_PAGES;
+    uint8_t *chunk_end = chunk + pages * os_page;
+    if (!_sa_os_resident_map(chunk, pages, vec)) { /* cannot tell: all taken as resident */
+      if (run != NULL) clear_by_purge(run, chunk);
+      memset(chunk, 0, (size_t)(end - chunk));
+      return;
+    }
+    size_t resident_pages = 0;
+    for (size_t i = 0; i < pages;) {
+      size_t j = i + 1;
+      bool resident = vec[i] & 1;
+      while (j < pages && (vec[j] & 1) == resident) j++;
+      uint8_t *at = chunk + i * os_page;
+      if (!resident) {
+        if (run == NULL) run = at; /* may go on in the next chunk */
+      } else {
+        if (run != NULL) {
+          if (purges == CLEAR_PURGE_RUNS_MAX) { /* too many runs: the rest in one go */
+            looked += i;
+            resident_total += resident_pages;
+            if (resident_total * 2 >= looked) memset(run, 0, (size_t)(end - run));
+            else clear_by_purge(run, end);
+            return;
+          }
+          clear_by_purge(run, at);
+          purges++;
+          run = NULL;
+        }
+        memset(at, 0, (j - i) * os_page);
+        resident_pages += j - i;
+      }
+      i = j;
+    }
+    looked += pages;
+    resident_total += resident_pages;
+    chunk = chunk_end;
+    if (resident_pages == pages && chunk < end) { /* written densely */
+      memset(chunk, 0, (size_t)(end - chunk));
+      return;
+    }
+  }
+  if (run != NULL) clear_by_purge(run, end);
 }
 
 /* ---- The free fast path's slow side ------------------------------------------------------- */

@@ -124,8 +124,9 @@ sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bo
      * cleared word does not (nor, but once in 2^39, does a word the program wrote). */
     if (sa_unlikely(next == NULL || (((uintptr_t)next ^ (uintptr_t)block) >> SEGMENT_SHIFT) == 0))
       _sa_secure_maybe_double_free(page, block, owner);
-  } else if (sa_unlikely(next == NULL || sa_secure_is_block(page, next) ||
-                         sa_secure_is_any_block(next))) {
+  } else if (sa_unlikely(next == NULL ||
+                         ((uintptr_t)next >> SA_ADDRESS_BITS == 0 && /* a live word's, mostly */
+                          (sa_secure_is_block(page, next) || sa_secure_is_any_block(next))))) {
     _sa_secure_maybe_double_free(page, block, owner);
   }
 }
@@ -148,10 +149,14 @@ void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
  * The cleared link word also makes a live block's first word no valid link (check_free).
  * Blocks up to 128 bytes (sizes are multiples of 8, at least 8) with a few fixed-size stores
  * that may overlap, instead of a call to memset. */
-/* Blocks from this size up may be cleared by giving their pages back (secure.c): below it, a
- * madvise and the page faults after it cost more than a memset (measured: even at 512 KiB,
- * 2.5x faster from 1 MiB up when the next owner touches little). */
-#define SECURE_CLEAR_PURGE_MIN ((size_t)512 << 10)
+/* Blocks from this size up are cleared where their previous owner touched them (secure.c:
+ * mincore, memset of the resident runs, madvise of the others); below it, the system calls
+ * cost more than a memset of the whole block (measured on a KVM guest, where a system call
+ * costs 2-8 us: even at 256 KiB for one block whose page stays cached, 4x faster for a batch
+ * of 64 whose memsets miss the cache, 1.5x slower at 128 KiB). */
+#define SECURE_CLEAR_PURGE_MIN ((size_t)256 << 10)
+/* OS pages one mincore looks at (its vector is on the stack). */
+#define SECURE_CLEAR_CHUNK_PAGES 256
 void _sa_secure_clear_large(void *p, size_t size) sa_cold;
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   if (page->is_zero) {

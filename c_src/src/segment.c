@@ -192,6 +192,9 @@ void _sa_segment_release(segment_t *segment) {
   _sa_stat_add(SA_STAT_segments, -1);
   if (segment->kind == SEGMENT_NORMAL && segment->in_arena) {
     _sa_thp_forget(segment); /* the arena keeps the mapping, and with it the advice */
+#if SA_SECURE
+    _sa_secure_segment_guards_drop(segment); /* and the protection, but not the header */
+#endif
     if (_sa_arena_free_segment(segment)) return;
   }
   _sa_stat_add(SA_STAT_reserved, -(int64_t)segment->segment_size);
@@ -331,7 +334,7 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
                                            sa_guard_bytes(start, slices, block_size)) /
                                           block_size);
 #if SA_SECURE
-  _sa_secure_page_guard(segment, start, slices, block_size, true);
+  _sa_secure_page_guards(segment, start, slices, block_size);
 #endif
   uint64_t fresh_slices[SEGMENT_BITMAP_WORDS] = {0};
   bool clear = zero && page->flags.x.check_free && !SA_SECURE; /* secure: page.c clears */
@@ -450,9 +453,6 @@ static bool page_slices_free(page_t *page, thread_t *thread) {
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
-#if SA_SECURE
-  _sa_secure_page_guard(segment, start, slices, sa_block_size(page), false);
-#endif
   slices_mark_free(page, slices);
   segment->used_pages--;
   slices_release(segment, start, slices, thread);
@@ -481,8 +481,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   size_t fresh = slices_take(segment, start + old, slices - old, NULL);
   for (size_t i = old; i < slices; i++) page[i].page_offset = sa_page_offset(page);
 #if SA_SECURE
-  _sa_secure_page_guard(segment, start, old, block_size, false); /* moves to the new end */
-  _sa_secure_page_guard(segment, start, slices, block_size, true);
+  _sa_secure_page_guards(segment, start, slices, block_size); /* moves to the new end */
 #endif
   page->slice_count = (uint16_t)slices;
   page->reserved = 1; /* one block */
@@ -500,8 +499,8 @@ void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thr
   size_t old = page->slice_count;
   sa_assert(slices > 0 && slices < old && page->flags.x.check_free);
 #if SA_SECURE
-  _sa_secure_page_guard(segment, start, old, sa_block_size(page), false); /* to the new end */
-  _sa_secure_page_guard(segment, start, slices, block_size, true);
+  /* the guard moves to the new end; the old end's stays on what is now a free slice */
+  _sa_secure_page_guards(segment, start, slices, block_size);
 #endif
   (void)block_size;
   slices_mark_free(&page[slices], old - slices);

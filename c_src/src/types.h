@@ -279,6 +279,10 @@ typedef struct segment_s {
   struct segment_s *owned_prev;
   _Atomic(bool) purge_lock;     /* guards the slice bitmaps and purge times against a purge
                                    from another thread (taken on slow paths only) */
+#if SA_SECURE
+  uint64_t guard_slices[SEGMENT_BITMAP_WORDS]; /* owner only: the last 4 KiB of the slice
+                                                  is a guard page (secure.c) */
+#endif
   page_t slice_none; /* the page of a free slice (page_offset 0): all zero, never written */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
 } segment_t;
