@@ -13,14 +13,11 @@
 //! given back at the end of a request may then be purged before the next one takes it.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::hint::black_box;
 use std::mem;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use allocator_api2::vec::Vec as AVec;
 use bumpalo::Bump;
-use hashbrown::{DefaultHashBuilder, HashMap};
 use shardalloc::{Heap, ShardAlloc};
 
 /// shardalloc's global allocator as an allocator-api2 `Allocator`; a reference, as the
@@ -78,47 +75,9 @@ impl Rng {
     }
 }
 
-struct Request<A: Allocator + Copy> {
-    strings: AVec<AVec<u8, A>, A>,
-    index: HashMap<u64, AVec<u64, A>, DefaultHashBuilder, A>,
-}
-
-/// The benchmark's request: strings grown piece by piece, vectors in a hash map, a quarter
-/// of the strings and half of the map's entries freed along the way.
-fn build<A: Allocator + Copy>(a: A, n: usize) -> (Request<A>, u64) {
-    const PIECES: [&[u8]; 4] = [b"GET /items/", b"?user=", b"&session=abcdef", b"; q=0.9"];
-    let mut rng = Rng(0x5EED);
-    let mut req = Request {
-        strings: AVec::with_capacity_in(n, a),
-        index: HashMap::with_hasher_in(DefaultHashBuilder::default(), a),
-    };
-    let mut sum = 0u64;
-    for i in 0..n as u64 {
-        let mut s = AVec::new_in(a);
-        let len = 16 + rng.below(65) as usize;
-        while s.len() < len {
-            s.extend_from_slice(PIECES[(i as usize + s.len()) % 4]);
-        }
-        sum += s.len() as u64;
-        req.strings.push(s);
-        if i % 2 == 0 {
-            let mut v = AVec::with_capacity_in(2 + rng.below(16) as usize, a);
-            v.extend((0..v.capacity() as u64).map(|k| i ^ k));
-            req.index.insert(i, v);
-        }
-        if i % 4 == 3 {
-            sum += req
-                .index
-                .remove(&((i / 2) & !1))
-                .map_or(0, |v| v.len() as u64);
-            let old = &mut req.strings[i as usize / 2];
-            sum += old.len() as u64;
-            *old = AVec::new_in(a);
-        }
-    }
-    sum += req.index.len() as u64;
-    (black_box(req), sum)
-}
+#[path = "../benches/request_heap/request.rs"]
+mod request;
+use request::build;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -26,13 +26,6 @@
 
 #include "shardalloc.h"
 
-#ifndef SA_DEBUG
-#define SA_DEBUG 0
-#endif
-#ifndef SA_SECURE
-#define SA_SECURE 0
-#endif
-
 #define OS_PAGE ((size_t)4096)
 #define BLOCK ((size_t)3 << 20) /* 3 MiB: over SECURE_CLEAR_PURGE_MIN, three mincore chunks */
 
