@@ -240,7 +240,6 @@ void _sa_page_retire(page_t *page) {
  * passes up to PAGE_QUEUE_SEARCH_MAX such pages, and a bin whose walk stops there keeps its
  * bit (retired pages may lie further on; they age when the pages before them have moved). */
 void _sa_heap_collect_retired(heap_t *heap, bool force) {
-  _Static_assert(sizeof(heap->retired_bins) == 2 * sizeof(uint64_t), "the generic path tests two words");
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
     uint64_t bins = heap->retired_bins[w], still = 0;
     for (; bins != 0; bins &= bins - 1) { /* only the bins with retired pages */
@@ -304,10 +303,7 @@ static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
   /* the growth may hold what earlier pages there held: no data passes between owners */
   if (block_size > old_size) {
     sa_track_mem_undefined((uint8_t *)p + old_size, block_size - old_size);
-    if (block_size - old_size < SECURE_CLEAR_PURGE_MIN)
-      memset((uint8_t *)p + old_size, 0, block_size - old_size);
-    else /* where it was touched only (secure.c) */
-      _sa_secure_clear_large((uint8_t *)p + old_size, block_size - old_size);
+    sa_secure_clear((uint8_t *)p + old_size, block_size - old_size);
   }
 #endif
   return true;
@@ -369,16 +365,16 @@ void *_sa_page_take_unused(page_t *page, bool zero) {
   page->capacity++;
   page->used++;
   sa_track_malloc(p, bsize, zero);
+  if (!page->is_zero) { /* memory an earlier page used */
 #if SA_SECURE
-  if (!page->is_zero) { /* no data of an earlier page there reaches the new owner */
-    if (bsize >= SECURE_CLEAR_PURGE_MIN) _sa_secure_clear_large(p, bsize);
-    else memset(p, 0, bsize);
-  }
+    sa_secure_clear(p, bsize); /* no data of its owner reaches the new one */
+#else
+    if (zero) memset(p, 0, bsize);
 #endif
+  }
 #if SA_DEBUG > 0
   if (!zero) memset(p, SA_DEBUG_UNINIT, bsize);
 #endif
-  if (zero && !page->is_zero && !SA_SECURE) memset(p, 0, bsize);
   return p;
 }
 
@@ -393,6 +389,7 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_remote_flush(); /* frees this thread gathered for other threads' pages */
   _sa_heap_delayed_free_all(heap);
+  _Static_assert(sizeof(heap->retired_bins) == 2 * sizeof(uint64_t), "two words to test");
   if ((heap->retired_bins[0] | heap->retired_bins[1]) != 0 &&
       ++heap->retire_clock % PAGE_RETIRE_TICK == 0)
     _sa_heap_collect_retired(heap, false);

@@ -158,6 +158,12 @@ void _sa_secure_free_checked(page_t *page, block_t *block) sa_cold;
 /* OS pages one mincore looks at (its vector is on the stack). */
 #define SECURE_CLEAR_CHUNK_PAGES 256
 void _sa_secure_clear_large(void *p, size_t size) sa_cold;
+/* Clear `size` bytes that an earlier owner may have written: a memset, or from
+ * SECURE_CLEAR_PURGE_MIN up only where they were touched. */
+sa_inline void sa_secure_clear(void *p, size_t size) {
+  if (size < SECURE_CLEAR_PURGE_MIN) memset(p, 0, size);
+  else _sa_secure_clear_large(p, size);
+}
 sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   if (page->is_zero) {
     block->next = NULL;
@@ -177,10 +183,8 @@ sa_inline void sa_secure_clear_alloc(const page_t *page, block_t *block) {
   } else if (size <= 128) {
     memset(p, 0, 64);
     memset(p + size - 64, 0, 64);
-  } else if (size < SECURE_CLEAR_PURGE_MIN) {
-    memset(p, 0, size);
   } else {
-    _sa_secure_clear_large(p, size);
+    sa_secure_clear(p, size);
   }
 }
 

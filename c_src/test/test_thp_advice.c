@@ -2,7 +2,15 @@
  * unit and kept while the unit's memory is kept: making and freeing large pages again on the
  * same units makes no madvise call; a purge that cleans a unit drops its advice, and a large
  * page made there later asks again. Counted through the "thp advice" line of the statistics
- * (madvise calls that changed the advice), so it checks the bookkeeping, not the kernel. */
+ * (madvise calls that changed the advice), so it checks the bookkeeping, not the kernel.
+ *
+ * Then where the advice goes, read from the kernel's side (/proc/self/smaps, the "hg" flag of
+ * the mapping that holds an address): a block of 2 MiB or more carries it on the units it
+ * covers at least half of, here the first unit of a segment made for it (header included)
+ * and the unit it covers in part after that. That a new segment's first unit is advised
+ * *before* its header is written shows only in whether the kernel then maps a huge page
+ * there, which also depends on free memory: not tested. Skipped where the kernel has no THP,
+ * and under an emulator. */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
@@ -68,6 +76,59 @@ static void test_purge_drops(void) {
   mi_free(keep);
 }
 
+/* Whether the mapping holding `addr` has the huge page advice (VmFlags "hg"); -1: unknown. */
+static int advised(const void *addr) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (f == NULL) return -1;
+  char line[512];
+  int in = 0, found = -1;
+  while (found < 0 && fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+      in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      found = strstr(line, " hg") != NULL;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+static void test_where(void) {
+  SECTION("a 3 MiB block at a segment's start: the units it covers at least half of advised");
+  if (getenv("SA_TEST_RUNNER") != NULL) { /* an emulator's smaps are its own (testutil.h) */
+    printf("  (skipped: under an emulator)\n");
+    return;
+  }
+  FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (thp == NULL) {
+    printf("  (skipped: no transparent huge pages in this kernel)\n");
+    return;
+  }
+  fclose(thp);
+  /* 3 MiB blocks until one starts a segment made for it: at slice 1 (the first segment's
+   * slice 1 holds a small page of this program's) */
+  enum { MAX = 24 };
+  char *blocks[MAX];
+  int n = 0;
+  char *first = NULL;
+  while (n < MAX && first == NULL) {
+    char *p = blocks[n++] = mi_malloc(3 * MIB);
+    CHECK(p != NULL);
+    if (p != NULL && ((uintptr_t)p & (32 * MIB - 1)) == 64 * 1024) first = p;
+  }
+  CHECKF(first != NULL, "no 3 MiB block at the start of a segment in %d", n);
+  if (first != NULL) {
+    char *segment = first - 64 * 1024;
+    CHECKF(advised(segment) == 1, "the first unit of a segment made for 3 MiB blocks (at %p) "
+           "has no huge page advice", (void *)segment);
+    /* the block covers [2 MiB, 3 MiB + 64 KiB) of the second unit: more than half */
+    CHECKF(advised(segment + 2 * MIB) == 1, "the unit the block covers in part (at %p) has no "
+           "huge page advice", (void *)(segment + 2 * MIB));
+  }
+  for (int i = 0; i < n; i++) mi_free(blocks[i]);
+}
+
 int main(void) {
   if (mi_option_is_enabled(mi_option_allow_large_os_pages)) {
     printf("%s: skipped: allow_large_os_pages advises whole segments\n", TEST_NAME);
@@ -75,5 +136,6 @@ int main(void) {
   }
   test_no_repeat();
   test_purge_drops();
+  test_where();
   return tu_finish();
 }
