@@ -67,9 +67,25 @@ static bool list_contains(const page_t *page, const block_t *list, const block_t
   return false;
 }
 
+#if !SA_TRACK
+/* `b` is the start of a block of a small, medium or large page of ours. */
+static bool is_any_block(const void *b) {
+  if ((uintptr_t)b >> SA_ADDRESS_BITS != 0 || (uintptr_t)b % sizeof(void *) != 0) return false;
+  segment_t *segment = sa_segment_lookup(b);
+  if (segment == NULL || segment->kind == SEGMENT_HUGE) return false;
+  const page_t *page = sa_page_of(segment, b);
+  if (page->slice_count == 0 || !page->flags.x.in_use) return false;
+  const uint8_t *start = sa_page_start(page);
+  size_t offset = (size_t)((const uint8_t *)b - start);
+  return (const uint8_t *)b >= start && offset < (size_t)page->reserved * sa_block_size(page) &&
+         offset % sa_block_size(page) == 0;
+}
+#endif
+
 /* A freed block is filled with SA_DEBUG_FREED past its link word, and its link points into
- * its page (or is NULL). Only the owner can walk the page's lists safely, so it confirms by
- * finding the block there; another thread goes by the fill and the link alone (a live block
+ * its page or is NULL (or, in a heap's delayed list, to a block of another page). Only the
+ * owner can walk the page's lists safely, so it confirms by finding the block there (the
+ * delayed list: _sa_free_block_local); another thread goes by the fill and the link alone (a live block
  * holding exactly that fill is not a case worth a race). Under a memory checker (track.h)
  * the tool knows which blocks are free, and the bytes of a block in use are not ours to read. */
 static bool block_is_double_free(const page_t *page, const block_t *block, const void *p,
@@ -91,7 +107,8 @@ static bool block_is_double_free(const page_t *page, const block_t *block, const
   const uint8_t *start = sa_page_start(page);
   bool next_plausible =
       next == NULL || (next >= start && next < start + (size_t)page->reserved * sa_block_size(page));
-  if (!owner) return next_plausible && check > sizeof(block_t);
+  /* a block that waits in a heap's delayed list links to a block of any page */
+  if (!owner) return (next_plausible || is_any_block(next)) && check > sizeof(block_t);
 #endif
   block_t *x = sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_acquire));
   return list_contains(page, x, block) || list_contains(page, page->free, block) ||
@@ -118,6 +135,18 @@ void _sa_debug_check_free(const page_t *page, const block_t *block, const void *
 #endif
 
 /* ---- Local free (owner thread) ---------------------------------------------------------- */
+#if SA_DEBUG > 0 || SA_SECURE
+/* `block` waits in the delayed list of `page`'s heap (owner only: it alone takes from it).
+ * The list holds one block per full page at most (later frees go to the page's own list). */
+static bool delayed_holds(const page_t *page, const block_t *block) {
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  const block_t *b = atomic_load_explicit(&heap->thread_delayed_free, memory_order_acquire);
+  for (; b != NULL; b = sa_delayed_next(sa_page_of(sa_segment_of(b), b), b))
+    if (b == block) return true;
+  return false;
+}
+#endif
+
 void _sa_free_block_local(page_t *page, block_t *block) {
   /* nothing of the page is in use, or its one block waits in the cross-thread list */
   if (sa_unlikely(page->used == 0 ||
@@ -126,7 +155,16 @@ void _sa_free_block_local(page_t *page, block_t *block) {
     _sa_misuse("free", block, "double free: the block is free already");
     return;
   }
-  if (sa_unlikely(page->flags.x.in_full)) _sa_page_unfull(page);
+  if (sa_unlikely(page->flags.x.in_full)) {
+#if SA_DEBUG > 0 || SA_SECURE
+    /* another thread freed it into the page while the page was full */
+    if (delayed_holds(page, block)) {
+      _sa_misuse("free", block, "double free: the block is free already");
+      return;
+    }
+#endif
+    _sa_page_unfull(page);
+  }
   sa_page_free_local(page, block);
 }
 
