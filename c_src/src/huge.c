@@ -2,7 +2,9 @@
  * directly. The block starts at slice 1 (right after the header), so its descriptor is
  * pages[1]. Huge blocks get transparent huge pages (a first touch costs per 2 MiB instead of
  * per 4 KiB), and a freed one waits purge_delay ms in a small cache for a request of about its
- * size, so a program that frees and allocates big buffers in a loop reuses warm memory.
+ * size, so a program that frees and allocates big buffers in a loop reuses warm memory. The
+ * wait is that of memory no thread owns (purge.c): a huge block mapped fresh soon after a
+ * cached segment expired raises it, up to 8 times the option.
  *
  * Also here: the lists through which a heap finds its huge blocks, and their allocation
  * (called from the generic path, page.c).
@@ -17,29 +19,65 @@
 #define segments_lock _sa_segments_lock
 #define HUGE_CACHE_MAX 4
 static segment_t *huge_cache; /* freed huge segments, waiting for reuse */
+/* When a cached segment last expired (ms; 0: none since a fresh one was mapped): a huge
+ * block mapped fresh soon after wanted that memory, and raises the delay (purge.c). */
+static _Atomic(int64_t) huge_expired_at;
 static size_t huge_cache_count;
 static void huge_release(segment_t *segment);
 
 /* ---- Huge segments ------------------------------------------------------------------------- */
+/* A cached segment smaller than `total` made `total` bytes long: its mapping moves to a fresh
+ * aligned place (mremap) with fresh memory after it, so the memory the last block touched is
+ * used again instead of being given back while as much is faulted in anew. NULL (the segment
+ * released) where the move fails, or where the mapping is more than one (secure mode's guard
+ * page) or a memory checker follows its contents. */
+static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
+#if !SA_SECURE && !SA_TRACK
+  size_t old = segment->segment_size;
+  _sa_segment_map_set(segment, false);
+  segment_t *moved = _sa_os_move_grow(segment, old, total, SEGMENT_SIZE);
+  if (moved != NULL) {
+    _sa_stat_add(SA_STAT_mmaps, 1);
+    _sa_os_advise_huge_pages(moved, total, true); /* the new part's first touches too */
+    moved->segment_size = total;
+    if (_sa_segment_map_set(moved, true)) {
+      _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
+      _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
+      return moved;
+    }
+    moved->segment_size = old; /* beyond the map's range: released as it was counted */
+    segment = moved;
+  }
+#else
+  (void)total;
+#endif
+  huge_release(segment);
+  return NULL;
+}
+
 static segment_t *huge_cache_take(size_t total) {
-  segment_t *best = NULL, *smallest = NULL;
+  segment_t *best = NULL, *smaller = NULL, *smallest = NULL;
   pthread_mutex_lock(&segments_lock);
   for (segment_t *s = huge_cache; s != NULL; s = s->next) {
     if (s->segment_size >= total && s->segment_size - total <= total / 2 &&
         (best == NULL || s->segment_size < best->segment_size))
       best = s;
+    if (s->segment_size < total && (smaller == NULL || s->segment_size > smaller->segment_size))
+      smaller = s;
     if (smallest == NULL || s->segment_size < smallest->segment_size) smallest = s;
   }
-  /* None fits: the smallest is the least likely to fit a later request, and its memory is
-   * about to be faulted in again anyway, so give it back now, before the peak grows. */
-  segment_t *taken = best != NULL ? best : smallest;
+  /* None fits: the largest smaller one grows into the request; failing that, the smallest
+   * (the least likely to fit a later request) goes back now, before the peak grows. */
+  segment_t *taken = best != NULL ? best : smaller != NULL ? smaller : smallest;
   if (taken != NULL) {
     list_remove(&huge_cache, taken);
     huge_cache_count--;
   }
   pthread_mutex_unlock(&segments_lock);
-  if (best == NULL && taken != NULL) huge_release(taken);
-  return best;
+  if (best != NULL || taken == NULL) return best;
+  if (taken == smaller) return huge_segment_grow(taken, total);
+  huge_release(taken);
+  return NULL;
 }
 
 /* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */
@@ -84,7 +122,11 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
   size_t total = SLICE_SIZE + mi_good_size(size) + SA_GUARD_SIZE; /* see there */
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
-  if (fresh && (segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
+  if (fresh) {
+    int64_t expired_at = atomic_exchange_explicit(&huge_expired_at, 0, memory_order_relaxed);
+    if (expired_at != 0) _sa_unowned_slices_taken(total / SLICE_SIZE, expired_at);
+    if ((segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
+  }
   return huge_page_init(segment, fresh);
 }
 
@@ -130,6 +172,7 @@ void _sa_huge_cache_collect(int64_t now, bool all) {
     }
   }
   pthread_mutex_unlock(&segments_lock);
+  if (expired != NULL && !all) atomic_store_explicit(&huge_expired_at, now, memory_order_relaxed);
   while (expired != NULL) {
     segment_t *s = expired;
     expired = s->next;
@@ -150,7 +193,7 @@ void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
   atomic_store_explicit(&segment->pages[1].xthread_free, HUGE_FREED, memory_order_relaxed);
   _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
-  long delay = mi_option_get(mi_option_purge_delay);
+  long delay = _sa_unowned_purge_delay();
   if (delay > 0) {
     if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
       memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));

@@ -1,5 +1,6 @@
 /* shardalloc: OS primitives. The only file that calls mmap, munmap, madvise or other system
  * calls that manage memory; the rest of the allocator asks these functions. */
+#define _GNU_SOURCE /* mremap */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -91,6 +92,24 @@ void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset) {
 
 void *_sa_os_alloc_aligned(size_t size, size_t align) {
   return _sa_os_alloc_aligned_at(size, align, 0);
+}
+
+void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align) {
+#ifdef MREMAP_FIXED
+  void *to = _sa_os_alloc_aligned(new_size, align); /* the place: replaced by the move */
+  if (to == NULL) return NULL;
+  int saved_errno = errno;
+  void *moved = mremap(p, size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  errno = saved_errno;
+  if (moved != MAP_FAILED) return moved;
+  _sa_os_free(to, new_size);
+#else
+  (void)p;
+  (void)size;
+  (void)new_size;
+  (void)align;
+#endif
+  return NULL;
 }
 
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,

@@ -165,6 +165,11 @@ static int64_t unowned_purge_delay(long base, int64_t now) {
   return delay;
 }
 
+long _sa_unowned_purge_delay(void) {
+  long base = mi_option_get(mi_option_purge_delay);
+  return base <= 0 ? base : (long)unowned_purge_delay(base, _sa_clock_ms());
+}
+
 void _sa_unowned_slices_taken(size_t purged, int64_t purged_at) {
   long base = mi_option_get(mi_option_purge_delay);
   if (base <= 0) return;

@@ -114,7 +114,7 @@ sa_inline bool sa_secure_is_any_block(const void *b) {
 
 /* Every free of a block of a small, medium or large page: invalid pointers and double frees.
  * Another thread also takes a link to another page as free: the block waits in a heap's
- * delayed list (the owner finds such a block when it takes that list in). */
+ * delayed list (the owner looks there when it frees into a full page: _sa_free_block_local). */
 sa_inline void sa_secure_check_free(const page_t *page, const block_t *block, bool owner) {
   if (sa_unlikely(!sa_secure_is_block(page, block))) _sa_secure_invalid_free(block);
   const block_t *next = sa_secure_decode(page, block->next);

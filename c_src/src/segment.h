@@ -146,6 +146,9 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire);
 /* A thread took `purged` slices purged while their segment had no owner, the latest at
  * `purged_at`: counts towards raising the unowned delay. */
 void _sa_unowned_slices_taken(size_t purged, int64_t purged_at);
+/* The purge delay of memory no thread owns now (ms; the option's where it is not positive):
+ * the huge block cache's wait (huge.c). */
+long _sa_unowned_purge_delay(void);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);
 /* Enter a segment into (or take it out of) the list of all owned segments. */
