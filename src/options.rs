@@ -105,9 +105,10 @@ options! {
     Verbose = mi_option_verbose, "SHARDALLOC_VERBOSE";
     /// `SHARDALLOC_PURGE_DELAY` (default 25): milliseconds a free 64 KiB slice stays
     /// committed before it is given back to the OS (`madvise(MADV_DONTNEED)`), so that memory
-    /// reused within the delay is never faulted in again. 0 purges at once, -1 never. Read
-    /// each time memory is freed. A thread whose purged memory is soon wanted again gets up
-    /// to 8 times this delay (doubling each time), and back towards it after a quiet while
+    /// reused within the delay is never faulted in again (runs of 2 MiB and more wait at
+    /// least 4 times it). 0 purges at once, -1 never. Read each time memory is freed. A
+    /// thread whose purged memory is soon wanted again gets up to 8 times this delay
+    /// (doubling each time), and back towards it after a quiet while
     /// ([`crate::Stats::purge_delay_raises`]). The purge itself runs on allocator activity: the owning
     /// thread's allocation slow path and page frees, [`crate::collect`], and for memory no
     /// thread owns (segments of exited threads, the segment cache) any thread's slow path or

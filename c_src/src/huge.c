@@ -1,10 +1,10 @@
 /* shardalloc: huge blocks, one to a segment, owned by no thread: any thread frees them
  * directly. The block starts at slice 1 (right after the header), so its descriptor is
  * pages[1]. Huge blocks get transparent huge pages (a first touch costs per 2 MiB instead of
- * per 4 KiB), and a freed one waits purge_delay ms in a small cache for a request of about its
+ * per 4 KiB), and a freed one waits its purge delay in a small cache for a request of about its
  * size, so a program that frees and allocates big buffers in a loop reuses warm memory. The
- * wait is that of memory no thread owns (purge.c): a huge block mapped fresh soon after a
- * cached segment expired raises it, up to 8 times the option.
+ * wait is that of large runs of memory no thread owns (purge.c): a huge block mapped fresh
+ * soon after a cached segment expired raises it, up to 8 times the option.
  *
  * Also here: the lists through which a heap finds its huge blocks, and their allocation
  * (called from the generic path, page.c).
@@ -193,7 +193,7 @@ void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
   atomic_store_explicit(&segment->pages[1].xthread_free, HUGE_FREED, memory_order_relaxed);
   _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
-  long delay = _sa_unowned_purge_delay();
+  long delay = _sa_huge_purge_delay(segment->segment_size);
   if (delay > 0) {
     if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
       memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));

@@ -367,7 +367,7 @@ size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin
 
 /* Where a page of `slices` goes in `segment`, preferably off the units with huge page advice
  * (thp.c); SIZE_MAX if it does not fit. */
-static size_t page_place(const segment_t *segment, size_t slices) {
+static size_t page_place(segment_t *segment, size_t slices) {
   size_t start = _sa_thp_find_slices(segment, slices);
   return start != SIZE_MAX ? start : bits_find_clear_run(segment->used_slices, slices);
 }

@@ -146,9 +146,9 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire);
 /* A thread took `purged` slices purged while their segment had no owner, the latest at
  * `purged_at`: counts towards raising the unowned delay. */
 void _sa_unowned_slices_taken(size_t purged, int64_t purged_at);
-/* The purge delay of memory no thread owns now (ms; the option's where it is not positive):
- * the huge block cache's wait (huge.c). */
-long _sa_unowned_purge_delay(void);
+/* How long a freed huge segment of `size` bytes waits in the cache (ms; the option's where it
+ * is not positive): the delay of memory no thread owns, as for any run of 2 MiB or more. */
+long _sa_huge_purge_delay(size_t size);
 /* Count the thread's pending slices again; purge them all if they are over budget. */
 void _sa_thread_over_budget(thread_t *thread);
 /* Enter a segment into (or take it out of) the list of all owned segments. */
@@ -163,9 +163,11 @@ void _sa_huge_cache_collect(int64_t now, bool all);
 int64_t _sa_huge_cache_next_due(int64_t next);
 
 /* ---- thp.c --------------------------------------------------------------------------------- */
-/* Where to put a page of `slices` (fewer than a 2 MiB unit) outside the units that carry huge
- * page advice: as bits_find_clear_run; SIZE_MAX if none (owner). */
-size_t _sa_thp_find_slices(const segment_t *segment, size_t slices);
+/* Where to put a page of `slices` with huge pages in mind: a page of fewer than a 2 MiB unit
+ * outside the units that carry the advice, a larger one from a unit boundary where the unit
+ * it would start in was touched without it; as bits_find_clear_run otherwise. SIZE_MAX if
+ * none (owner). */
+size_t _sa_thp_find_slices(segment_t *segment, size_t slices);
 /* A page was made on slices [start, start+slices) (owner; takes the purge lock): a large one
  * of a unit or more advises huge pages on the units it covers at least half of that lack the
  * advice; any other page drops the advice of the units it overlaps. */

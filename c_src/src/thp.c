@@ -63,10 +63,36 @@ static void check_units(const segment_t *segment) {
   (void)segment;
 }
 
+/* A page of a unit or more goes where page_place's best fit puts it, but starts at the next
+ * unit boundary instead when the unit it would start in holds memory already touched without
+ * the advice (the first segment's header and small pages, say): the kernel maps only 4 KiB
+ * pages on such a unit, so the page's part there would fault 4 KiB at a time each time it is
+ * made (about 500 faults a unit), while the slices it leaves before the boundary suit smaller
+ * pages. */
+static size_t large_find_slices(segment_t *segment, size_t slices) {
+  size_t start = bits_find_clear_run(segment->used_slices, slices);
+  if (start == SIZE_MAX || start % UNIT_SLICES == 0) return start;
+  size_t unit = start / UNIT_SLICES;
+  if ((units_get(segment) >> unit) & 1) return start;
+  const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
+  segment_lock(segment); /* the purge cleans dirty slices */
+  bool touched = (segment->dirty_slices[unit * UNIT_SLICES / 64] >> (unit * UNIT_SLICES % 64)) &
+                 unit_bits;
+  segment_unlock(segment);
+  if (!touched) return start;
+  size_t aligned = (unit + 1) * UNIT_SLICES;
+  if (aligned + slices <= SLICES_PER_SEGMENT &&
+      bits_next_set(segment->used_slices, aligned) >= aligned + slices)
+    return aligned;
+  return start;
+}
+
 /* Pages too small to cover a unit stay off the advised units while they can: a small page's
  * first touch there would map 2 MiB, and carving it there would cost a call to drop the
  * advice. */
-size_t _sa_thp_find_slices(const segment_t *segment, size_t slices) {
+size_t _sa_thp_find_slices(segment_t *segment, size_t slices) {
+  if (slices >= UNIT_SLICES && !mi_option_is_enabled(mi_option_allow_large_os_pages))
+    return large_find_slices(segment, slices);
   uint32_t advised = units_get(segment);
   if (advised == 0 || slices >= UNIT_SLICES) return SIZE_MAX;
   uint64_t taken[SEGMENT_BITMAP_WORDS];
@@ -76,26 +102,46 @@ size_t _sa_thp_find_slices(const segment_t *segment, size_t slices) {
   return bits_find_clear_run(taken, slices);
 }
 
+/* Units with no dirty slice outside [start, start + slices) (the page's own are dirty now). */
+static uint32_t units_clean_but(const segment_t *segment, size_t start, size_t slices) {
+  uint64_t others[SEGMENT_BITMAP_WORDS];
+  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) others[w] = segment->dirty_slices[w];
+  bits_set(others, start, slices, false);
+  uint32_t clean = 0;
+  const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
+  for (size_t u = 0; u < SEGMENT_UNITS; u++)
+    if (((others[u * UNIT_SLICES / 64] >> (u * UNIT_SLICES % 64)) & unit_bits) == 0)
+      clean |= (uint32_t)1 << u;
+  return clean;
+}
+
 /* A large page of a unit or more adds the advice on the units it covers at least half of: a
  * block of 5 MiB placed anywhere covers two units whole and two in part, and the parts
  * faulted 4 KiB at a time would be a quarter of its faults; at most half a unit of memory
- * past the page may come in with it. Smaller large pages leave the units as they are (their
- * advice, if any, serves a neighbour that may come back). Any other page carved on an
- * advised unit (only when no other slices fit, _sa_thp_find_slices) drops the unit's advice
- * first, so its first touches map 4 KiB, not 2 MiB. */
+ * past the page may come in with it. It also advises the units it covers less than half of
+ * where nothing else of the unit was touched yet: a 4 KiB page the block maps there would keep
+ * the kernel from ever mapping a huge page on that unit (until a purge cleans it whole), so
+ * every later large page over it would fault 4 KiB at a time (about 500 faults a unit); the
+ * rest of the unit that comes in with it serves the next page placed there. Smaller large
+ * pages leave the units as they are (their advice, if any, serves a neighbour that may come
+ * back). Any other page carved on an advised unit (only when no other slices fit,
+ * _sa_thp_find_slices) drops the unit's advice first, so its first touches map 4 KiB, not
+ * 2 MiB. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large) {
-  uint32_t covered = 0;
-  if (large && slices >= UNIT_SLICES) {
+  uint32_t covered = 0, ends = 0;
+  uint32_t overlapped = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
+  if (large && slices >= UNIT_SLICES && !mi_option_is_enabled(mi_option_allow_large_os_pages)) {
     /* units it covers at least half of (its ends: rounded to the nearer unit boundary) */
     size_t first = (start + UNIT_SLICES / 2) / UNIT_SLICES;
     size_t end = (start + slices + UNIT_SLICES / 2) / UNIT_SLICES;
-    if (end > first && !mi_option_is_enabled(mi_option_allow_large_os_pages))
-      covered = units_mask(first, end);
+    if (end > first) covered = units_mask(first, end);
+    ends = overlapped & ~covered;
   }
-  if (covered == 0 && (large || units_get(segment) == 0)) return;
-  uint32_t overlapped = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
-  /* The page's slices are used, so no purge changes these units before we advise them. */
+  if (covered == 0 && ends == 0 && (large || units_get(segment) == 0)) return;
+  /* The page's slices are used, so no purge changes these units before we advise them (the
+   * lock: a purge may clean the other slices of an end unit meanwhile). */
   segment_lock(segment);
+  if (ends != 0) covered |= ends & units_clean_but(segment, start, slices);
   uint32_t units = units_get(segment);
   uint32_t add = covered & ~units, drop = large ? 0 : units & overlapped;
   units_put(segment, (units | add) & ~drop);

@@ -1,8 +1,8 @@
 /* test_purge_delay: a thread's purge delay grows when memory it purged is wanted again soon.
  *
- * With the purge_delay option at 500 ms: a 4 MiB block is freed (its page given back to the
- * segment by mi_collect), its slices fall due and are purged, and a 4 MiB block is allocated
- * again at once, on the same slices. That is memory purged too early, and the thread's delay
+ * With the purge_delay option at 150 ms: a 4 MiB block is freed (its page given back to the
+ * segment by mi_collect), its slices fall due and are purged (runs of 2 MiB and more wait 4
+ * times the option, 600 ms), and a 4 MiB block is allocated again at once, on the same slices. That is memory purged too early, and the thread's delay
  * doubles: `purge_delay_raises` counts it. Memory purged on demand (mi_collect(true)) and
  * taken again raises nothing. A small block held throughout keeps the segment alive, so the
  * large pages are carved from the same place each time.
@@ -12,7 +12,7 @@
  * 16 MiB of it.
  *
  * Time enters only as a lower bound: the test sleeps past the delay so that the slices are
- * due; the reuse then has to follow the purge within twice the delay (1 s), which a
+ * due; the reuse then has to follow the purge within twice the delay (1.2 s), which a
  * descheduled thread would have to miss by most of a second. */
 #define TEST_NAME "test_purge_delay"
 #include "testutil.h"
@@ -43,7 +43,7 @@ static void *big_block(unsigned char fill) {
 }
 
 int main(void) {
-  mi_option_set(mi_option_purge_delay, 500);
+  mi_option_set(mi_option_purge_delay, 150);
   void *anchor = mi_malloc(16);
   CHECK(anchor != NULL);
 
@@ -61,7 +61,7 @@ int main(void) {
   {
     mi_collect(false); /* the page back to its segment: its slices pending */
     size_t before = raises();
-    sleep_ms(600);     /* past the delay: due (the housekeeper purges them) */
+    sleep_ms(700);     /* past the delay of a 4 MiB run: due (the housekeeper purges them) */
     mi_collect(false); /* purge what is due, should the housekeeper be off */
     void *p = big_block(3);
     CHECKF(raises() == before + 1, "the delay was raised %zu times, expected once",
