@@ -10,7 +10,9 @@
  * and the unit it covers in part after that. That a new segment's first unit is advised
  * *before* its header is written shows only in whether the kernel then maps a huge page
  * there, which also depends on free memory: not tested. Skipped where the kernel has no THP,
- * and under an emulator. */
+ * and under an emulator. First of all (the process's first segment must hold small pages), a
+ * large block beside small pages starts at a unit boundary, and its tail's unit, which it
+ * covers a quarter of and nothing else touched, carries the advice. */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
@@ -129,11 +131,34 @@ static void test_where(void) {
   for (int i = 0; i < n; i++) mi_free(blocks[i]);
 }
 
+/* The first large block of a process whose first segment holds small pages: it starts at the
+ * second unit, since the first holds 4 KiB pages (the header's, a small page's) where the
+ * kernel will map no huge page; and it advises the unit it covers less than half of, which
+ * nothing else touched, so that its tail does not map 4 KiB pages there either. Runs first:
+ * the segment must be the process's first, made for small pages. */
+static void test_placement(void) {
+  SECTION("a large block beside small pages starts at a unit and advises its tail's unit");
+  void *small = mi_malloc(16); /* the first segment, made for small pages */
+  char *p = mi_malloc(2 * MIB + MIB / 2); /* its page: 2.5 MiB, a size class's exactly */
+  CHECK(small != NULL && p != NULL);
+  if (p == NULL || small == NULL) return;
+  CHECKF(((uintptr_t)small >> 25) == ((uintptr_t)p >> 25), "not in the first segment: %p, %p",
+         small, (void *)p);
+  CHECKF(((uintptr_t)p & (32 * MIB - 1)) == 2 * MIB, "the block starts at %p, not at the "
+         "segment's second unit", (void *)p);
+  if (getenv("SA_TEST_RUNNER") == NULL && access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0)
+    CHECKF(advised(p + 2 * MIB) == 1, "the unit the block covers a quarter of (at %p) has no "
+           "huge page advice", (void *)(p + 2 * MIB));
+  mi_free(p);
+  mi_free(small);
+}
+
 int main(void) {
   if (mi_option_is_enabled(mi_option_allow_large_os_pages)) {
     printf("%s: skipped: allow_large_os_pages advises whole segments\n", TEST_NAME);
     return 0;
   }
+  test_placement();
   test_no_repeat();
   test_purge_drops();
   test_where();
