@@ -87,9 +87,11 @@
 //!
 //! # Alignment
 //!
-//! Every allocation goes through the C library's aligned entry points with the layout's
-//! alignment (`mi_heap_malloc_aligned`, `mi_heap_zalloc_aligned`, `mi_heap_realloc_aligned`),
-//! up to [`ALIGNMENT_MAX`](crate::ALIGNMENT_MAX); a larger alignment is an allocation error.
+//! Every allocation gets the layout's alignment, up to [`ALIGNMENT_MAX`](crate::ALIGNMENT_MAX);
+//! a larger alignment is an allocation error. Layouts that the C library's plain calls already
+//! align (`mi_heap_malloc`, `mi_heap_zalloc`: 16 bytes, 8 for sizes up to 8) go through them,
+//! the others through the aligned entry points with the layout's alignment
+//! (`mi_heap_malloc_aligned`, `mi_heap_zalloc_aligned`, `mi_heap_realloc_aligned`).
 //! Zero-sized requests get a dangling, aligned pointer and never reach the C library.
 
 use core::alloc::Layout;
@@ -324,6 +326,15 @@ impl Heap {
         NonNull::slice_from_raw_parts(p, 0)
     }
 
+    /// True when the C library's plain calls (`mi_heap_malloc`, `mi_heap_zalloc`) give `layout`'s
+    /// alignment: their blocks are 16-byte aligned, 8-byte for sizes up to 8. Most layouts
+    /// qualify, and the plain calls skip the aligned ones' tests of the alignment; for a layout
+    /// known at compile time (a `Vec<u8>`'s, a `Vec<u64>`'s) this test folds away too.
+    #[inline]
+    fn plain_calls_align(layout: Layout) -> bool {
+        layout.align() <= 8 || (layout.align() <= 16 && layout.size() > 8)
+    }
+
     /// A block of `layout`, zeroed or not; `None` when the C library returns null.
     #[inline]
     fn allocate_block(&self, layout: Layout, zeroed: bool) -> Option<NonNull<[u8]>> {
@@ -332,10 +343,15 @@ impl Heap {
         }
         // SAFETY: the heap is alive; a bad alignment or size makes the C library return null.
         let p = unsafe {
-            if zeroed {
-                ffi::mi_heap_zalloc_aligned(self.as_raw(), layout.size(), layout.align())
-            } else {
-                ffi::mi_heap_malloc_aligned(self.as_raw(), layout.size(), layout.align())
+            match (Heap::plain_calls_align(layout), zeroed) {
+                (true, false) => ffi::mi_heap_malloc(self.as_raw(), layout.size()),
+                (true, true) => ffi::mi_heap_zalloc(self.as_raw(), layout.size()),
+                (false, false) => {
+                    ffi::mi_heap_malloc_aligned(self.as_raw(), layout.size(), layout.align())
+                }
+                (false, true) => {
+                    ffi::mi_heap_zalloc_aligned(self.as_raw(), layout.size(), layout.align())
+                }
             }
         };
         NonNull::new(p.cast::<u8>()).map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
@@ -351,6 +367,45 @@ impl Heap {
         if layout.size() != 0 {
             crate::free_with_layout(ptr.as_ptr(), layout)
         }
+    }
+
+    /// Grows the block at `ptr` (allocated with `old`) to `new`, keeping its `old.size()` bytes;
+    /// with `zeroed`, the bytes past them are 0.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a block of this heap currently allocated with `old`, and `new.size()` is at
+    /// least `old.size()`. On success it is no longer allocated; on failure it stays allocated,
+    /// unchanged.
+    #[inline]
+    unsafe fn grow_block(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+        zeroed: bool,
+    ) -> Option<NonNull<[u8]>> {
+        if old.size() != 0
+            && new.size() <= crate::SIZED_FREE_MAX
+            && old.align() <= crate::SIZED_FREE_MAX
+        {
+            // A small block grows into a new one: the old layout says how many bytes to copy
+            // and lets the sized free skip the page look-up. The C realloc would look the
+            // block up first, for a usable size the layout does not tell, to stay in place
+            // only when the growth fits the block's size class: a Vec grown by pushes
+            // (capacity doubling) rarely does, and then the look-up was for nothing. The tests
+            // above are the sized free's own bounds (old.size() <= new.size() by the trait's
+            // contract), so a `Vec`, whose alignment is a constant, pays one comparison.
+            let q = self.allocate_block(new, false)?;
+            let dst = q.cast::<u8>().as_ptr();
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), dst, old.size());
+            if zeroed {
+                core::ptr::write_bytes(dst.add(old.size()), 0, new.size() - old.size());
+            }
+            crate::sized::_sa_free_small(ptr.as_ptr().cast(), old.size());
+            return Some(q);
+        }
+        self.resize_block(ptr, old, new, zeroed)
     }
 
     /// Moves or resizes the block at `ptr` (allocated with `old`) to `new`, keeping the first
@@ -374,21 +429,6 @@ impl Heap {
         if new.size() == 0 {
             self.deallocate_block(ptr, old);
             return Some(Heap::dangling(new));
-        }
-        if new.size() > old.size() && new.size() <= crate::SIZED_FREE_MAX {
-            // A small block grows into a new one: the old layout says how many bytes to copy
-            // and lets the sized free skip the page look-up. The C realloc would look the
-            // block up first, for a usable size the layout does not tell, to stay in place
-            // only when the growth fits the block's size class: a Vec grown by pushes
-            // (capacity doubling) rarely does, and then the look-up was for nothing.
-            let q = self.allocate_block(new, false)?;
-            let dst = q.cast::<u8>().as_ptr();
-            core::ptr::copy_nonoverlapping(ptr.as_ptr(), dst, old.size());
-            if zeroed {
-                core::ptr::write_bytes(dst.add(old.size()), 0, new.size() - old.size());
-            }
-            crate::free_with_layout(ptr.as_ptr(), old);
-            return Some(q);
         }
         // The C library keeps the block in place when it fits and is aligned for `new`,
         // otherwise moves it to a block of `new`'s alignment; on failure it leaves it as it is.
@@ -517,7 +557,7 @@ macro_rules! impl_allocator {
                 old: Layout,
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
-                self.resize_block(ptr, old, new, false).ok_or(AllocError)
+                self.grow_block(ptr, old, new, false).ok_or(AllocError)
             }
 
             #[inline]
@@ -527,7 +567,7 @@ macro_rules! impl_allocator {
                 old: Layout,
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
-                self.resize_block(ptr, old, new, true).ok_or(AllocError)
+                self.grow_block(ptr, old, new, true).ok_or(AllocError)
             }
 
             #[inline]
