@@ -48,18 +48,27 @@ void _sa_purge_range(void *p, size_t size) {
   _sa_stat_add(SA_STAT_purges, 1);
 }
 
+/* Free and never touched since its last purge (by our books: a huge page may still back it). */
+static bool slice_untouched(const segment_t *segment, size_t slice) {
+  return !bit_get(segment->used_slices, slice) && !bit_get(segment->dirty_slices, slice);
+}
+
 /* Purge the due slices of `segment` (every pending one if `force`), at most `*limit` slices
  * if `limit` is not NULL (counted down). Stopped by the limit, it leaves purge_expire as it
  * was: no later than the earliest slice left pending. */
 static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
   int64_t next = 0;
+  /* due slices of huge pages' units wait for the rest of their unit (thp.c); they count for
+   * no expiry, so the purge goes on when the unit's last slice is freed (or on demand) */
+  uint32_t waiting = force ? 0 : _sa_thp_units_partly_due(segment, now);
+  const size_t unit = THP_SIZE / SLICE_SIZE;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
     if (limit != NULL && *limit == 0) return;
     if (segment->purge_slices[i / 64] == 0) {
       i = (i / 64 + 1) * 64;
       continue;
     }
-    if (!bit_get(segment->purge_slices, i)) {
+    if (!bit_get(segment->purge_slices, i) || ((waiting >> (i / unit)) & 1)) {
       i++;
       continue;
     }
@@ -70,10 +79,19 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
     }
     size_t j = i;
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
-           (force || segment->purge_at[j] <= now) && (limit == NULL || j - i < *limit))
+           (force || segment->purge_at[j] <= now) && !((waiting >> (j / unit)) & 1) &&
+           (limit == NULL || j - i < *limit))
       j++;
     if (limit != NULL) *limit -= j - i;
-    _sa_purge_range((uint8_t *)segment + i * SLICE_SIZE, (j - i) * SLICE_SIZE);
+    /* on an advised unit, the free slices nobody touched go too: a huge page may back them
+     * (mapped whole at the first touch of the unit), and giving back only the rest would
+     * split it and leave them resident for good */
+    size_t from = i, to = j;
+    if (_sa_thp_slice_advised(segment, i))
+      while (from % unit != 0 && slice_untouched(segment, from - 1)) from--;
+    if (_sa_thp_slice_advised(segment, j - 1))
+      while (to % unit != 0 && slice_untouched(segment, to)) to++;
+    _sa_purge_range((uint8_t *)segment + from * SLICE_SIZE, (to - from) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
     for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : now;
     bits_set(segment->dirty_slices, i, j - i, false);

@@ -160,6 +160,25 @@ void _sa_thp_segment_new(segment_t *segment) {
   units_put(segment, 1); /* the header's slices are dirty from now on (thp_units invariant) */
 }
 
+bool _sa_thp_slice_advised(const segment_t *segment, size_t slice) {
+  return (units_get(segment) >> (slice / UNIT_SLICES)) & 1;
+}
+
+uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now) {
+  uint32_t units = units_get(segment), partly = 0;
+  for (uint32_t left = units; left != 0; left &= left - 1) {
+    size_t u = (size_t)__builtin_ctz(left);
+    for (size_t k = u * UNIT_SLICES; k < (u + 1) * UNIT_SLICES; k++) {
+      if (bit_get(segment->dirty_slices, k) &&
+          (!bit_get(segment->purge_slices, k) || segment->purge_at[k] > now)) { /* in use */
+        partly |= (uint32_t)1 << u;
+        break;
+      }
+    }
+  }
+  return partly;
+}
+
 void _sa_thp_purged(segment_t *segment, size_t start, size_t slices) {
   uint32_t units = units_get(segment);
   if (units == 0) return;

@@ -27,11 +27,6 @@ static size_t rss_bytes(void) {
   return resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Child mode: print the options as the environment left them. */
 static int child_print_options(void) {
   void *p = mi_malloc(10); /* initialises the process: the environment is read */
@@ -208,7 +203,7 @@ static void test_purge(void) {
   /* The exited threads' empty segments are cached or released; cached ones are purged by the
    * next thread that runs the slow path once the delay is over. The threads took memory that
    * earlier tests had just purged, so their delay may have grown to 8x the option (purge.c). */
-  sleep_ms(8 * mi_option_get(mi_option_purge_delay) + 50);
+  tu_sleep_ms(8 * mi_option_get(mi_option_purge_delay) + 50);
   for (int i = 0; i < 200; i++) mi_free(mi_malloc((size_t)(i % 10 + 1) * 2048));
   size_t rss_after_delay = rss_bytes();
   mi_stats_snapshot_t s;

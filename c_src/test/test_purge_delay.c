@@ -29,12 +29,6 @@ static size_t raises(void) {
   return s.purge_delay_raises;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
-}
-
 static void *big_block(unsigned char fill) {
   unsigned char *p = mi_malloc(4 * MiB);
   CHECK(p != NULL);
@@ -61,7 +55,7 @@ int main(void) {
   {
     mi_collect(false); /* the page back to its segment: its slices pending */
     size_t before = raises();
-    sleep_ms(700);     /* past the delay of a 4 MiB run: due (the housekeeper purges them) */
+    tu_sleep_ms(700);     /* past the delay of a 4 MiB run: due (the housekeeper purges them) */
     mi_collect(false); /* purge what is due, should the housekeeper be off */
     void *p = big_block(3);
     CHECKF(raises() == before + 1, "the delay was raised %zu times, expected once",

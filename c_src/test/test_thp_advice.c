@@ -16,6 +16,9 @@
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "shardalloc.h"
 
 #define MIB ((size_t)1 << 20)
@@ -76,6 +79,15 @@ static void test_purge_drops(void) {
   CHECKF(advice_calls() > freed, "a large page on purged units was not advised");
   mi_free(p);
   mi_free(keep);
+}
+
+/* Bytes of [p, p + size) that are resident (whole OS pages). */
+static size_t resident(const void *p, size_t size) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), n = size / page, count = 0;
+  unsigned char vec[1024];
+  if (n > sizeof vec || mincore((void *)p, n * page, vec) != 0) return SIZE_MAX;
+  for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+  return count * page;
 }
 
 /* Whether the mapping holding `addr` has the huge page advice (VmFlags "hg"); -1: unknown. */
@@ -149,6 +161,24 @@ static void test_placement(void) {
   if (getenv("SA_TEST_RUNNER") == NULL && access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0)
     CHECKF(advised(p + 2 * MIB) == 1, "the unit the block covers a quarter of (at %p) has no "
            "huge page advice", (void *)(p + 2 * MIB));
+  /* The next one follows it, sharing that unit: freed and due, its part there stays (a purge
+   * would split the huge page the live block's tail sits in), its own unit goes back. */
+  mi_option_set(mi_option_purge_delay, 1);
+  char *q = mi_malloc(2 * MIB + MIB / 2);
+  if (!SA_SECURE) CHECK(q == p + 2 * MIB + MIB / 2); /* secure: a guard page between them */
+  if (q == p + 2 * MIB + MIB / 2) {
+    memset(q, 1, 2 * MIB + MIB / 2);
+    mi_free(q);
+    mi_collect(false);  /* the page back to its segment: its slices pending */
+    tu_sleep_ms(20);       /* past the (1 ms, 4 ms for such runs) delay: due */
+    mi_collect(false);  /* purge what is due */
+    size_t shared = resident(q, 2 * MIB - MIB / 2), own = resident(p + 4 * MIB, 2 * MIB);
+    printf("  freed block: %zu KiB of its part of the shared unit resident, %zu KiB of its own\n",
+           shared >> 10, own >> 10);
+    CHECKF(shared == 2 * MIB - MIB / 2, "its part of the unit a live block shares was purged");
+    CHECKF(own == 0, "%zu KiB of its own unit still resident", own >> 10);
+  }
+  mi_option_set(mi_option_purge_delay, 25);
   mi_free(p);
   mi_free(small);
 }

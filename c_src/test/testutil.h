@@ -109,6 +109,13 @@ static __attribute__((unused)) int tu_finish(void) {
   return failed == 0 ? 0 : 1;
 }
 
+/* Sleep at least `ms` milliseconds (a lower bound: signals do not cut it short). */
+static __attribute__((unused)) void tu_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
 static __attribute__((unused)) bool quick(void) {
   const char *v = getenv("SA_TEST_QUICK");
   return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
