@@ -70,12 +70,6 @@ static mi_stats_snapshot_t snap(void) {
   return s;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
-}
-
 int main(void) {
   mi_option_set(mi_option_background_purge, 0);
   mi_option_set(mi_option_purge_delay, 60000); /* no purge, no cache expiry, in 1 and 2 */
@@ -121,7 +115,7 @@ int main(void) {
     leave_one = false;
     wave(4000); /* its segments go to the cache, their free slices pending */
     size_t before = snap().purge_delay_raises;
-    sleep_ms(1100);    /* past the delay: due */
+    tu_sleep_ms(1100);    /* past the delay: due */
     mi_collect(false); /* purges what is due in the cache */
     CHECK(snap().purges > 0);
     wave(5000); /* takes the purged slices again */
