@@ -58,9 +58,9 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
  * was: no later than the earliest slice left pending. */
 static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
   int64_t next = 0;
-  /* due slices of huge pages' units wait for the rest of their unit (thp.c); they count for
-   * no expiry, so the purge goes on when the unit's last slice is freed (or on demand) */
-  uint32_t waiting = force ? 0 : _sa_thp_units_partly_due(segment, now);
+  /* due slices of huge pages' units wait for the rest of their unit (thp.c), on demand too;
+   * they count for no expiry, so the purge goes on when the unit's last slice is freed */
+  uint32_t waiting = _sa_thp_units_partly_due(segment, force ? INT64_MAX : now);
   const size_t unit = THP_SIZE / SLICE_SIZE;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
     if (limit != NULL && *limit == 0) return;

@@ -168,11 +168,11 @@ int64_t _sa_huge_cache_next_due(int64_t next);
  * it would start in was touched without it; as bits_find_clear_run otherwise. SIZE_MAX if
  * none (owner). */
 size_t _sa_thp_find_slices(segment_t *segment, size_t slices);
-/* The advised units a purge at `now` would clean only in part (purge lock held): their due
- * slices wait for the rest of the unit, since giving back part of a huge page splits it, and
- * the kernel then maps the whole unit 4 KiB at a time until a purge cleans it whole (half the
- * large_blocks program's page faults were that). The cost: up to a unit less 64 KiB kept per
- * unit a live large page shares with free slices (large_blocks: peak RSS +10 %). */
+/* The advised units a purge at `now` (INT64_MAX: on demand) would clean only in part (purge
+ * lock held): their due slices wait for the rest of the unit, since giving back part of a huge
+ * page splits it, and the kernel then maps the whole unit 4 KiB at a time until a purge cleans
+ * it whole (most of the large_blocks program's page faults were that). The cost: up to a unit
+ * less 64 KiB kept per unit a live large page shares with free slices (docs/design.md). */
 uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now);
 /* The unit of `slice` carries the advice (purge lock held). */
 bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);

@@ -202,8 +202,9 @@ static void test_purge(void) {
   for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
   /* The exited threads' empty segments are cached or released; cached ones are purged by the
    * next thread that runs the slow path once the delay is over. The threads took memory that
-   * earlier tests had just purged, so their delay may have grown to 8x the option (purge.c). */
-  tu_sleep_ms(8 * mi_option_get(mi_option_purge_delay) + 50);
+   * earlier tests had just purged, so their delay may have grown to 8x the option (purge.c);
+   * the rest is room for a housekeeper that a loaded machine wakes late. */
+  tu_sleep_ms(8 * mi_option_get(mi_option_purge_delay) + 300);
   for (int i = 0; i < 200; i++) mi_free(mi_malloc((size_t)(i % 10 + 1) * 2048));
   size_t rss_after_delay = rss_bytes();
   mi_stats_snapshot_t s;
