@@ -117,36 +117,26 @@ static void double_free_cross_thread(void) {
 }
 
 /* The same on full pages: the first cross-thread free of a block of a full page hands it to
- * the owner's heap (its delayed list, linking it to a block of another page). */
-static void double_free_cross_thread_full(void) {
-  enum { N = 300 }; /* 1 KiB blocks: 64 a page, so the first pages are full */
-  void *b[N];
-  for (int i = 0; i < N; i++) b[i] = alloc(1024);
-  free_on_other_thread(b[100]); /* another full page: the delayed list is not empty */
-  *mailbox = (uintptr_t)b[0];
-  free_on_other_thread(b[0]);
-  free_on_other_thread(launder(b[0]));
-  returned();
-  for (int i = 1; i < N; i++)
-    if (i != 100) mi_free(b[i]);
-  churn(1024, 4096);
-}
-
-/* The owner frees again a block another thread freed into a full page: the block waits in
- * the owner's delayed list, not in its page's lists. */
-static void double_free_delayed_owner(void) {
-  enum { N = 300 };
-  void *b[N];
-  for (int i = 0; i < N; i++) b[i] = alloc(1024);
+ * the owner's heap (its delayed list, linking it to a block of another page). Both cases fill
+ * pages of 1 KiB blocks (64 a page, so the first pages are full), let another thread free
+ * b[100] (another full page: the delayed list is not empty), and free b[0] twice: `second`
+ * makes the second free, after another thread made the first. */
+enum { FULL_BLOCKS = 300 };
+static void double_free_full(void (*second)(void *)) {
+  void *b[FULL_BLOCKS];
+  for (int i = 0; i < FULL_BLOCKS; i++) b[i] = alloc(1024);
   free_on_other_thread(b[100]);
   free_on_other_thread(b[0]);
   *mailbox = (uintptr_t)b[0];
-  mi_free(launder(b[0]));
+  second(launder(b[0]));
   returned();
-  for (int i = 1; i < N; i++)
+  for (int i = 1; i < FULL_BLOCKS; i++)
     if (i != 100) mi_free(b[i]);
   churn(1024, 4096);
 }
+static void double_free_cross_thread_full(void) { double_free_full(free_on_other_thread); }
+/* The owner frees it again: the block waits in the owner's delayed list, not in its page's. */
+static void double_free_delayed_owner(void) { double_free_full(mi_free); }
 
 static void interior(size_t size, size_t offset) {
   char *p = alloc(size);
