@@ -82,21 +82,34 @@ void _sa_page_collect(page_t *page) {
   page_collect_xthread(page);
 }
 
-/* ---- Lazy initialisation: thread the next few KiB of never-used blocks into `free` ------
- * Blocks of PAGE_EXTEND_BYTES and more are not threaded: the generic path hands each out
- * untouched (page_take_unused), since a link written into a block of fresh memory is a page
- * fault inside malloc, one per block; untouched, the fault is the program's, at its first
- * write, and only where it writes (a large buffer used in part, calloc of fresh memory). */
-static bool page_threads_blocks(const page_t *page) {
-  return sa_block_size(page) < PAGE_EXTEND_BYTES;
+/* ---- Lazy initialisation: thread never-used blocks into `free`, a few KiB at a time -------
+ * A link written into a block of fresh (or purged) memory is a page fault inside malloc. So
+ * the free list grows only over OS pages (PAGE_EXTEND_BYTES) that already hold the start of
+ * a block handed out before; the first block that starts in an untouched OS page is handed
+ * out untouched instead (page_take_unused), and the fault, if any, is the program's, at its
+ * first write and only where it writes (a buffer used in part, calloc of fresh memory). The
+ * next extension then threads the rest of that OS page. Blocks of PAGE_EXTEND_BYTES and more
+ * are all handed out untouched. Secure builds thread PAGE_EXTEND_BYTES at a time, in random
+ * order, from the start (fresh blocks must not come out in address order). */
+static size_t page_extend_count(const page_t *page) {
+  size_t remaining = (size_t)page->reserved - page->capacity;
+  size_t bsize = sa_block_size(page);
+  if (remaining == 0 || bsize >= PAGE_EXTEND_BYTES) return 0;
+#if SA_SECURE
+  size_t count = PAGE_EXTEND_BYTES / bsize;
+  if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
+#else
+  if (page->capacity == 0) return 0;
+  size_t next = (size_t)page->capacity * bsize; /* offsets in the page: it is slice aligned */
+  size_t touched_end = ((next - bsize) & ~(PAGE_EXTEND_BYTES - 1)) + PAGE_EXTEND_BYTES;
+  size_t count = touched_end > next ? (touched_end - next + bsize - 1) / bsize : 0;
+#endif
+  return count < remaining ? count : remaining;
 }
 
 static void page_extend(page_t *page) {
-  size_t remaining = (size_t)page->reserved - page->capacity;
-  if (remaining == 0 || !page_threads_blocks(page)) return;
-  size_t count = PAGE_EXTEND_BYTES / sa_block_size(page);
-  if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
-  if (count > remaining) count = remaining;
+  size_t count = page_extend_count(page);
+  if (count == 0) return;
   size_t bsize = sa_block_size(page);
   uint8_t *first = sa_page_start(page) + (size_t)page->capacity * bsize;
 #if SA_SECURE
@@ -359,7 +372,7 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin, bool ze
 }
 
 void *_sa_page_take_unused(page_t *page, bool zero) {
-  sa_assert(page->capacity < page->reserved && !page_threads_blocks(page));
+  sa_assert(page->capacity < page->reserved && page_extend_count(page) == 0);
   size_t bsize = sa_block_size(page);
   uint8_t *p = sa_page_start(page) + (size_t)page->capacity * bsize;
   page->capacity++;

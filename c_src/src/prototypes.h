@@ -129,8 +129,8 @@ void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) sa_cold;
 void _sa_page_retire(page_t *page) sa_cold;
 void _sa_page_free(page_t *page, page_queue_t *queue);
 void _sa_page_collect(page_t *page);
-/* The next never-used block of a page that does not thread its blocks (blocks of 4 KiB and
- * more, page.c's page_extend), handed out without a write into it unless `zero` needs one. */
+/* The next never-used block of a page whose free list cannot grow without touching a new OS
+ * page (page.c's page_extend), handed out without a write into it unless `zero` needs one. */
 void *_sa_page_take_unused(page_t *page, bool zero);
 void _sa_page_unfull(page_t *page);
 void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_never);

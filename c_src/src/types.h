@@ -91,8 +91,10 @@
 /* What one call over that budget purges at most (purge.c): bounds the call's work. */
 #define PURGE_CALL_MAX ((size_t)16 << 20)
 
-/* Blocks a page's free list is extended by at a time, at most: lazy initialisation keeps the
- * untouched part of a page untouched (no page faults, no RSS). */
+/* Lazy initialisation (page.c's page_extend) threads a page's free list one OS page of this
+ * size at a time, and only over OS pages already touched: the untouched part of a page stays
+ * untouched (no page faults inside malloc, no RSS). Secure builds thread this many bytes, at
+ * least PAGE_EXTEND_MIN_BLOCKS blocks, at a time. */
 #define PAGE_EXTEND_BYTES ((size_t)4 << 10)
 #define PAGE_EXTEND_MIN_BLOCKS 4
 

@@ -1,5 +1,5 @@
-/* test_untouched: malloc and calloc of blocks of an OS page or more leave fresh memory
- * untouched. A write into a block of never-used memory (a free-list link, a clear) is a page
+/* test_untouched: malloc and calloc leave fresh memory untouched: blocks of an OS page or
+ * more, and the first block of a smaller size to start in an OS page. A write into a block of never-used memory (a free-list link, a clear) is a page
  * fault inside the allocator's call, about 1-10 us, and resident memory the program may never
  * use; the program's own first write takes that fault instead, and only where it writes. So
  * right after the call, none of the OS pages wholly inside such a block may be resident
@@ -52,11 +52,46 @@ static void check_untouched(void *p, size_t size, const char *how) {
          p, n);
 }
 
+/* Blocks smaller than an OS page: the free list grows over an OS page only once a block
+ * starting there was handed out, so a block that is the first to start in its OS page comes
+ * out of fresh memory untouched too (the OS page its start lies in is not resident). Blocks
+ * are taken one after the other and never written; sizes nothing else here uses, so that
+ * their pages are fresh; they live to the end of the test, so that every page the test
+ * makes later is fresh too. */
+enum { SMALL_SIZES = 4, TAKE = 160 };
+static void check_small_untouched(char *taken[SMALL_SIZES][TAKE]) {
+  static const size_t small_sizes[SMALL_SIZES] = {80, 640, 1536, 3072};
+  size_t os_page = (size_t)sysconf(_SC_PAGESIZE);
+  for (size_t s = 0; s < SMALL_SIZES; s++) {
+    size_t firsts = 0;
+    for (size_t i = 0; i < TAKE; i++) {
+      char *p = taken[s][i] = mi_malloc(small_sizes[s]);
+      CHECK(p != NULL);
+      if (p == NULL || SA_DEBUG > 0 || SA_SECURE) continue; /* secure: random order */
+      size_t stride = mi_usable_size(p);
+      bool first_in_os_page = i == 0 || (p == taken[s][i - 1] + stride &&
+                                         (uintptr_t)(p - stride) / os_page < (uintptr_t)p / os_page);
+      if (!first_in_os_page) continue;
+      firsts++;
+      unsigned char vec = 0;
+      CHECK(mincore((void *)((uintptr_t)p & ~(uintptr_t)(os_page - 1)), os_page, &vec) == 0);
+      CHECKF((vec & 1) == 0, "mi_malloc(%zu) = %p, the first block in its OS page: the page is "
+             "resident right after the call", small_sizes[s], (void *)p);
+    }
+    if (SA_DEBUG == 0 && !SA_SECURE)
+      CHECKF(firsts >= 3, "%zu-byte blocks: only %zu started an OS page", small_sizes[s], firsts);
+  }
+}
+
 int main(void) {
   bool checks = SA_DEBUG == 0;
   printf("%s: fresh blocks of an OS page or more stay untouched by malloc and calloc%s\n",
          TEST_NAME, checks ? "" : " (debug build: residency not checked, pattern fill)");
   void *blocks[NSIZES][2 * PER_SIZE];
+
+  SECTION("small blocks: the first block in each fresh OS page is handed out untouched");
+  static char *small_blocks[SMALL_SIZES][TAKE];
+  check_small_untouched(small_blocks);
 
   SECTION("malloc and calloc of fresh memory write nothing into the blocks");
   for (size_t s = 0; s < NSIZES; s++) {
@@ -107,6 +142,8 @@ int main(void) {
   }
   for (size_t s = 0; s < NSIZES; s++)
     for (size_t k = 0; k < PER_SIZE; k++) mi_free(blocks[s][k]);
+  for (size_t s = 0; s < SMALL_SIZES; s++)
+    for (size_t i = 0; i < TAKE; i++) mi_free(small_blocks[s][i]);
   CHECK(mi_heap_check(mi_heap_get_default()));
   return tu_finish();
 }
