@@ -88,8 +88,10 @@ void _sa_page_collect(page_t *page) {
  * a block handed out before; the first block that starts in an untouched OS page is handed
  * out untouched instead (page_take_unused), and the fault, if any, is the program's, at its
  * first write and only where it writes (a buffer used in part, calloc of fresh memory). The
- * next extension then threads the rest of that OS page. Blocks of PAGE_EXTEND_BYTES and more
- * are all handed out untouched. Secure builds thread PAGE_EXTEND_BYTES at a time, in random
+ * next extension then threads the rest of that OS page. The page's first OS page is threaded
+ * at once, though: its first block handed out alone would leave a free list of none, and a
+ * thread that allocates and frees one block would then take the same-thread free list back on
+ * every call. Blocks of PAGE_EXTEND_BYTES and more are all handed out untouched. Secure builds thread PAGE_EXTEND_BYTES at a time, in random
  * order, from the start (fresh blocks must not come out in address order). */
 static size_t page_extend_count(const page_t *page) {
   size_t remaining = (size_t)page->reserved - page->capacity;
@@ -99,9 +101,9 @@ static size_t page_extend_count(const page_t *page) {
   size_t count = PAGE_EXTEND_BYTES / bsize;
   if (count < PAGE_EXTEND_MIN_BLOCKS) count = PAGE_EXTEND_MIN_BLOCKS;
 #else
-  if (page->capacity == 0) return 0;
-  size_t next = (size_t)page->capacity * bsize; /* offsets in the page: it is slice aligned */
-  size_t touched_end = ((next - bsize) & ~(PAGE_EXTEND_BYTES - 1)) + PAGE_EXTEND_BYTES;
+  size_t next = (size_t)page->capacity * bsize; /* offsets in the page (slice aligned) */
+  size_t last_os_page = next == 0 ? 0 : (next - bsize) & ~(PAGE_EXTEND_BYTES - 1);
+  size_t touched_end = last_os_page + PAGE_EXTEND_BYTES;
   size_t count = touched_end > next ? (touched_end - next + bsize - 1) / bsize : 0;
 #endif
   return count < remaining ? count : remaining;

@@ -52,13 +52,14 @@ static void check_untouched(void *p, size_t size, const char *how) {
          p, n);
 }
 
-/* Blocks smaller than an OS page: the free list grows over an OS page only once a block
- * starting there was handed out, so a block that is the first to start in its OS page comes
- * out of fresh memory untouched too (the OS page its start lies in is not resident). Blocks
+/* Blocks smaller than an OS page: past a page's first OS page (threaded at once), the free
+ * list grows over an OS page only once a block starting there was handed out, so a block that
+ * is the first to start in its OS page comes out of fresh memory untouched too (the OS page its start lies in is not resident). Blocks
  * are taken one after the other and never written; sizes nothing else here uses, so that
  * their pages are fresh; they live to the end of the test, so that every page the test
  * makes later is fresh too. */
 enum { SMALL_SIZES = 4, TAKE = 160 };
+#define SLICE_BYTES ((uintptr_t)64 << 10) /* pages start at a slice */
 static void check_small_untouched(char *taken[SMALL_SIZES][TAKE]) {
   static const size_t small_sizes[SMALL_SIZES] = {80, 640, 1536, 3072};
   size_t os_page = (size_t)sysconf(_SC_PAGESIZE);
@@ -69,8 +70,9 @@ static void check_small_untouched(char *taken[SMALL_SIZES][TAKE]) {
       CHECK(p != NULL);
       if (p == NULL || SA_DEBUG > 0 || SA_SECURE) continue; /* secure: random order */
       size_t stride = mi_usable_size(p);
-      bool first_in_os_page = i == 0 || (p == taken[s][i - 1] + stride &&
-                                         (uintptr_t)(p - stride) / os_page < (uintptr_t)p / os_page);
+      bool first_in_os_page = i > 0 && p == taken[s][i - 1] + stride &&
+                              (uintptr_t)(p - stride) / os_page < (uintptr_t)p / os_page &&
+                              ((uintptr_t)p & (SLICE_BYTES - 1)) >= os_page;
       if (!first_in_os_page) continue;
       firsts++;
       unsigned char vec = 0;
