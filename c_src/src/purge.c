@@ -96,7 +96,6 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
     for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : now;
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
-    _sa_thp_purged(segment, i, j - i);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
     i = j;
   }

@@ -163,7 +163,7 @@ static segment_t *segment_alloc(thread_t *thread, bool large_first) {
         _sa_os_advise_huge_pages(segment, SEGMENT_SIZE, true);
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
-    if (large_first) _sa_thp_segment_new(segment); /* before the first write to it */
+    if (large_first) _sa_thp_segment_advise(segment, true); /* before the first write to it */
     segment->segment_size = SEGMENT_SIZE;
     if (!_sa_segment_map_set(segment, true)) { /* beyond the map's address range: unusable */
       if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_unmap(segment, SEGMENT_SIZE);
@@ -180,6 +180,8 @@ static segment_t *segment_alloc(thread_t *thread, bool large_first) {
     segment->used_slice_count = SEGMENT_HEADER_SLICES;
     _sa_stat_add(SA_STAT_segments, 1);
     _sa_stat_add(SA_STAT_committed, SEGMENT_HEADER_SLICES * SLICE_SIZE);
+  } else if (large_first) {
+    _sa_thp_segment_advise(segment, false); /* a cached one: the units it lacks */
   }
   sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
   segment_attach(segment, thread);
@@ -365,25 +367,25 @@ static size_t page_slices_for(size_t block_size) {
 
 size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
 
-/* Where a page of `slices` goes in `segment`, preferably off the units with huge page advice
- * (thp.c); SIZE_MAX if it does not fit. */
-static size_t page_place(segment_t *segment, size_t slices) {
-  size_t start = _sa_thp_find_slices(segment, slices);
-  return start != SIZE_MAX ? start : bits_find_clear_run(segment->used_slices, slices);
-}
-
+/* A page of fewer slices than a 2 MiB unit goes off the units with huge page advice in any
+ * of the thread's segments if it fits there, else anywhere (dropping a unit's advice, thp.c);
+ * a larger one where thp.c's placement puts it. Segments made for large pages carry the advice
+ * on all their units, so small pages fill the others first. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, bool zero) {
   size_t slices = page_slices_for(block_size);
-  for (segment_t *s = thread->segments; s != NULL; s = s->next) {
-    if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
-    size_t start = page_place(s, slices);
-    if (start != SIZE_MAX)
-      return segment_page_init(s, start, slices, block_size, bin, page_of_one_block(block_size),
-                               zero);
+  bool large = slices >= THP_SIZE / SLICE_SIZE;
+  for (int anywhere = large; anywhere <= 1; anywhere++) {
+    for (segment_t *s = thread->segments; s != NULL; s = s->next) {
+      if (SLICES_PER_SEGMENT - s->used_slice_count < slices) continue;
+      size_t start = _sa_thp_find_slices(s, slices, anywhere);
+      if (start != SIZE_MAX)
+        return segment_page_init(s, start, slices, block_size, bin,
+                                 page_of_one_block(block_size), zero);
+    }
   }
-  segment_t *segment = segment_alloc(thread, slices >= THP_SIZE / SLICE_SIZE);
+  segment_t *segment = segment_alloc(thread, large);
   if (segment == NULL) return NULL;
-  size_t start = page_place(segment, slices);
+  size_t start = _sa_thp_find_slices(segment, slices, true);
   sa_assert(start != SIZE_MAX);
   return segment_page_init(segment, start, slices, block_size, bin,
                            page_of_one_block(block_size), zero);

@@ -164,10 +164,10 @@ int64_t _sa_huge_cache_next_due(int64_t next);
 
 /* ---- thp.c --------------------------------------------------------------------------------- */
 /* Where to put a page of `slices` with huge pages in mind: a page of fewer than a 2 MiB unit
- * outside the units that carry the advice, a larger one from a unit boundary where the unit
- * it would start in was touched without it; as bits_find_clear_run otherwise. SIZE_MAX if
- * none (owner). */
-size_t _sa_thp_find_slices(segment_t *segment, size_t slices);
+ * outside the units that carry the advice unless `anywhere`, a larger one from a unit
+ * boundary where the unit it would start in was touched without it; as bits_find_clear_run
+ * otherwise. SIZE_MAX if none (owner). */
+size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere);
 /* The advised units a purge at `now` (INT64_MAX: on demand) would clean only in part (purge
  * lock held): their due slices wait for the rest of the unit, since giving back part of a huge
  * page splits it, and the kernel then maps the whole unit 4 KiB at a time until a purge cleans
@@ -180,12 +180,10 @@ bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);
  * of a unit or more advises huge pages on the units it covers at least half of that lack the
  * advice; any other page drops the advice of the units it overlaps. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large);
-/* Slices [start, start+slices) were just purged (purge lock held): drop the advice of the
- * units around them that have no dirty slice left. */
-void _sa_thp_purged(segment_t *segment, size_t start, size_t slices);
-/* A segment of fresh memory, before anything is written to it, whose first page will be a
- * large one of a unit or more: its first unit, header included, asks for a huge page. */
-void _sa_thp_segment_new(segment_t *segment);
+/* A segment made for a large page of a unit or more (owner): all its units, header included,
+ * ask for huge pages, in one call. `fresh`: fresh memory, before anything is read or written
+ * there (a read would map the zero page, which keeps a huge page off the unit too). */
+void _sa_thp_segment_advise(segment_t *segment, bool fresh);
 /* The segment's memory goes back to the arena, header included: drop all its advice. */
 void _sa_thp_forget(segment_t *segment);
 

@@ -1,14 +1,19 @@
 /* shardalloc: transparent huge page advice for large pages. A large page asks the kernel for
- * huge pages (madvise MADV_HUGEPAGE) on the 2 MiB units it covers whole, so that its first
- * touches fault 2 MiB at a time, as a huge block's do.
+ * huge pages (madvise MADV_HUGEPAGE) on the 2 MiB units it covers, so that its first touches
+ * fault 2 MiB at a time, as a huge block's do; a segment made for a large page asks for them
+ * on all its units at once, in one call.
  *
- * The advice outlives the page: it stays on a unit while any of the unit's slices is dirty,
- * and goes (MADV_NOHUGEPAGE) when the purge has cleaned the whole unit. So a large page made
- * again on a unit that still carries the advice costs no system call, freeing one costs none,
- * and dropping the advice rides on a purge, which makes a system call there anyway (mostly on
- * the housekeeper thread). Purged memory carries no advice: small pages later carved from it
- * fault 4 KiB at a time and cost no more memory than they touch. Until the purge, a small
- * page carved from an advised unit that the large page left untouched may fault in 2 MiB.
+ * The advice outlives the page and the purge: once on, it stays on a unit until a page too
+ * small for huge pages is carved there (MADV_NOHUGEPAGE first, so that its first touches map
+ * 4 KiB, not 2 MiB) or the segment goes back to the arena. So the large pages made again and
+ * again on a unit cost one system call over the segment's life, not one each time the unit
+ * was purged in between: each such call (3-30 us on a virtual machine) was one of the calls
+ * that made malloc's slowest 0.01 % (bench/results/latency.md), and the kernel keeps a VMA per
+ * run of units that differ in advice. Small pages stay off the advised units of all the
+ * thread's segments while any other slices fit (segment.c's page placement), so the advice
+ * is seldom dropped. What it costs: a purged unit keeps the advice, so the next large page
+ * on it that covers it only in part maps it whole (up to 2 MiB less the page, which the next
+ * pages placed there use).
  *
  * segment->thp_units remembers which units carry the advice (the invariant is in types.h);
  * it changes under the segment's purge_lock. Segments that asked for huge pages as a whole
@@ -34,17 +39,6 @@ static uint32_t units_mask(size_t first, size_t end) {
   return (uint32_t)(((uint64_t)1 << end) - ((uint64_t)1 << first));
 }
 
-/* Units with at least one dirty slice. */
-static uint32_t dirty_units(const segment_t *segment) {
-  uint32_t units = 0;
-  const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
-  for (size_t u = 0; u < SEGMENT_UNITS; u++) {
-    uint64_t word = segment->dirty_slices[u * UNIT_SLICES / 64];
-    if ((word >> (u * UNIT_SLICES % 64)) & unit_bits) units |= (uint32_t)1 << u;
-  }
-  return units;
-}
-
 /* One madvise per run of consecutive units in `units`. */
 static void advise_units(segment_t *segment, uint32_t units, bool on) {
   while (units != 0) {
@@ -55,12 +49,6 @@ static void advise_units(segment_t *segment, uint32_t units, bool on) {
     _sa_stat_add(SA_STAT_thp_advice, 1);
     units &= ~units_mask(first, end);
   }
-}
-
-/* The invariant of thp_units (types.h), checked where it could break. */
-static void check_units(const segment_t *segment) {
-  sa_assert((units_get(segment) & ~dirty_units(segment)) == 0);
-  (void)segment;
 }
 
 /* A page of a unit or more goes where page_place's best fit puts it, but starts at the next
@@ -87,14 +75,15 @@ static size_t large_find_slices(segment_t *segment, size_t slices) {
   return start;
 }
 
-/* Pages too small to cover a unit stay off the advised units while they can: a small page's
- * first touch there would map 2 MiB, and carving it there would cost a call to drop the
+/* Pages too small to cover a unit stay off the advised units unless `anywhere`: a small
+ * page's first touch there would map 2 MiB, and carving it there costs a call to drop the
  * advice. */
-size_t _sa_thp_find_slices(segment_t *segment, size_t slices) {
+size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere) {
   if (slices >= UNIT_SLICES && !mi_option_is_enabled(mi_option_allow_large_os_pages))
     return large_find_slices(segment, slices);
   uint32_t advised = units_get(segment);
-  if (advised == 0 || slices >= UNIT_SLICES) return SIZE_MAX;
+  if (advised == 0 || anywhere || slices >= UNIT_SLICES)
+    return bits_find_clear_run(segment->used_slices, slices);
   uint64_t taken[SEGMENT_BITMAP_WORDS];
   for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) taken[w] = segment->used_slices[w];
   for (size_t u = 0; u < SEGMENT_UNITS; u++)
@@ -145,19 +134,27 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   uint32_t units = units_get(segment);
   uint32_t add = covered & ~units, drop = large ? 0 : units & overlapped;
   units_put(segment, (units | add) & ~drop);
-  check_units(segment);
   segment_unlock(segment);
   if (drop != 0) advise_units(segment, drop, false);
   if (add != 0) advise_units(segment, add, true);
 }
 
-/* The kernel maps a huge page only where no 4 KiB page of the unit is mapped yet, and the
- * header is written first: so the advice comes before it, or the first unit of every
- * segment of large blocks would fault 4 KiB at a time (about 500 faults a segment). */
-void _sa_thp_segment_new(segment_t *segment) {
+/* The kernel maps a huge page only where no 4 KiB page of the unit is mapped yet, and a fresh
+ * segment's header is written first: so the advice comes before it, or the first unit of
+ * every segment of large blocks would fault 4 KiB at a time (about 500 faults a segment). */
+void _sa_thp_segment_advise(segment_t *segment, bool fresh) {
   if (mi_option_is_enabled(mi_option_allow_large_os_pages)) return; /* the whole of it is */
-  advise_units(segment, 1, true);
-  units_put(segment, 1); /* the header's slices are dirty from now on (thp_units invariant) */
+  const uint32_t all = units_mask(0, SEGMENT_UNITS);
+  if (fresh) {
+    advise_units(segment, all, true);
+    units_put(segment, all);
+    return;
+  }
+  segment_lock(segment); /* a cached segment: the housekeeper may be purging it */
+  uint32_t units = units_get(segment);
+  units_put(segment, all);
+  segment_unlock(segment);
+  advise_units(segment, all & ~units, true);
 }
 
 bool _sa_thp_slice_advised(const segment_t *segment, size_t slice) {
@@ -177,16 +174,6 @@ uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now) {
     }
   }
   return partly;
-}
-
-void _sa_thp_purged(segment_t *segment, size_t start, size_t slices) {
-  uint32_t units = units_get(segment);
-  if (units == 0) return;
-  uint32_t touched = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
-  uint32_t drop = units & touched & ~dirty_units(segment);
-  units_put(segment, units & ~drop);
-  check_units(segment);
-  if (drop != 0) advise_units(segment, drop, false);
 }
 
 void _sa_thp_forget(segment_t *segment) {

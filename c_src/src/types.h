@@ -246,11 +246,10 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - a segment is in exactly one of: its owner's segment list (and then also in the list of
  *     all owned segments), the abandoned list, the segment cache; a huge segment is in none
  *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
- *   - bit u of thp_units is set <=> a large page asked for transparent huge pages on the
- *     2 MiB unit u (slices 32u .. 32u+31) and the advice is still on; a unit with the bit
- *     has a dirty slice (the purge that cleans a unit drops its advice; SA_DEBUG checks
- *     it in thp.c). Changes under purge_lock; no bit is added while allow_large_os_pages
- *     advises whole segments  */
+ *   - bit u of thp_units is set <=> the 2 MiB unit u (slices 32u .. 32u+31) carries the
+ *     transparent huge page advice (a large page or the segment's making asked for it; it
+ *     outlives purges, thp.c). Changes under purge_lock; no bit is added while
+ *     allow_large_os_pages advises whole segments  */
 typedef enum segment_kind_e {
   SEGMENT_NORMAL = 0,
   SEGMENT_HUGE = 1,

@@ -1,18 +1,20 @@
 /* test_thp_advice: the transparent huge page advice of large pages is given once per 2 MiB
- * unit and kept while the unit's memory is kept: making and freeing large pages again on the
- * same units makes no madvise call; a purge that cleans a unit drops its advice, and a large
- * page made there later asks again. Counted through the "thp advice" line of the statistics
+ * unit and kept, purges included: making and freeing large pages again on the same units
+ * makes no madvise call, and a purge gives the memory back but keeps the advice, so a large
+ * page made there later asks nothing. Counted through the "thp advice" line of the statistics
  * (madvise calls that changed the advice), so it checks the bookkeeping, not the kernel.
  *
  * Then where the advice goes, read from the kernel's side (/proc/self/smaps, the "hg" flag of
  * the mapping that holds an address): a block of 2 MiB or more carries it on the units it
  * covers at least half of, here the first unit of a segment made for it (header included)
- * and the unit it covers in part after that. That a new segment's first unit is advised
- * *before* its header is written shows only in whether the kernel then maps a huge page
- * there, which also depends on free memory: not tested. Skipped where the kernel has no THP,
- * and under an emulator. First of all (the process's first segment must hold small pages), a
- * large block beside small pages starts at a unit boundary, and its tail's unit, which it
- * covers a quarter of and nothing else touched, carries the advice. */
+ * and the unit it covers in part after that; a segment made for a large block carries it on
+ * all its units, and small pages made after it go elsewhere (no call drops advice for them).
+ * That a new segment's units are advised *before* its header is written shows only in
+ * whether the kernel then maps a huge page there, which also depends on free memory: not
+ * tested. Skipped where the kernel has no THP, and under an emulator. First of all (the
+ * process's first segment must hold small pages), a large block beside small pages starts at
+ * a unit boundary, and its tail's unit, which it covers a quarter of and nothing else touched,
+ * carries the advice. */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
@@ -61,26 +63,6 @@ static void test_no_repeat(void) {
   mi_free(keep);
 }
 
-static void test_purge_drops(void) {
-  SECTION("a purge drops the advice; the next large page there asks again");
-  mi_option_set(mi_option_purge_delay, 0); /* frees purge at once */
-  void *keep = mi_malloc(6 * MIB);
-  char *p = mi_malloc(8 * MIB);
-  CHECK(keep != NULL && p != NULL);
-  p[0] = 1;
-  long made = advice_calls();
-  mi_free(p);
-  mi_collect(false);
-  long freed = advice_calls();
-  CHECKF(freed > made, "freeing and purging an advised page dropped no advice (%ld calls)",
-         freed - made);
-  p = mi_malloc(8 * MIB);
-  CHECK(p != NULL);
-  CHECKF(advice_calls() > freed, "a large page on purged units was not advised");
-  mi_free(p);
-  mi_free(keep);
-}
-
 /* Bytes of [p, p + size) that are resident (whole OS pages). */
 static size_t resident(const void *p, size_t size) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE), n = size / page, count = 0;
@@ -108,18 +90,88 @@ static int advised(const void *addr) {
   return found;
 }
 
-static void test_where(void) {
-  SECTION("a 3 MiB block at a segment's start: the units it covers at least half of advised");
+/* smaps can be read here (not under an emulator, THP in the kernel); else says why not. */
+static bool smaps_usable(void) {
   if (getenv("SA_TEST_RUNNER") != NULL) { /* an emulator's smaps are its own (testutil.h) */
     printf("  (skipped: under an emulator)\n");
-    return;
+    return false;
   }
-  FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-  if (thp == NULL) {
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
     printf("  (skipped: no transparent huge pages in this kernel)\n");
-    return;
+    return false;
   }
-  fclose(thp);
+  return true;
+}
+
+static void test_purge_keeps(void) {
+  SECTION("a purge gives a large page's units back but keeps their advice");
+  mi_option_set(mi_option_purge_delay, 0); /* frees purge at once */
+  void *keep = mi_malloc(6 * MIB);
+  char *p = mi_malloc(8 * MIB);
+  CHECK(keep != NULL && p != NULL);
+  if (keep == NULL || p == NULL) return;
+  memset(p, 1, 8 * MIB);
+  char *unit = (char *)(((uintptr_t)p + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
+  long made = advice_calls();
+  mi_free(p);
+  mi_collect(false);
+  CHECKF(advice_calls() == made, "freeing and purging an advised page made %ld advice calls",
+         advice_calls() - made);
+  size_t left = resident(unit, 2 * MIB);
+  CHECKF(left == 0, "%zu KiB of a unit the freed block covered whole still resident", left >> 10);
+  if (smaps_usable())
+    CHECKF(advised(unit) == 1, "the purged unit at %p lost its advice", (void *)unit);
+  p = mi_malloc(8 * MIB);
+  CHECK(p != NULL);
+  CHECKF(advice_calls() == made, "a large page made again on purged units asked again");
+  mi_free(p);
+  mi_free(keep);
+  mi_option_set(mi_option_purge_delay, 25);
+}
+
+/* Blocks of 12 MiB until one is in a segment other than `first`'s (made for it): all of that
+ * segment's units carry the advice, the ones the block does not touch too. Then small pages
+ * of sizes not used yet go elsewhere: no advice is dropped for them, nor do they sit in an
+ * advised mapping. */
+static void test_large_segment(void) {
+  SECTION("a segment made for a large block is advised whole; small pages go elsewhere");
+  char *first = mi_malloc(8); /* the first segment, holding small pages */
+  enum { MAX = 8, SMALL = 12 };
+  char *blocks[MAX] = {0};
+  char *other = NULL;
+  for (int i = 0; i < MAX && other == NULL; i++) {
+    blocks[i] = mi_malloc(12 * MIB);
+    CHECK(blocks[i] != NULL);
+    if (blocks[i] != NULL && ((uintptr_t)blocks[i] >> 25) != ((uintptr_t)first >> 25))
+      other = blocks[i];
+  }
+  CHECKF(other != NULL, "no 12 MiB block outside the first segment in %d", MAX);
+  bool smaps = smaps_usable();
+  if (other != NULL && smaps) {
+    char *segment = (char *)((uintptr_t)other & ~(uintptr_t)(32 * MIB - 1));
+    char *untouched = other - segment < 16 * MIB ? segment + 30 * MIB : segment;
+    CHECKF(advised(untouched) == 1, "a unit of the segment made for a 12 MiB block (at %p), "
+           "away from it, has no huge page advice", (void *)untouched);
+  }
+  long before = advice_calls();
+  void *small[SMALL];
+  for (int i = 0; i < SMALL; i++) {
+    small[i] = mi_malloc(3000 + 100 * (size_t)i); /* medium and small size classes */
+    CHECK(small[i] != NULL);
+    if (small[i] != NULL && smaps)
+      CHECKF(advised(small[i]) == 0, "a %zu-byte block at %p sits in an advised mapping",
+             (size_t)(3000 + 100 * i), small[i]);
+  }
+  CHECKF(advice_calls() == before, "small pages made %ld advice calls (dropped advice)",
+         advice_calls() - before);
+  for (int i = 0; i < SMALL; i++) mi_free(small[i]);
+  for (int i = 0; i < MAX; i++) mi_free(blocks[i]);
+  mi_free(first);
+}
+
+static void test_where(void) {
+  SECTION("a 3 MiB block at a segment's start: the units it covers at least half of advised");
+  if (!smaps_usable()) return;
   /* 3 MiB blocks until one starts a segment made for it: at slice 1 (the first segment's
    * slice 1 holds a small page of this program's) */
   enum { MAX = 24 };
@@ -158,7 +210,7 @@ static void test_placement(void) {
          small, (void *)p);
   CHECKF(((uintptr_t)p & (32 * MIB - 1)) == 2 * MIB, "the block starts at %p, not at the "
          "segment's second unit", (void *)p);
-  if (getenv("SA_TEST_RUNNER") == NULL && access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0)
+  if (smaps_usable())
     CHECKF(advised(p + 2 * MIB) == 1, "the unit the block covers a quarter of (at %p) has no "
            "huge page advice", (void *)(p + 2 * MIB));
   /* The next one follows it, sharing that unit: freed and due, its part there stays (a purge
@@ -190,7 +242,8 @@ int main(void) {
   }
   test_placement();
   test_no_repeat();
-  test_purge_drops();
+  test_purge_keeps();
+  test_large_segment();
   test_where();
   return tu_finish();
 }
