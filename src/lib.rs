@@ -195,7 +195,9 @@ impl ShardAlloc {
         ffi::mi_usable_size(ptr.cast())
     }
 
-    /// The usable size that an allocation of `size` bytes gets: the size of its block.
+    /// The usable size that an allocation of `size` bytes gets: the size of its block. A
+    /// thread's first few pages may give a request of up to 1 KiB more (its size rounded up
+    /// to a power of two), which [`ShardAlloc::usable_size`] then reports.
     ///
     /// # Example
     ///

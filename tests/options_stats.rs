@@ -61,6 +61,8 @@ fn stats_follow_allocations() {
     // 4000 blocks of 100 bytes: several pages of one size class fill up, and a page filling
     // up is one of the events at which blocks are counted.
     let blocks: Vec<Box<[u8; 100]>> = (0..4000).map(|_| Box::new([7u8; 100])).collect();
+    // A 100-byte request's class is 112 B; a new thread's first pages (this test's thread)
+    // round it up to 128 B.
     let s = shardalloc::stats();
     let class = s
         .size_classes
@@ -68,8 +70,10 @@ fn stats_follow_allocations() {
         .find(|c| c.block_size >= 100)
         .expect("a class for 100 B");
     assert!(class.block_size < 128, "{class:?}");
-    assert!(class.blocks_in_use >= 3000, "{class:?}");
-    assert!(class.pages >= 5, "{class:?}");
+    let young = s.size_classes.iter().find(|c| c.block_size == 128);
+    let (blocks, pages) = young.map_or((0, 0), |y| (y.blocks_in_use, y.pages));
+    assert!(class.blocks_in_use + blocks >= 3000, "{class:?} {young:?}");
+    assert!(class.pages + pages >= 5, "{class:?} {young:?}");
     for w in s.size_classes.windows(2) {
         assert!(w[0].block_size < w[1].block_size, "{w:?}");
     }

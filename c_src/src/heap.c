@@ -364,7 +364,8 @@ bool _sa_heap_check(heap_t *heap) {
   if (heap->thread != NULL && !_sa_spare_check(heap->thread)) return false;
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
     const page_t *page = heap->pages_direct[w];
-    const page_queue_t *queue = &heap->pages[sa_bin_of_wsize(w)];
+    size_t bin = heap->young ? sa_bin_young(w == 0 ? 1 : w * 8) : sa_bin_of_wsize(w);
+    const page_queue_t *queue = &heap->pages[bin];
     SA_CHECK(page == &_sa_page_empty || page == queue->first);
     SA_CHECK(page != &_sa_page_empty || queue->first == NULL);
   }

@@ -110,6 +110,7 @@ heap_t *_sa_thread_heap_init(void) {
   if (thread == NULL) return NULL;
   thread->thread_id = sa_thread_id();
   _sa_heap_init(&thread->heap, thread, &_sa_heap_main);
+  thread->heap.young = true; /* power-of-two size classes for its first pages (types.h) */
   _sa_heap_default = &thread->heap;
   if (thread_key_ok) pthread_setspecific(thread_key, thread);
   _sa_stats_thread_start(thread);

@@ -92,6 +92,12 @@ sa_inline size_t sa_bin_size(size_t bin) {
 /* The bin of a direct-table word size (size rounded up to 8 bytes). */
 sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : wsize * 8); }
 
+/* The bin a young heap (types.h's YOUNG_PAGES_MAX) serves `size` <= DIRECT_SIZE_MAX from: the
+ * size rounded up to a power of two. */
+sa_inline size_t sa_bin_young(size_t size) {
+  return size <= 8 ? 0 : sa_bin((size_t)1 << (sa_bsr(size - 1) + 1));
+}
+
 /* ---- Segments and pages from pointers ---------------------------------------------------
  * The segment map: for every SEGMENT_SIZE unit of the address space, the segment that starts
  * there, or none (not ours, or the continuation of a huge segment: `_sa_segment_of_any`

@@ -127,14 +127,30 @@ static void page_extend(page_t *page) {
 }
 
 /* ---- Page queues ------------------------------------------------------------------------- */
-/* Point the direct-table slots of a small bin at the queue's first page. */
+/* Point the direct-table slots of a small bin at the queue's first page. A young heap's
+ * slots lead to the bins that are powers of two only (a page of another bin, reclaimed from
+ * an exited thread say, waits in its queue until the heap grows up). */
 static void direct_update(heap_t *heap, page_queue_t *queue) {
   size_t bin = (size_t)(queue - heap->pages);
   if (bin >= BIN_FULL || queue->block_size > DIRECT_SIZE_MAX) return;
   page_t *page = queue->first != NULL ? queue->first : &_sa_page_empty;
   size_t wmax = queue->block_size / SA_INTPTR_SIZE;
   size_t wmin = bin == 0 ? 0 : sa_bin_size(bin - 1) / SA_INTPTR_SIZE + 1;
+  if (heap->young && bin > 0) {
+    if ((queue->block_size & (queue->block_size - 1)) != 0) return;
+    wmin = queue->block_size / 2 / SA_INTPTR_SIZE + 1;
+  }
   for (size_t w = wmin; w <= wmax; w++) heap->pages_direct[w] = page;
+}
+
+/* The heap holds YOUNG_PAGES_MAX pages: from now on every size class serves its sizes (the
+ * pages of the power-of-two classes keep serving theirs). */
+static void heap_grow_up(heap_t *heap) {
+  heap->young = false;
+  for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
+    page_t *first = heap->pages[sa_bin_of_wsize(w)].first;
+    heap->pages_direct[w] = first != NULL ? first : &_sa_page_empty;
+  }
 }
 
 static void queue_push_front(heap_t *heap, page_queue_t *queue, page_t *page) {
@@ -370,6 +386,7 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin, bool ze
   sa_track_mem_noaccess(sa_page_start(page), (size_t)page->slice_count * SLICE_SIZE);
   page_extend(page);
   queue_push_front(heap, queue, page);
+  if (sa_unlikely(heap->young) && heap->page_count >= YOUNG_PAGES_MAX) heap_grow_up(heap);
   return page;
 }
 
@@ -412,6 +429,10 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
   size_t bin = sa_bin(size);
+  if (sa_unlikely(heap->young) && size <= DIRECT_SIZE_MAX) {
+    if (heap->page_count < YOUNG_PAGES_MAX) bin = sa_bin_young(size);
+    else heap_grow_up(heap);
+  }
   page_queue_t *queue = &heap->pages[bin];
   page_t *page = queue_find_free_page(heap, queue);
   if (page == NULL) {

@@ -316,6 +316,7 @@ static void large_block_clear(segment_t *segment, size_t start, size_t block_siz
     size_t j = i + 1;
     while (j < slices && !bit_get(fresh, start + j)) j++;
     size_t end = j * SLICE_SIZE < block_size ? j * SLICE_SIZE : block_size;
+    sa_track_mem_undefined(block + i * SLICE_SIZE, end - i * SLICE_SIZE); /* freed earlier */
     memset(block + i * SLICE_SIZE, 0, end - i * SLICE_SIZE);
     i = j;
   }

@@ -98,6 +98,14 @@
 #define PAGE_EXTEND_BYTES ((size_t)4 << 10)
 #define PAGE_EXTEND_MIN_BLOCKS 4
 
+/* A new thread's backing heap serves sizes up to DIRECT_SIZE_MAX from the size classes that
+ * are powers of two (8, 16, 32 ... 1024) until it holds this many pages, then from all of them.
+ * Each size class a thread uses costs it a page, and at least one OS page of memory: a thread
+ * that makes 100 blocks of 16-256 bytes touches 5 OS pages instead of 12 (the peak RSS of
+ * hundreds of short-lived threads, bench/c/thread_churn.c). The price, at most this many
+ * pages with blocks up to twice their request, is paid once per thread. */
+#define YOUNG_PAGES_MAX 8
+
 /* A retired (empty) page stays in its queue for this many generic-path calls before its
  * slices go back to the segment: a malloc/free of one object must not thrash a page, nor a
  * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
@@ -267,9 +275,6 @@ typedef struct segment_s {
   uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* touched since the last purge */
   uint64_t purge_slices[SEGMENT_BITMAP_WORDS]; /* free and dirty: to purge when old enough */
   int64_t purge_expire;                        /* ms: earliest pending expiry; 0: none */
-  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due; for a
-                                                  purged one, when its delay purged it (0:
-                                                  never, or purged on demand) */
   struct thread_s *owner;       /* owner thread state, NULL if none */
   int64_t cached_at;            /* ms: when it last entered the segment cache (segment.c) */
   int64_t adopted_at;           /* ms: when its owner took it (slices purged before that were
@@ -286,6 +291,11 @@ typedef struct segment_s {
 #endif
   page_t slice_none; /* the page of a free slice (page_offset 0): all zero, never written */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
+  /* Last, so that a segment of a few pages (a short-lived thread's) keeps its header in one
+   * OS page until it frees a page: */
+  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due; for a
+                                                  purged one, when its delay purged it (0:
+                                                  never, or purged on demand) */
 } segment_t;
 _Static_assert(offsetof(segment_t, pages) == offsetof(segment_t, slice_none) + sizeof(page_t),
                "page_offset of pages[i] is (i + 1) * sizeof(page_t)");
@@ -301,9 +311,10 @@ typedef struct page_queue_s {
 
 /* A thread heap: the instance of one heap (struct mi_heap_s, below) for one thread; the
  * allocation fast paths work on it alone. Invariants:
- *   - pages_direct[w] is the first page of the queue of bin(w*8) if that page has a block
- *     in `free`, else a page whose `free` is NULL (sa_page_empty or the same page): the fast
- *     path pops from it or falls to the generic path, never anything else
+ *   - pages_direct[w] is the first page of the queue of bin(w*8) (while `young`: of the bin
+ *     of w*8 rounded up to a power of two) if that page has a block in `free`, else a page
+ *     whose `free` is NULL (sa_page_empty or the same page): the fast path pops from it or
+ *     falls to the generic path, never anything else
  *   - every page in pages[b] has bin b and heap == this heap; pages[BIN_FULL] holds full
  *     pages of any bin with flags.in_full set
  *   - retired pages (retire_expire > 0) have their bins' bits set in retired_bins (a bit
@@ -326,6 +337,9 @@ struct theap_s {
   heap_t *next_instance;                  /* in heap->instances (_sa_heaps_lock) */
   bool merge;                             /* its heap was deleted by another thread: the
                                              owner merges it into its backing heap */
+  bool young;                             /* a new thread's backing heap, until it has
+                                             YOUNG_PAGES_MAX pages: small sizes round up to a
+                                             power of two (page.c) */
 };
 
 /* A heap: the process-wide object behind mi_heap_t. Any thread may allocate from it, through

@@ -167,10 +167,11 @@ static void overflow(size_t n) {
   enum { N = 256 };
   char *b[N];
   for (int i = 0; i < N; i++) b[i] = alloc(SMALL);
+  size_t bsize = mi_usable_size(b[0]); /* the block's end: its size class's, past SMALL */
   int victim = -1, neighbour = -1;
   for (int i = 0; i < N && victim < 0; i++)
     for (int j = 0; j < N; j++)
-      if (b[j] == b[i] + SMALL) {
+      if (b[j] == b[i] + bsize) {
         victim = i;
         neighbour = j;
         break;
@@ -179,7 +180,7 @@ static void overflow(size_t n) {
   *mailbox = 0; /* the report names the block whose link broke: the neighbour, or another */
   for (int i = 0; i < N; i++)
     if (i != victim) mi_free(b[i]);
-  memset(launder(b[victim] + SMALL), 0x41, n); /* over the free neighbour's link */
+  memset(launder(b[victim] + bsize), 0x41, n); /* over the free neighbour's link */
   (void)neighbour;
   mi_free(b[victim]);
   void *again[4 * N];

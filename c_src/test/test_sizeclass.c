@@ -1,9 +1,12 @@
 /* test_sizeclass: the size classes, seen through the public API (mi_good_size, mi_malloc,
  * mi_usable_size). The design's promises: monotonic, every request fits its class, spacing of
  * at most 25% (so bounded waste), 16-byte alignment from 16 bytes up (8 below), and a fresh
- * block's usable size is exactly mi_good_size of the request. */
+ * block's usable size is exactly mi_good_size of the request, except in a new thread's first
+ * pages, which round small sizes up to a power of two. */
 #define TEST_NAME "test_sizeclass"
 #include "testutil.h"
+
+#include <pthread.h>
 
 #include "shardalloc.h"
 
@@ -130,11 +133,44 @@ static void test_usable_is_good(void) {
   printf("    %zu sizes checked\n", checked);
 }
 
+/* A new thread's first pages serve small sizes from the power-of-two classes (a thread that
+ * makes a few blocks of many sizes touches fewer OS pages); once its heap holds 8 pages, every
+ * class serves its own sizes. Checked on a thread of its own, from its first allocation. */
+static void *young_thread(void *arg) {
+  (void)arg;
+  static const size_t young[][2] = {{40, 64}, {100, 128}, {200, 256}, {300, 512}, {600, 1024}};
+  enum { YOUNG = sizeof(young) / sizeof(young[0]), MORE = 8 };
+  void *kept[YOUNG + MORE];
+  for (size_t i = 0; i < YOUNG; i++) {
+    kept[i] = mi_malloc(young[i][0]);
+    CHECKF(mi_usable_size(kept[i]) == young[i][1], "a new thread's malloc(%zu): usable %zu, not %zu",
+           young[i][0], mi_usable_size(kept[i]), young[i][1]);
+  }
+  for (size_t i = 0; i < MORE; i++) kept[YOUNG + i] = mi_malloc(1280 + 256 * i); /* 8 pages more */
+  for (size_t i = 0; i < YOUNG; i++) {
+    void *p = mi_malloc(young[i][0]);
+    CHECKF(mi_usable_size(p) == mi_good_size(young[i][0]), "after 13 pages, malloc(%zu): usable "
+           "%zu, not %zu", young[i][0], mi_usable_size(p), mi_good_size(young[i][0]));
+    mi_free(p);
+  }
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  for (size_t i = 0; i < YOUNG + MORE; i++) mi_free(kept[i]);
+  return NULL;
+}
+
+static void test_young_thread(void) {
+  SECTION("a new thread: sizes up to 1 KiB round to a power of two for its first 8 pages");
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, young_thread, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+}
+
 int main(void) {
   printf("%s: size-class properties through the public API\n", TEST_NAME);
   test_good_size();
   test_alignment();
   test_usable_is_good();
+  test_young_thread();
   CHECK(mi_heap_check(mi_heap_get_default()));
   return tu_finish();
 }

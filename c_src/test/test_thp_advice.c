@@ -149,7 +149,7 @@ static void test_large_segment(void) {
   bool smaps = smaps_usable();
   if (other != NULL && smaps) {
     char *segment = (char *)((uintptr_t)other & ~(uintptr_t)(32 * MIB - 1));
-    char *untouched = other - segment < 16 * MIB ? segment + 30 * MIB : segment;
+    char *untouched = (size_t)(other - segment) < 16 * MIB ? segment + 30 * MIB : segment;
     CHECKF(advised(untouched) == 1, "a unit of the segment made for a 12 MiB block (at %p), "
            "away from it, has no huge page advice", (void *)untouched);
   }
