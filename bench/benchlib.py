@@ -87,6 +87,16 @@ def select_allocators(names=None, extra=()):
     return available, notes
 
 
+def selected_or_exit(allocs, notes):
+    """Prints select_allocators' notes and passes its result on; exits when no allocator is
+    left."""
+    for note in notes:
+        print("note: " + note)
+    if not allocs:
+        sys.exit("no allocator to run")
+    return allocs, notes
+
+
 def shardalloc_version():
     header = os.path.join(REPO_ROOT, "c_src", "include", "shardalloc.h")
     try:

@@ -145,12 +145,8 @@ def main():
     for tool in ("valgrind", "callgrind_annotate"):
         if shutil.which(tool) is None:
             sys.exit("%s not found: apt-get install valgrind" % tool)
-    allocs, notes = benchlib.select_allocators(
-        args.alloc.split(",") if args.alloc else None, args.lib)
-    for note in notes:
-        print("note: " + note)
-    if not allocs:
-        sys.exit("no allocator to run")
+    allocs, notes = benchlib.selected_or_exit(*benchlib.select_allocators(
+        args.alloc.split(",") if args.alloc else None, args.lib))
     benchlib.build_programs()
     outdir = os.path.join(benchlib.BUILD_DIR, "callgrind")
     os.makedirs(outdir, exist_ok=True)

@@ -65,8 +65,8 @@ def main():
     benchlib.add_common_args(ap, "crossfree")
     args = ap.parse_args()
     benchlib.build_programs()
-    allocs, notes = benchlib.select_allocators(
-        args.alloc.split(",") if args.alloc else None, args.lib)
+    allocs, notes = benchlib.selected_or_exit(*benchlib.select_allocators(
+        args.alloc.split(",") if args.alloc else None, args.lib))
     prog = os.path.join(benchlib.BENCH_DIR, "build", "producer_consumer")
     info = benchlib.machine_info()
     results = {}

@@ -260,11 +260,7 @@ def main():
     warmup = max(ops // 10, 20000)
     want_detail = not (args.quick or args.no_detail)
 
-    allocs, notes = select(args)
-    for note in notes:
-        print("note: " + note)
-    if not allocs:
-        sys.exit("no allocator to run")
+    allocs, notes = benchlib.selected_or_exit(*select(args))
     benchlib.build_programs()
     machine = benchlib.machine_info()
     command = " ".join(["bench/latency.py"] + sys.argv[1:])

@@ -42,30 +42,36 @@ def git(*args, cwd=REPO_ROOT):
                           text=True).stdout.strip()
 
 
-def build(src_dir, keep_as):
-    """Builds the allocators bench in src_dir; returns a copy of its executable at keep_as.
+def cargo_build_copy(src_dir, subdirs, cargo_args, target, keep_as):
+    """Runs `cargo <cargo_args> --message-format=json` in src_dir and copies the executable of
+    `target` to keep_as; returns keep_as.
 
     Both builds share CARGO_TARGET_DIR and have the same package, so they write the same
-    executable, and cargo judges freshness by modification times: every source file is
-    touched first so that each build is made from its own sources, and its executable is
-    copied away before the next one."""
-    for sub in ("src", "c_src", "benches", "build.rs", "Cargo.toml"):
+    executable, and cargo judges freshness by modification times: every source file under
+    `subdirs` is touched first so that each build is made from its own sources, and its
+    executable is copied away before the next one."""
+    for sub in subdirs + ("build.rs", "Cargo.toml"):
         path = os.path.join(src_dir, sub)
         if os.path.isfile(path):
             os.utime(path)
         for root, _, files in os.walk(path):
             for f in files:
                 os.utime(os.path.join(root, f))
-    out = subprocess.run(["cargo", "bench", "--bench", "allocators", "--no-run",
-                          "--message-format=json"], cwd=src_dir, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(["cargo"] + cargo_args + ["--message-format=json"], cwd=src_dir,
+                         check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         msg = json.loads(line)
         if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
-                msg["target"]["name"] == "allocators":
+                msg["target"]["name"] == target:
             shutil.copy2(msg["executable"], keep_as)
             return keep_as
-    sys.exit("no bench executable in cargo's output for " + src_dir)
+    sys.exit("no %s executable in cargo's output for %s" % (target, src_dir))
+
+
+def build(src_dir, keep_as):
+    """Builds the allocators bench in src_dir; returns a copy of its executable at keep_as."""
+    return cargo_build_copy(src_dir, ("src", "c_src", "benches"),
+                            ["bench", "--bench", "allocators", "--no-run"], "allocators", keep_as)
 
 
 def build_probe(src_dir, keep_as):
@@ -74,23 +80,9 @@ def build_probe(src_dir, keep_as):
     dst = os.path.join(src_dir, "examples", "request_probe.rs")
     if not os.path.exists(dst):
         shutil.copy2(os.path.join(REPO_ROOT, "examples", "request_probe.rs"), dst)
-    for sub in ("src", "c_src", "examples", "build.rs", "Cargo.toml"):
-        path = os.path.join(src_dir, sub)
-        if os.path.isfile(path):
-            os.utime(path)
-        for root, _, files in os.walk(path):
-            for f in files:
-                os.utime(os.path.join(root, f))
-    out = subprocess.run(["cargo", "build", "--release", "--example", "request_probe",
-                          "--message-format=json"], cwd=src_dir, check=True,
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and \
-                msg["target"]["name"] == "request_probe":
-            shutil.copy2(msg["executable"], keep_as)
-            return keep_as
-    sys.exit("no request_probe executable in cargo's output for " + src_dir)
+    return cargo_build_copy(src_dir, ("src", "c_src", "examples"),
+                            ["build", "--release", "--example", "request_probe"],
+                            "request_probe", keep_as)
 
 
 RUST_MODES = ("heap", "global", "bump")

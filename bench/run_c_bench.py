@@ -166,12 +166,8 @@ def main():
         if unknown:
             sys.exit("unknown program(s): %s" % ", ".join(sorted(unknown)))
         progs = [p for p in PROGRAMS if p[0] in wanted]
-    allocs, notes = benchlib.select_allocators(
-        args.alloc.split(",") if args.alloc else None, args.lib)
-    for note in notes:
-        print("note: " + note)
-    if not allocs:
-        sys.exit("no allocator to run")
+    allocs, notes = benchlib.selected_or_exit(*benchlib.select_allocators(
+        args.alloc.split(",") if args.alloc else None, args.lib))
 
     benchlib.build_programs()
     machine = benchlib.machine_info()
