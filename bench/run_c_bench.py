@@ -37,6 +37,15 @@ import time
 sys.dont_write_bytecode = True  # no bench/__pycache__ from importing benchlib
 import benchlib  # noqa: E402
 
+# Why --warmup: on a virtual machine, memory a process gave back when it exited may have been
+# handed back to the host, and the next process to use it pays for the host taking it again:
+# `large_blocks` under shardalloc took 9.4 s right after tcmalloc's run of it and 0.8 s right
+# after glibc's (96 % of the time in the kernel's clear_page). Since each repetition runs the
+# allocators in the same cyclic order, that cost would always land on the same allocator.
+WARMUP_NOTE = ("each measured run came right after an unmeasured run of the same program under "
+               "the same allocator (--warmup), so that no allocator pays for memory the previous "
+               "process released")
+
 # name, argv (relative to bench/build), argv for --quick. Defaults run 1-2.5 s each under
 # glibc on a 2-core machine; quick ones about a quarter of that.
 PROGRAMS = [
@@ -155,6 +164,9 @@ def main():
                     help="one repetition with shorter arguments (about 1 minute)")
     ap.add_argument("--reps", type=int, help="repetitions (default 5, 1 with --quick)")
     ap.add_argument("--only", help="comma-separated program names (default: all)")
+    ap.add_argument("--warmup", action="store_true",
+                    help="before each measured run, run the same program under the same "
+                         "allocator once, unmeasured (see WARMUP_NOTE)")
     benchlib.add_common_args(ap, "c_bench")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 5)
@@ -184,6 +196,8 @@ def main():
             argv[0] = os.path.join(benchlib.BUILD_DIR, argv[0])
             k = rep % len(allocs)
             for alloc in allocs[k:] + allocs[:k]:
+                if args.warmup:
+                    run_once(argv, benchlib.preload_env(alloc["path"]))
                 r = run_once(argv, benchlib.preload_env(alloc["path"]))
                 r.update({"program": prog, "allocator": alloc["name"], "rep": rep,
                           "argv": [os.path.basename(argv[0])] + argv[1:]})
@@ -219,7 +233,7 @@ def main():
               "Allocators: " + benchlib.versions_line(allocs),
               "Command: `%s` (%d repetition%s, medians; ratio to glibc in parentheses)" % (
                   command, reps, "" if reps == 1 else "s")]
-    header += ["Note: " + n for n in notes]
+    header += ["Note: " + n for n in notes + ([WARMUP_NOTE] if args.warmup else [])]
     tables = [markdown_table(title, fmt, key, prog_names, allocs, med)
               for key, title, fmt in METRICS]
     report = "\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n"
