@@ -91,8 +91,9 @@ void _sa_page_collect(page_t *page) {
  * next extension then threads the rest of that OS page. The page's first OS page is threaded
  * at once, though: its first block handed out alone would leave a free list of none, and a
  * thread that allocates and frees one block would then take the same-thread free list back on
- * every call. Blocks of PAGE_EXTEND_BYTES and more are all handed out untouched. Secure builds thread PAGE_EXTEND_BYTES at a time, in random
- * order, from the start (fresh blocks must not come out in address order). */
+ * every call. Blocks of PAGE_EXTEND_BYTES and more are all handed out untouched. Secure
+ * builds thread PAGE_EXTEND_BYTES at a time, in random order, from the start (fresh blocks
+ * must not come out in address order). */
 static size_t page_extend_count(const page_t *page) {
   size_t remaining = (size_t)page->reserved - page->capacity;
   size_t bsize = sa_block_size(page);
