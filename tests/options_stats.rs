@@ -72,7 +72,10 @@ fn stats_follow_allocations() {
     assert!(class.block_size < 128, "{class:?}");
     let young = s.size_classes.iter().find(|c| c.block_size == 128);
     let (young_blocks, young_pages) = young.map_or((0, 0), |y| (y.blocks_in_use, y.pages));
-    assert!(class.blocks_in_use + young_blocks >= 3000, "{class:?} {young:?}");
+    assert!(
+        class.blocks_in_use + young_blocks >= 3000,
+        "{class:?} {young:?}"
+    );
     assert!(class.pages + young_pages >= 5, "{class:?} {young:?}");
     for w in s.size_classes.windows(2) {
         assert!(w[0].block_size < w[1].block_size, "{w:?}");
