@@ -39,7 +39,7 @@ static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
    * only 4 KiB at a time: once inside the longer mapping, those pages would keep the whole
    * unit from a huge page, so they go first (free memory: nothing to keep) */
   size_t whole = old & ~(THP_SIZE - 1);
-  if (whole < old) _sa_os_purge((uint8_t *)segment + whole, old - whole);
+  if (whole < old) _sa_purge_range((uint8_t *)segment + whole, old - whole);
   segment_t *moved = _sa_os_move_grow(segment, old, total, SEGMENT_SIZE);
   if (moved != NULL) {
     _sa_stat_add(SA_STAT_mmaps, 1);

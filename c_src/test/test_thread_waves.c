@@ -115,7 +115,7 @@ int main(void) {
     leave_one = false;
     wave(4000); /* its segments go to the cache, their free slices pending */
     size_t before = snap().purge_delay_raises;
-    tu_sleep_ms(1100);    /* past the delay: due */
+    tu_sleep_ms(1100); /* past the delay: due */
     mi_collect(false); /* purges what is due in the cache */
     CHECK(snap().purges > 0);
     wave(5000); /* takes the purged slices again */
