@@ -66,7 +66,7 @@ pub struct Stats {
     pub reserved_peak: usize,
     /// Bytes of pages that hold blocks (in use or free), huge blocks aside.
     pub page_bytes: usize,
-    /// Bytes of huge blocks (over 16 MiB, each in its own mapping).
+    /// Bytes of huge blocks (over 4 MiB, each in its own mapping).
     pub huge_bytes: usize,
     /// Segments mapped, including cached and abandoned ones.
     pub segments: usize,
@@ -138,7 +138,7 @@ impl Stats {
 /// A snapshot of the allocator's memory (see [`Stats`]).
 ///
 /// Cost: a lock held while the per-thread counters of the live threads are summed
-/// (77 size classes per thread), and one allocation for the size-class vector; no system
+/// (69 size classes per thread), and one allocation for the size-class vector; no system
 /// call. [`Stats::refresh`] avoids the allocation when polling.
 ///
 /// # Example

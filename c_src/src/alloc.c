@@ -129,6 +129,11 @@ static void *heap_realloc_zero(heap_t *heap, void *p, size_t newsize, size_t ali
     if (zero) memset((uint8_t *)p + kept, 0, resized - kept);
     return p;
   }
+  /* a huge block that stays huge keeps its memory (huge.c) */
+  if (newsize > LARGE_BLOCK_MAX && usable > LARGE_BLOCK_MAX && alignment <= SLICE_SIZE) {
+    void *q = _sa_huge_realloc(p, newsize, zero);
+    if (q != NULL) return q;
+  }
   /* a growing block moves where it can grow in place next time (regrow.c) */
   void *q = grows && newsize > REGROW_PAGE_MIN ? _sa_regrow_alloc(heap, newsize, zero) : NULL;
   if (q == NULL)
@@ -216,9 +221,7 @@ char *mi_strndup(const char *s, size_t n) {
 size_t mi_good_size(size_t size) {
   if (size <= LARGE_BLOCK_MAX) return sa_bin_size(sa_bin(size));
   if (size > HUGE_BLOCK_MAX) return size;
-  /* A huge block spans whole transparent huge pages, so its last 2 MiB is not hundreds of
-   * 4 KiB faults; it wastes at most 1/8 of a block of 16 MiB or more. */
-  return sa_align_up(size, THP_SIZE);
+  return sa_align_up(size, SLICE_SIZE); /* its mapping spans whole 2 MiB units: huge.c */
 }
 
 /* ---- Zero-preserving reallocation ----------------------------------------------------------- */

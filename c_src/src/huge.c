@@ -1,13 +1,15 @@
 /* shardalloc: huge blocks, one to a segment, owned by no thread: any thread frees them
  * directly. The block starts at slice 1 (right after the header), so its descriptor is
- * pages[1]. Huge blocks get transparent huge pages (a first touch costs per 2 MiB instead of
- * per 4 KiB), and a freed one waits its purge delay in a small cache for a request of about its
- * size, so a program that frees and allocates big buffers in a loop reuses warm memory. The
- * wait is that of large runs of memory no thread owns (purge.c): a huge block mapped fresh
- * soon after a cached segment expired raises it, up to 8 times the option.
+ * pages[1]. The mapping spans whole 2 MiB units, and huge blocks get transparent huge pages (a
+ * first touch costs per 2 MiB instead of per 4 KiB). A freed one waits its purge delay in a
+ * cache, from which a later request takes a segment cut to its size, or grown to it, so a
+ * program that frees and allocates big buffers in a loop reuses warm memory. The wait is that
+ * of large runs of memory no thread owns (purge.c): a huge block mapped fresh soon after a
+ * cached segment expired raises it, up to 8 times the option.
  *
- * Also here: the lists through which a heap finds its huge blocks, and their allocation
- * (called from the generic path, page.c).
+ * Also here: realloc between huge sizes (in place, or the mapping moved), the lists through
+ * which a heap finds its huge blocks, and their allocation (called from the generic path,
+ * page.c).
  *
  * Locks: the cache is guarded by _sa_segments_lock (segment.c), the heaps' lists by
  * _sa_huge_lock. */
@@ -17,7 +19,9 @@
 #include "segment.h"
 
 #define segments_lock _sa_segments_lock
-#define HUGE_CACHE_MAX 4
+/* Freed huge segments kept for reuse at most (each until its purge delay): 4 sent half of a
+ * program's eight 8 MiB buffers back to the OS each round (bench/c/realloc_heavy). */
+#define HUGE_CACHE_MAX 16
 static segment_t *huge_cache; /* freed huge segments, waiting for reuse */
 /* When a cached segment last expired (ms; 0: none since a fresh one was mapped): a huge
  * block mapped fresh soon after wanted that memory, and raises the delay (purge.c). */
@@ -26,6 +30,33 @@ static size_t huge_cache_count;
 static void huge_release(segment_t *segment);
 
 /* ---- Huge segments ------------------------------------------------------------------------- */
+/* Make `segment` (`total` bytes mapped there, its header zero) a huge segment of ours. False,
+ * and nothing changed, where the segment map cannot cover it. */
+static bool huge_segment_setup(segment_t *segment, size_t total) {
+  segment->segment_size = total;
+  if (!_sa_segment_map_set(segment, true)) return false;
+#if SA_SECURE
+  _sa_secure_segment_guard(segment, total);
+#endif
+  segment->kind = SEGMENT_HUGE;
+  _sa_stat_add(SA_STAT_reserved, (int64_t)total);
+  _sa_stat_add(SA_STAT_committed, (int64_t)total);
+  _sa_stat_add(SA_STAT_segments, 1);
+  return true;
+}
+
+/* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */
+static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
+  segment_t *segment = _sa_os_alloc_or_release(total, align, at);
+  if (segment == NULL) return NULL;
+  _sa_os_advise_huge_pages(segment, total, true); /* before the first touch, the header's */
+  if (!huge_segment_setup(segment, total)) {
+    _sa_os_unmap(segment, total);
+    return NULL;
+  }
+  return segment;
+}
+
 /* A cached segment smaller than `total` made `total` bytes long: its mapping moves to a fresh
  * aligned place (mremap) with fresh memory after it, so the memory the last block touched is
  * used again instead of being given back while as much is faulted in anew. NULL (the segment
@@ -35,9 +66,10 @@ static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
 #if !SA_SECURE && !SA_TRACK
   size_t old = segment->segment_size;
   _sa_segment_map_set(segment, false);
-  /* the mapping ends inside a 2 MiB unit (the block's last 64 KiB), which the kernel can map
-   * only 4 KiB at a time: once inside the longer mapping, those pages would keep the whole
-   * unit from a huge page, so they go first (free memory: nothing to keep) */
+  /* a segment made for a block of 32 MiB alignment or more may end inside a 2 MiB unit
+   * (others span whole units, mi_good_size), which the kernel maps only 4 KiB at a time:
+   * once inside the longer mapping, those pages would keep the whole unit from a huge page,
+   * so they go first (free memory: nothing to keep) */
   size_t whole = old & ~(THP_SIZE - 1);
   if (whole < old) _sa_purge_range((uint8_t *)segment + whole, old - whole);
   segment_t *moved = _sa_os_move_grow(segment, old, total, SEGMENT_SIZE);
@@ -60,53 +92,107 @@ static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
   return NULL;
 }
 
+/* Put a freed (or split off) huge segment into the cache; false where the cache is full. */
+static bool huge_cache_put(segment_t *segment) {
+  pthread_mutex_lock(&segments_lock);
+  bool cached = huge_cache_count < HUGE_CACHE_MAX;
+  if (cached) {
+    list_push(&huge_cache, segment);
+    huge_cache_count++;
+  }
+  pthread_mutex_unlock(&segments_lock);
+  return cached;
+}
+
+#if !SA_SECURE && !SA_TRACK
+/* A cached segment larger than the request cut to `total` bytes: its tail, memory the last
+ * block touched, moves (mremap) to an aligned place of its own and waits in the cache as a
+ * segment for a later request, or goes back to the OS where it is too small for any huge
+ * block or the cache is full. Without the cut, a request of 6 MiB after a freed 24 MiB block
+ * either mapped 6 MiB anew (faults) while the 24 MiB waited, or took all of it (resident
+ * memory it never uses). Both parts are whole 2 MiB units (mi_good_size), so each keeps its
+ * huge pages. Secure builds (a guard page ends the segment) and builds followed by a memory
+ * checker do not cut. */
+static segment_t *huge_segment_split(segment_t *segment, size_t total) {
+  size_t old = segment->segment_size, tail = old - total;
+  sa_assert(total % THP_SIZE == 0 && tail % THP_SIZE == 0 && tail > 0);
+  _sa_segment_map_set(segment, false);
+  segment->segment_size = total;
+  _sa_segment_map_set(segment, true); /* a part of what it covered: cannot fail */
+  _sa_stat_add(SA_STAT_reserved, -(int64_t)tail);
+  _sa_stat_add(SA_STAT_committed, -(int64_t)tail);
+  uint8_t *rest = (uint8_t *)segment + total;
+  /* a cached segment's expiry, or (a live block shrunk) one of its own; 0: no wait */
+  int64_t expire = segment->purge_expire;
+  if (expire == 0) {
+    long delay = _sa_huge_purge_delay(tail);
+    if (delay > 0) expire = _sa_clock_ms() + delay;
+  }
+  if (tail > SLICE_SIZE + LARGE_BLOCK_MAX && expire != 0) {
+    segment_t *moved = _sa_os_move_grow(rest, tail, tail, SEGMENT_SIZE);
+    if (moved != NULL) {
+      _sa_stat_add(SA_STAT_mmaps, 1);
+      memset(moved, 0, sizeof(segment_t)); /* the header over the old block's data */
+      moved->purge_expire = expire;
+      if (!huge_segment_setup(moved, tail)) {
+        _sa_os_unmap(moved, tail);
+      } else if (huge_cache_put(moved)) {
+        _sa_unowned_note_purge(expire);
+      } else {
+        huge_release(moved);
+      }
+      return segment;
+    }
+  }
+  _sa_os_unmap(rest, tail);
+  return segment;
+}
+#endif
+
+/* A cached segment for `total` bytes (whole 2 MiB units): the smallest one at least that
+ * large, cut to size (huge_segment_split), so that the block is as large as mi_good_size
+ * says; else the largest smaller one grown into it (huge_segment_grow). NULL: map a fresh
+ * one. */
 static segment_t *huge_cache_take(size_t total) {
-  segment_t *best = NULL, *smaller = NULL, *smallest = NULL;
+  segment_t *fit = NULL, *smaller = NULL, *smallest = NULL;
   pthread_mutex_lock(&segments_lock);
   for (segment_t *s = huge_cache; s != NULL; s = s->next) {
-    if (s->segment_size >= total && s->segment_size - total <= total / 2 &&
-        (best == NULL || s->segment_size < best->segment_size))
-      best = s;
+    /* a segment of an aligned block may end inside a unit: taken only at its exact size */
+    bool cuttable = s->segment_size == total || s->segment_size % THP_SIZE == 0;
+    if (s->segment_size >= total && cuttable &&
+        (fit == NULL || s->segment_size < fit->segment_size))
+      fit = s;
     if (s->segment_size < total && (smaller == NULL || s->segment_size > smaller->segment_size))
       smaller = s;
     if (smallest == NULL || s->segment_size < smallest->segment_size) smallest = s;
   }
+#if SA_SECURE || SA_TRACK
+  /* one mapping per segment (secure mode's guard), or a checker that follows its contents:
+   * no cutting, and a larger one only up to 1.5 times the request */
+  if (fit != NULL && fit->segment_size - total > total / 2) fit = NULL;
+#endif
   /* None fits: the largest smaller one grows into the request; failing that, the smallest
    * (the least likely to fit a later request) goes back now, before the peak grows. */
-  segment_t *taken = best != NULL ? best : smaller != NULL ? smaller : smallest;
+  segment_t *taken = fit != NULL ? fit : smaller != NULL ? smaller : smallest;
   if (taken != NULL) {
     list_remove(&huge_cache, taken);
     huge_cache_count--;
   }
   pthread_mutex_unlock(&segments_lock);
-  if (best != NULL || taken == NULL) return best;
+  if (taken == NULL) return NULL;
+  if (taken == fit) {
+#if !SA_SECURE && !SA_TRACK
+    if (taken->segment_size > total) return huge_segment_split(taken, total);
+#endif
+    return taken;
+  }
   if (taken == smaller) return huge_segment_grow(taken, total);
   huge_release(taken);
   return NULL;
 }
 
-/* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */
-static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
-  segment_t *segment = _sa_os_alloc_or_release(total, align, at);
-  if (segment == NULL) return NULL;
-  _sa_os_advise_huge_pages(segment, total, true); /* before the first touch, the header's */
-  segment->segment_size = total;
-  if (!_sa_segment_map_set(segment, true)) {
-    _sa_os_unmap(segment, total);
-    return NULL;
-  }
-#if SA_SECURE
-  _sa_secure_segment_guard(segment, total);
-#endif
-  segment->kind = SEGMENT_HUGE;
-  _sa_stat_add(SA_STAT_reserved, (int64_t)total);
-  _sa_stat_add(SA_STAT_committed, (int64_t)total);
-  _sa_stat_add(SA_STAT_segments, 1);
-  return segment;
-}
-
 /* The one page of a huge segment, set up for a new block. */
-static page_t *huge_page_init(segment_t *segment, bool fresh) {
+static page_t *huge_page_init(segment_t *segment, size_t block_size, bool fresh) {
   segment->used_pages = 1;
   segment->purge_expire = 0;
   page_t *page = &segment->pages[1];
@@ -118,13 +204,21 @@ static page_t *huge_page_init(segment_t *segment, bool fresh) {
   page->reserved = 1;
   page->used = 1;
   page->is_zero = fresh;
-  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)(segment->segment_size - SLICE_SIZE));
+  segment->huge_block_size = block_size;
+  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)block_size);
   return page;
 }
 
 page_t *_sa_segment_huge_page_alloc(size_t size) {
   if (size > HUGE_BLOCK_MAX) return NULL;
-  size_t total = SLICE_SIZE + mi_good_size(size) + SA_GUARD_SIZE; /* see there */
+  /* The mapping (header slice, block, secure guard) spans whole transparent huge pages: one
+   * that ended inside a 2 MiB unit could never have a huge page there, and once the kernel
+   * had mapped 4 KiB pages in that unit, its page table kept the unit at 4 KiB pages even
+   * after a growth made it whole (huge_segment_grow), fault after fault (`large_blocks`: 17
+   * such units took 8,000 of 9,300 faults). The rest of the last unit is address space: the
+   * block is mi_good_size (64 KiB steps), and a later, larger block may use it. */
+  size_t block_size = mi_good_size(size);
+  size_t total = sa_align_up(SLICE_SIZE + block_size + SA_GUARD_SIZE, THP_SIZE);
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
   if (fresh) {
@@ -132,7 +226,7 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
     if (expired_at != 0) _sa_unowned_slices_taken(total / SLICE_SIZE, expired_at);
     if ((segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
   }
-  return huge_page_init(segment, fresh);
+  return huge_page_init(segment, block_size, fresh);
 }
 
 /* A huge block handed out at `*p`, with *p + offset aligned to `alignment` >= SEGMENT_SIZE.
@@ -153,7 +247,7 @@ page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_
   size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size()) + SA_GUARD_SIZE;
   segment_t *segment = huge_segment_new(total, alignment, lead + offset);
   if (segment == NULL) return NULL;
-  page_t *page = huge_page_init(segment, true);
+  page_t *page = huge_page_init(segment, total - SLICE_SIZE - SA_GUARD_SIZE, true);
   *p = (uint8_t *)segment + lead;
   page->flags.x.has_aligned = 1;
   if (lead < SEGMENT_SIZE) _sa_segment_huge_interior(page, *p);
@@ -197,20 +291,14 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
 void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
   atomic_store_explicit(&segment->pages[1].xthread_free, HUGE_FREED, memory_order_relaxed);
-  _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)(segment->segment_size - SLICE_SIZE));
+  _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)segment->huge_block_size);
   long delay = _sa_huge_purge_delay(segment->segment_size);
   if (delay > 0) {
     if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
       memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));
     int64_t expire = _sa_clock_ms() + delay;
     segment->purge_expire = expire;
-    pthread_mutex_lock(&segments_lock);
-    bool cached = huge_cache_count < HUGE_CACHE_MAX;
-    if (cached) {
-      list_push(&huge_cache, segment);
-      huge_cache_count++;
-    }
-    pthread_mutex_unlock(&segments_lock);
+    bool cached = huge_cache_put(segment);
     /* from here another thread may take the segment out of the cache and unmap it
      * (huge_cache_take, huge_cache_collect): only the local copy of its expiry is read */
     if (cached) {
@@ -225,6 +313,75 @@ int64_t _sa_huge_cache_next_due(int64_t next) {
   for (segment_t *s = huge_cache; s != NULL; s = s->next)
     if (next == 0 || s->purge_expire < next) next = s->purge_expire;
   return next;
+}
+
+/* ---- Reallocation -------------------------------------------------------------------------
+ * A huge block resized to another huge size keeps its memory, as glibc's mremap of its mmapped
+ * chunks does: within its mapping (whole 2 MiB units) only its size changes, and a shrink
+ * cuts the units it no longer needs (huge_segment_split); beyond it, the mapping moves
+ * (mremap) to a larger aligned place with fresh memory after it, pages and all, instead of a
+ * copy. The block's page descriptor lies in the segment header and moves with it, so it
+ * leaves its heap's list of huge pages for the move. NULL where it cannot (an aligned block,
+ * secure and memory-checker builds outside the mapping, a failed move): the caller copies. */
+#if !SA_SECURE && !SA_TRACK
+/* The huge segment of a live block moved to a mapping of `total` > its size bytes; NULL, the
+ * segment as it was, where no place is free or the kernel cannot. */
+static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
+  size_t old = segment->segment_size;
+  void *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+  if (to == NULL) return NULL;
+  if (((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) { /* untracked */
+    _sa_os_free(to, total);
+    return NULL;
+  }
+  page_t *page = &segment->pages[1];
+  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  _sa_heap_huge_remove(page);
+  _sa_segment_map_set(segment, false);
+  segment_t *moved = _sa_os_move_to(segment, old, total, to);
+  if (moved != NULL) {
+    _sa_stat_add(SA_STAT_mmaps, 1);
+    _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
+    _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
+    _sa_os_advise_huge_pages(moved, total, true); /* the new part's first touches too */
+    moved->segment_size = total;
+    segment = moved;
+  }
+  _sa_segment_map_set(segment, true); /* checked above; the old place was covered */
+  _sa_heap_huge_add(heap, &segment->pages[1]);
+  return moved;
+}
+#endif
+
+void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
+  segment_t *segment = sa_segment_of(p);
+  page_t *page = &segment->pages[1];
+  if (segment->kind != SEGMENT_HUGE || page->flags.x.has_aligned || p != sa_page_start(page))
+    return NULL;
+  size_t old_block = segment->huge_block_size, old_total = segment->segment_size;
+  size_t block_size = mi_good_size(newsize);
+  size_t total = sa_align_up(SLICE_SIZE + block_size + SA_GUARD_SIZE, THP_SIZE);
+  /* the part of the old mapping the block now takes may hold an earlier block's data */
+  size_t stale_end = old_total - SLICE_SIZE - SA_GUARD_SIZE;
+#if SA_SECURE || SA_TRACK
+  if (total > old_total) return NULL;
+#else
+  if (total > old_total) {
+    segment = huge_segment_move_grow(segment, total);
+    if (segment == NULL) return NULL;
+    page = &segment->pages[1];
+  } else if (total < old_total) {
+    huge_segment_split(segment, total);
+  }
+#endif
+  if (zero && block_size > old_block)
+    memset((uint8_t *)sa_page_start(page) + old_block, 0,
+           (block_size < stale_end ? block_size : stale_end) - old_block);
+  segment->huge_block_size = block_size;
+  _sa_stat_add(SA_STAT_huge_bytes, (int64_t)block_size - (int64_t)old_block);
+  void *q = sa_page_start(page);
+  sa_track_resize(q, old_block, block_size);
+  return q;
 }
 
 /* ---- The huge pages of each heap ----------------------------------------------------------
@@ -283,7 +440,9 @@ void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero) {
   _sa_heap_huge_add(heap, page);
   void *p = sa_page_start(page);
   sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
-  if (zero && !page->is_zero) memset(p, 0, size); /* fresh OS memory is zero already */
+  /* fresh OS memory is zero already; a cached segment's is cleared whole, beyond `size` too
+   * (mi_rezalloc's growth in place relies on a zero tail) */
+  if (zero && !page->is_zero) memset(p, 0, sa_block_size(page));
 #if SA_SECURE
   /* a cached segment holds its last owner's data: cleared where that owner touched it */
   else if (!page->is_zero)

@@ -157,8 +157,7 @@ sa_inline uint8_t *sa_page_start(const page_t *page) {
 }
 sa_inline size_t sa_block_size(const page_t *page) {
   if (sa_likely(!sa_page_is_huge(page))) return sa_bin_size(page->bin);
-  /* all but the header (and the guard in secure mode, secure.h) */
-  return sa_segment_of(page)->segment_size - SLICE_SIZE - SA_GUARD_SIZE;
+  return sa_segment_of(page)->huge_block_size;
 }
 
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */

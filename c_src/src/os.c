@@ -94,22 +94,31 @@ void *_sa_os_alloc_aligned(size_t size, size_t align) {
   return _sa_os_alloc_aligned_at(size, align, 0);
 }
 
-void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align) {
+void *_sa_os_move_to(void *p, size_t size, size_t new_size, void *to) {
 #ifdef MREMAP_FIXED
-  void *to = _sa_os_alloc_aligned(new_size, align); /* the place: replaced by the move */
-  if (to == NULL) return NULL;
   int saved_errno = errno;
   void *moved = mremap(p, size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
   errno = saved_errno;
   if (moved != MAP_FAILED) return moved;
+#else
+  (void)p;
+  (void)size;
+#endif
   _sa_os_free(to, new_size);
+  return NULL;
+}
+
+void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align) {
+#ifdef MREMAP_FIXED
+  void *to = _sa_os_alloc_aligned(new_size, align); /* the place: replaced by the move */
+  return to != NULL ? _sa_os_move_to(p, size, new_size, to) : NULL;
 #else
   (void)p;
   (void)size;
   (void)new_size;
   (void)align;
-#endif
   return NULL;
+#endif
 }
 
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,

@@ -25,6 +25,8 @@ int _sa_os_free(void *p, size_t size);
  * `align`: its pages go along (what was resident stays so), the rest of the new range is fresh
  * zero memory. NULL, the old mapping as it was, where the kernel cannot (mremap). */
 void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align);
+/* The same to `to`, a reservation of `new_size` bytes (released if the move fails). */
+void *_sa_os_move_to(void *p, size_t size, size_t new_size, void *to);
 /* Ask for transparent huge pages on [p, p+size) (on), or stop asking (off). */
 void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
 /* Give the physical memory of [p, p+size) back; it reads as zero when next touched. 0, or
@@ -114,6 +116,9 @@ void _sa_heap_huge_remove(page_t *page);
 void _sa_heap_huge_move(heap_t *from, heap_t *to);
 /* A huge block of `size` bytes for `heap` (the generic path); NULL and ENOMEM if none. */
 void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero);
+/* The huge block `p` resized to `newsize` (a huge size too) without a copy: in its mapping, or
+ * with the mapping moved; its new address, or NULL where it cannot (the caller copies). */
+void *_sa_huge_realloc(void *p, size_t newsize, bool zero);
 
 /* ---- regrow.c: where realloc moves a growing block ---------------------------------------- */
 /* Blocks that realloc grows to more than this move into a page of their own placed to grow in

@@ -4,7 +4,8 @@
  *   OS page   4 KiB unit of the kernel's virtual memory.
  *   segment   SEGMENT_SIZE (32 MiB) of address space aligned to its size, owned by one thread
  *             (or abandoned). Its first slice holds the segment header below; the rest is
- *             carved into pages. A huge segment holds one huge block and may be larger.
+ *             carved into pages. A huge segment holds one huge block (over LARGE_BLOCK_MAX)
+ *             and may be larger: whole 2 MiB units, the block from slice 1.
  *   slice     SLICE_SIZE (64 KiB) unit of a segment. A page is a run of whole slices.
  *   page      a run of slices holding blocks of one size: small pages are 1 slice, medium
  *             pages 8 slices, large pages just enough slices for one block.
@@ -77,7 +78,7 @@
 #define MEDIUM_PAGE_SLICES 8                      /* 512 KiB */
 #define SMALL_BLOCK_MAX ((size_t)8 << 10)         /* at least 8 blocks per small page */
 #define MEDIUM_BLOCK_MAX ((size_t)64 << 10)       /* at least 8 blocks per medium page */
-#define LARGE_BLOCK_MAX ((size_t)16 << 20)        /* larger blocks get a huge segment */
+#define LARGE_BLOCK_MAX ((size_t)4 << 20)         /* larger blocks get a huge segment */
 #define HUGE_BLOCK_MAX ((size_t)1 << 47)          /* beyond this: ENOMEM, no mmap attempt */
 /* A transparent huge page (x86-64, aarch64 with 4 KiB pages): large and huge blocks ask for
  * them on the whole units they span, so a first touch faults 2 MiB at once (segment.c). */
@@ -128,7 +129,7 @@
  * 16 bytes up is a multiple of 16, so every block is 16-byte aligned (8 for bin 0); spacing
  * is at most 25%. The functions live in internal.h (sa_bin, sa_bin_size); test_sizeclass
  * checks these properties.                                                              */
-#define BIN_COUNT 77            /* bins 0..76; bin_size(76) == LARGE_BLOCK_MAX */
+#define BIN_COUNT 69            /* bins 0..68; bin_size(68) == LARGE_BLOCK_MAX */
 #define BIN_FULL BIN_COUNT      /* the queue of full pages */
 #define BIN_QUEUES (BIN_COUNT + 1)
 #define DIRECT_SIZE_MAX MI_SMALL_SIZE_MAX              /* 1 KiB */
@@ -254,6 +255,10 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *     owner: any thread frees its one block directly)
  *   - a segment is in exactly one of: its owner's segment list (and then also in the list of
  *     all owned segments), the abandoned list, the segment cache; a huge segment is in none
+ *     while its block lives, and in the huge cache (huge.c) after
+ *   - a huge segment: SLICE_SIZE + huge_block_size + SA_GUARD_SIZE <= segment_size, and
+ *     segment_size is a multiple of THP_SIZE unless the block is aligned to SEGMENT_SIZE or
+ *     more
  *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
  *   - bit u of thp_units is set <=> the 2 MiB unit u (slices 32u .. 32u+31) carries the
  *     transparent huge page advice (a large page or the segment's making asked for it; it
@@ -267,6 +272,8 @@ typedef enum segment_kind_e {
 typedef struct segment_s {
   _Atomic(uintptr_t) thread_id; /* owner thread, 0 if none */
   size_t segment_size;          /* bytes of address space, SEGMENT_SIZE unless huge */
+  size_t huge_block_size;       /* huge: the block's size (from slice 1; the mapping spans
+                                   whole 2 MiB units, the rest of it is address space) */
   uint8_t kind;                 /* segment_kind_t */
   uint32_t used_pages;
   uint32_t used_slice_count;

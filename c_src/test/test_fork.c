@@ -18,7 +18,7 @@
 
 #include "shardalloc.h"
 
-#define LARGE ((size_t)16 << 20) /* the largest non-huge block: one per segment */
+#define LARGE ((size_t)4 << 20)  /* the largest non-huge block */
 #define HUGE ((size_t)20 << 20)  /* a huge block: a segment of its own, not from the reservation */
 #define LARGE_PER_ROUND 3
 #define DEADLOCK_SECONDS 30 /* a child still running after this is stuck on a lock */

@@ -5,7 +5,12 @@
  * right after malloc, the part of the new block that the old one had touched is resident
  * (mincore), where a fresh mapping would have nothing resident. Then the grown block must work
  * like any: calloc from a grown segment reads zero, every byte can be written, free and
- * usable_size find it.
+ * usable_size find it. And a smaller request cuts a larger cached segment to its size, the
+ * rest cached on its own for the next request (resident there right after malloc too).
+ * Last, realloc between huge sizes: in place, moved without a copy, or cut.
+ *
+ * First, a huge block's mapping spans whole 2 MiB units (else its last unit could never be a
+ * huge page).
  *
  * Builds that never grow (secure mode: the segment ends in a guard page, a separate mapping;
  * builds followed by a memory checker) skip the residency check, the rest runs. */
@@ -44,11 +49,39 @@ static bool all_zero(const unsigned char *p, size_t size) {
   return true;
 }
 
+/* Whether the 2 MiB unit holding `p` lies wholly inside one mapping (/proc/self/maps): where
+ * a mapping ends inside a unit, the kernel can never back that unit with a huge page. */
+static bool unit_mapped_whole(const void *p) {
+  uintptr_t unit = (uintptr_t)p & ~(uintptr_t)(2 * MiB - 1);
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (f == NULL) return true; /* nothing to tell */
+  char line[512];
+  bool whole = false;
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo && (uintptr_t)p < hi)
+      whole = lo <= unit && hi >= unit + 2 * MiB;
+  }
+  fclose(f);
+  return whole;
+}
+
 int main(void) {
   /* the cache must not expire between a free and the next malloc, however slow the machine */
   mi_option_set(mi_option_purge_delay, 600000);
   bool grows = !SA_SECURE && !TRACKED && getenv("SA_TEST_RUNNER") == NULL; /* qemu-user: the
                                                             emulator's mappings are its own */
+
+  /* a huge block's mapping spans whole 2 MiB units, its last one included (not in secure
+   * builds, where the guard page that ends the segment is a mapping of its own) */
+  size_t odd = 9 * MiB + 1;
+  unsigned char *o = mi_malloc(odd);
+  CHECK(o != NULL);
+  if (!SA_SECURE && getenv("SA_TEST_RUNNER") == NULL)
+    CHECKF(unit_mapped_whole(o + odd - 1), "the last 2 MiB unit of a block of %zu bytes is "
+           "mapped in part", odd);
+  mi_free(o);
+  mi_collect(true);
 
   unsigned char *p = mi_malloc(20 * MiB);
   CHECK(p != NULL);
@@ -77,5 +110,59 @@ int main(void) {
   CHECK(s != NULL);
   CHECK(all_zero(s, 20 * MiB));
   mi_free(s);
+
+  /* A smaller request takes a larger cached segment cut to its size (the block as large as
+   * mi_good_size says); the rest, memory the freed block touched, waits in the cache as a
+   * segment of its own and serves the next request warm. */
+  mi_collect(true); /* an empty cache */
+  unsigned char *big = mi_malloc(30 * MiB);
+  CHECK(big != NULL);
+  memset(big, 0xC3, 30 * MiB);
+  mi_free(big);
+  unsigned char *a = mi_malloc(10 * MiB);
+  CHECK(a != NULL);
+  CHECKF(mi_usable_size(a) == mi_good_size(10 * MiB), "a 10 MiB block from a 30 MiB segment: "
+         "usable %zu, good size %zu", mi_usable_size(a), mi_good_size(10 * MiB));
+  if (grows) CHECKF(a == big, "a 10 MiB block after a freed 30 MiB one is not at its place");
+  unsigned char *b = mi_calloc(1, 16 * MiB);
+  CHECK(b != NULL);
+  kept = resident_bytes(b, 16 * MiB);
+  printf("  a 16 MiB block after that: %zu of its 16 MiB resident%s\n", kept >> 20,
+         grows ? "" : " (not checked in this build)");
+  if (grows) CHECKF(kept >= 15 * MiB, "only %zu MiB of the cut-off part kept", kept >> 20);
+  CHECK(all_zero(b, 16 * MiB));
+  memset(a, 1, 10 * MiB);
+  memset(b, 2, 16 * MiB);
+  CHECK(a[10 * MiB - 1] == 1 && b[0] == 2 && mi_is_in_heap_region(b + 16 * MiB - 1));
+  mi_free(a);
+  mi_free(b);
+
+  /* realloc from huge to huge keeps the memory: in place within the mapping's last unit, the
+   * mapping moved (not copied) beyond it, the unneeded units cut on a shrink; zeroing realloc
+   * clears what the block takes of its old mapping. */
+  mi_collect(true);
+  unsigned char *h = mi_zalloc(20 * MiB);
+  CHECK(h != NULL);
+  memset(h, 0x3C, 20 * MiB);
+  unsigned char *h2 = mi_rezalloc(h, 21 * MiB); /* the mapping spans 22 MiB: in place */
+  CHECK(h2 != NULL);
+  if (grows) CHECKF(h2 == h, "a 20 MiB block grown to 21 MiB moved (%p -> %p)", (void *)h,
+                    (void *)h2);
+  CHECK(mi_usable_size(h2) == mi_good_size(21 * MiB));
+  CHECK(h2[20 * MiB - 1] == 0x3C && all_zero(h2 + 20 * MiB, MiB));
+  memset(h2, 0x4D, 21 * MiB);
+  unsigned char *h3 = mi_realloc(h2, 40 * MiB); /* beyond the mapping: moved */
+  CHECK(h3 != NULL);
+  CHECK(mi_usable_size(h3) == mi_good_size(40 * MiB));
+  bool kept_all = true;
+  for (size_t i = 0; i < 21 * MiB; i += 4096) kept_all &= h3[i] == 0x4D;
+  CHECK(kept_all && h3[21 * MiB - 1] == 0x4D);
+  memset(h3, 0x5E, 40 * MiB);
+  unsigned char *h4 = mi_realloc(h3, 9 * MiB); /* a shrink: in place, the rest cut */
+  CHECK(h4 != NULL);
+  if (grows) CHECKF(h4 == h3, "a 40 MiB block shrunk to 9 MiB moved");
+  CHECK(mi_usable_size(h4) == mi_good_size(9 * MiB));
+  CHECK(h4[0] == 0x5E && h4[9 * MiB - 1] == 0x5E && mi_is_in_heap_region(h4 + 9 * MiB - 1));
+  mi_free(h4);
   return tu_finish();
 }

@@ -38,13 +38,13 @@ static long advice_calls(void) {
   return calls;
 }
 
-/* Sizes of four large size classes, each spanning two or more whole 2 MiB units. */
-static const size_t sizes[] = {5 * MIB, 6 * MIB, 7 * MIB, 8 * MIB};
+/* Sizes of the four largest large size classes, each covering a whole 2 MiB unit or more. */
+static const size_t sizes[] = {5 * MIB / 2, 3 * MIB, 7 * MIB / 2, 4 * MIB};
 
 static void test_no_repeat(void) {
   SECTION("large pages made again on advised units make no advice call");
   mi_option_set(mi_option_purge_delay, 1000000); /* nothing is purged during the loop */
-  void *keep = mi_malloc(6 * MIB);               /* keeps its segment in use */
+  void *keep = mi_malloc(3 * MIB);               /* keeps its segment in use */
   long before = advice_calls();
   const int rounds = quick() ? 50 : 200;
   for (int i = 0; i < rounds; i++) {
@@ -106,11 +106,11 @@ static bool smaps_usable(void) {
 static void test_purge_keeps(void) {
   SECTION("a purge gives a large page's units back but keeps their advice");
   mi_option_set(mi_option_purge_delay, 0); /* frees purge at once */
-  void *keep = mi_malloc(6 * MIB);
-  char *p = mi_malloc(8 * MIB);
+  void *keep = mi_malloc(3 * MIB);
+  char *p = mi_malloc(4 * MIB);
   CHECK(keep != NULL && p != NULL);
   if (keep == NULL || p == NULL) return;
-  memset(p, 1, 8 * MIB);
+  memset(p, 1, 4 * MIB);
   char *unit = (char *)(((uintptr_t)p + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
   long made = advice_calls();
   mi_free(p);
@@ -121,7 +121,7 @@ static void test_purge_keeps(void) {
   CHECKF(left == 0, "%zu KiB of a unit the freed block covered whole still resident", left >> 10);
   if (smaps_usable())
     CHECKF(advised(unit) == 1, "the purged unit at %p lost its advice", (void *)unit);
-  p = mi_malloc(8 * MIB);
+  p = mi_malloc(4 * MIB);
   CHECK(p != NULL);
   CHECKF(advice_calls() == made, "a large page made again on purged units asked again");
   mi_free(p);
@@ -129,28 +129,28 @@ static void test_purge_keeps(void) {
   mi_option_set(mi_option_purge_delay, 25);
 }
 
-/* Blocks of 12 MiB until one is in a segment other than `first`'s (made for it): all of that
+/* Blocks of 4 MiB until one is in a segment other than `first`'s (made for it): all of that
  * segment's units carry the advice, the ones the block does not touch too. Then small pages
  * of sizes not used yet go elsewhere: no advice is dropped for them, nor do they sit in an
  * advised mapping. */
 static void test_large_segment(void) {
   SECTION("a segment made for a large block is advised whole; small pages go elsewhere");
   char *first = mi_malloc(8); /* the first segment, holding small pages */
-  enum { MAX = 8, SMALL = 12 };
+  enum { MAX = 16, SMALL = 12 };
   char *blocks[MAX] = {0};
   char *other = NULL;
   for (int i = 0; i < MAX && other == NULL; i++) {
-    blocks[i] = mi_malloc(12 * MIB);
+    blocks[i] = mi_malloc(4 * MIB);
     CHECK(blocks[i] != NULL);
     if (blocks[i] != NULL && ((uintptr_t)blocks[i] >> 25) != ((uintptr_t)first >> 25))
       other = blocks[i];
   }
-  CHECKF(other != NULL, "no 12 MiB block outside the first segment in %d", MAX);
+  CHECKF(other != NULL, "no 4 MiB block outside the first segment in %d", MAX);
   bool smaps = smaps_usable();
   if (other != NULL && smaps) {
     char *segment = (char *)((uintptr_t)other & ~(uintptr_t)(32 * MIB - 1));
     char *untouched = (size_t)(other - segment) < 16 * MIB ? segment + 30 * MIB : segment;
-    CHECKF(advised(untouched) == 1, "a unit of the segment made for a 12 MiB block (at %p), "
+    CHECKF(advised(untouched) == 1, "a unit of the segment made for a 4 MiB block (at %p), "
            "away from it, has no huge page advice", (void *)untouched);
   }
   long before = advice_calls();
