@@ -169,7 +169,7 @@ extern "C" {
     #[doc = " Bytes usable in the block of `p` (>= the size asked for); 0 for NULL."]
     #[link_name = "\u{1}shardalloc_mi_usable_size"]
     pub fn mi_usable_size(p: *const ::core::ffi::c_void) -> usize;
-    #[doc = " The usable size a request of `size` bytes would get (a thread's first few pages may give a\n request of up to 1 KiB more: its size rounded up to a power of two)."]
+    #[doc = " The usable size a request of `size` bytes would get (a thread's first few pages may give a\n request of up to 1 KiB more: its size rounded up to a power of two, at least 64)."]
     #[link_name = "\u{1}shardalloc_mi_good_size"]
     pub fn mi_good_size(size: usize) -> usize;
     #[doc = " mi_malloc for sizes <= MI_SMALL_SIZE_MAX only (larger sizes are a caller error)."]

@@ -197,7 +197,7 @@ impl ShardAlloc {
 
     /// The usable size that an allocation of `size` bytes gets: the size of its block. A
     /// thread's first few pages may give a request of up to 1 KiB more (its size rounded up
-    /// to a power of two), which [`ShardAlloc::usable_size`] then reports.
+    /// to a power of two, at least 64), which [`ShardAlloc::usable_size`] then reports.
     ///
     /// # Example
     ///

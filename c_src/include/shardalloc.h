@@ -82,7 +82,7 @@ mi_decl_export mi_attr_malloc char *mi_strndup(const char *s, size_t n);
 /* Bytes usable in the block of `p` (>= the size asked for); 0 for NULL. */
 mi_decl_export size_t mi_usable_size(const void *p);
 /* The usable size a request of `size` bytes would get (a thread's first few pages may give a
- * request of up to 1 KiB more: its size rounded up to a power of two). */
+ * request of up to 1 KiB more: its size rounded up to a power of two, at least 64). */
 mi_decl_export size_t mi_good_size(size_t size);
 /* mi_malloc for sizes <= MI_SMALL_SIZE_MAX only (larger sizes are a caller error). */
 mi_decl_export mi_attr_malloc mi_attr_alloc_size(1) void *mi_malloc_small(size_t size);

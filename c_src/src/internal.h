@@ -93,9 +93,9 @@ sa_inline size_t sa_bin_size(size_t bin) {
 sa_inline size_t sa_bin_of_wsize(size_t wsize) { return sa_bin(wsize == 0 ? 1 : wsize * 8); }
 
 /* The bin a young heap (types.h's YOUNG_PAGES_MAX) serves `size` <= DIRECT_SIZE_MAX from: the
- * size rounded up to a power of two. */
+ * size rounded up to a power of two, at least YOUNG_SIZE_MIN. */
 sa_inline size_t sa_bin_young(size_t size) {
-  return size <= 8 ? 0 : sa_bin((size_t)1 << (sa_bsr(size - 1) + 1));
+  return sa_bin(size <= YOUNG_SIZE_MIN ? YOUNG_SIZE_MIN : (size_t)1 << (sa_bsr(size - 1) + 1));
 }
 
 /* ---- Segments and pages from pointers ---------------------------------------------------

@@ -129,23 +129,23 @@ static void page_extend(page_t *page) {
 
 /* ---- Page queues ------------------------------------------------------------------------- */
 /* Point the direct-table slots of a small bin at the queue's first page. A young heap's
- * slots lead to the bins that are powers of two only (a page of another bin, reclaimed from
- * an exited thread say, waits in its queue until the heap grows up). */
+ * slots lead to its young bins only (sa_bin_young: a page of another bin, reclaimed from an
+ * exited thread say, waits in its queue until the heap grows up). */
 static void direct_update(heap_t *heap, page_queue_t *queue) {
   size_t bin = (size_t)(queue - heap->pages);
   if (bin >= BIN_FULL || queue->block_size > DIRECT_SIZE_MAX) return;
   page_t *page = queue->first != NULL ? queue->first : &_sa_page_empty;
   size_t wmax = queue->block_size / SA_INTPTR_SIZE;
   size_t wmin = bin == 0 ? 0 : sa_bin_size(bin - 1) / SA_INTPTR_SIZE + 1;
-  if (heap->young && bin > 0) {
-    if ((queue->block_size & (queue->block_size - 1)) != 0) return;
-    wmin = queue->block_size / 2 / SA_INTPTR_SIZE + 1;
+  if (heap->young) {
+    if (bin != sa_bin_young(queue->block_size)) return;
+    wmin = queue->block_size == YOUNG_SIZE_MIN ? 0 : queue->block_size / 2 / SA_INTPTR_SIZE + 1;
   }
   for (size_t w = wmin; w <= wmax; w++) heap->pages_direct[w] = page;
 }
 
-/* The heap holds YOUNG_PAGES_MAX pages: from now on every size class serves its sizes (the
- * pages of the power-of-two classes keep serving theirs). */
+/* The young heap holds YOUNG_PAGES_MAX pages, or a young class needs a second one: from now
+ * on every size class serves its sizes (the pages of the young classes keep serving theirs). */
 static void heap_grow_up(heap_t *heap) {
   heap->young = false;
   for (size_t w = 0; w <= DIRECT_WSIZE_MAX; w++) {
@@ -436,6 +436,13 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   }
   page_queue_t *queue = &heap->pages[bin];
   page_t *page = queue_find_free_page(heap, queue);
+  if (page == NULL && sa_unlikely(heap->young) && size <= DIRECT_SIZE_MAX &&
+      atomic_load_explicit(&heap->thread->stats.pages[bin], memory_order_relaxed) > 0) {
+    heap_grow_up(heap); /* a young class wants a second page: not a small thread after all */
+    bin = sa_bin(size);
+    queue = &heap->pages[bin];
+    page = queue_find_free_page(heap, queue);
+  }
   if (page == NULL) {
     while (_sa_segment_reclaim_for_page(heap)) { /* pages of exited threads first */
       page = queue_find_free_page(heap, queue);

@@ -99,14 +99,17 @@
 #define PAGE_EXTEND_BYTES ((size_t)4 << 10)
 #define PAGE_EXTEND_MIN_BLOCKS 4
 
-/* A new thread's backing heap serves sizes up to DIRECT_SIZE_MAX from the size classes that
- * are powers of two (8, 16, 32 ... 1024) until it holds this many pages, then from all of them.
+/* A new thread's backing heap is young: it serves sizes up to DIRECT_SIZE_MAX from the size
+ * classes that are powers of two from YOUNG_SIZE_MIN (64, 128 ... 1024) until it holds
+ * YOUNG_PAGES_MAX pages or one of those classes needs a second page, then from all of them.
  * Each size class a thread uses costs it a page, and at least one OS page of memory: a thread
- * that makes 100 blocks of 16-256 bytes uses 5 classes instead of 12, and 33 KiB of pages
- * instead of 50 (mincore; the peak RSS of hundreds of short-lived threads,
- * bench/c/thread_churn.c). The price, at most this many
- * pages with blocks up to twice their request, is paid once per thread. */
+ * that makes 100 blocks of 16-256 bytes uses 3 classes instead of 12 (mincore: 33 KiB of
+ * pages instead of 50 with classes from 8 bytes up; the peak RSS of hundreds of short-lived
+ * threads, bench/c/thread_churn.c). The price is paid once per thread and is at most one
+ * page per young class: blocks up to twice their request, or 64 bytes for a smaller one
+ * (a page of 8-byte blocks in 64-byte ones: 56 KiB more). */
 #define YOUNG_PAGES_MAX 8
+#define YOUNG_SIZE_MIN ((size_t)64)
 
 /* A retired (empty) page stays in its queue for this many generic-path calls before its
  * slices go back to the segment: a malloc/free of one object must not thrash a page, nor a

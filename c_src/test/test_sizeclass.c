@@ -133,12 +133,14 @@ static void test_usable_is_good(void) {
   printf("    %zu sizes checked\n", checked);
 }
 
-/* A new thread's first pages serve small sizes from the power-of-two classes (a thread that
- * makes a few blocks of many sizes touches fewer OS pages); once its heap holds 8 pages, every
- * class serves its own sizes. Checked on a thread of its own, from its first allocation. */
+/* A new thread's first pages serve small sizes from the power-of-two classes from 64 bytes up
+ * (a thread that makes a few blocks of many sizes touches fewer OS pages); once its heap holds
+ * 8 pages, every class serves its own sizes. Checked on a thread of its own, from its first
+ * allocation. */
 static void *young_thread(void *arg) {
   (void)arg;
-  static const size_t young[][2] = {{40, 64}, {100, 128}, {200, 256}, {300, 512}, {600, 1024}};
+  static const size_t young[][2] = {{8, 64},    {20, 64},   {40, 64},   {100, 128},
+                                    {200, 256}, {300, 512}, {600, 1024}};
   enum { YOUNG = sizeof(young) / sizeof(young[0]), MORE = 8 };
   void *kept[YOUNG + MORE];
   for (size_t i = 0; i < YOUNG; i++) {
@@ -158,10 +160,34 @@ static void *young_thread(void *arg) {
   return NULL;
 }
 
+/* A young class that needs a second page ends the heap's youth: the thread is not a small one
+ * (a page of 64-byte blocks holding 8-byte requests is where that stops). */
+static void *young_thread_outgrown(void *arg) {
+  (void)arg;
+  enum { N = 1200 }; /* more than a page of 128-byte blocks (512) */
+  static void *kept[N];
+  size_t young = 0, grown = 0;
+  for (size_t i = 0; i < N; i++) {
+    kept[i] = mi_malloc(100);
+    size_t u = mi_usable_size(kept[i]);
+    if (u == 128 && grown == 0) young++;
+    else if (u == mi_good_size(100)) grown++;
+  }
+  CHECKF(young >= 400 && young <= 512 && grown == N - young, "a new thread's 1200 blocks of 100 "
+         "bytes: %zu of 128, then %zu of %zu", young, grown, mi_good_size(100));
+  CHECK(mi_heap_check(mi_heap_get_default()));
+  for (size_t i = 0; i < N; i++) mi_free(kept[i]);
+  return NULL;
+}
+
 static void test_young_thread(void) {
-  SECTION("a new thread: sizes up to 1 KiB round to a power of two for its first 8 pages");
+  SECTION("a new thread: sizes up to 1 KiB round to a power of two (at least 64) for its first "
+          "8 pages");
   pthread_t t;
   CHECK(pthread_create(&t, NULL, young_thread, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  SECTION("a new thread grows up when a young size class needs a second page");
+  CHECK(pthread_create(&t, NULL, young_thread_outgrown, NULL) == 0);
   CHECK(pthread_join(t, NULL) == 0);
 }
 
