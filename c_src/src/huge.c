@@ -354,10 +354,12 @@ static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
 #endif
 
 void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
-  segment_t *segment = sa_segment_of(p);
+  /* not sa_segment_of: a block aligned to 32 MiB or more may start in its mapping's second
+   * unit (such blocks are not resized here, but must be told apart first) */
+  segment_t *segment = _sa_segment_of_any(p);
+  if (segment == NULL || segment->kind != SEGMENT_HUGE) return NULL;
   page_t *page = &segment->pages[1];
-  if (segment->kind != SEGMENT_HUGE || page->flags.x.has_aligned || p != sa_page_start(page))
-    return NULL;
+  if (page->flags.x.has_aligned || p != sa_page_start(page)) return NULL;
   size_t old_block = segment->huge_block_size, old_total = segment->segment_size;
   size_t block_size = mi_good_size(newsize);
   size_t total = sa_align_up(SLICE_SIZE + block_size + SA_GUARD_SIZE, THP_SIZE);

@@ -164,5 +164,16 @@ int main(void) {
   CHECK(mi_usable_size(h4) == mi_good_size(9 * MiB));
   CHECK(h4[0] == 0x5E && h4[9 * MiB - 1] == 0x5E && mi_is_in_heap_region(h4 + 9 * MiB - 1));
   mi_free(h4);
+
+  /* a block aligned to 64 MiB starts in its mapping's second 32 MiB unit: realloc finds its
+   * segment all the same (it copies such a block) */
+  unsigned char *al = mi_malloc_aligned(40 * MiB, 64 * MiB);
+  CHECK(al != NULL && ((uintptr_t)al & (64 * MiB - 1)) == 0);
+  if (al != NULL) {
+    memset(al, 0x01, 40 * MiB);
+    unsigned char *al2 = mi_realloc(al, 48 * MiB);
+    CHECK(al2 != NULL && al2[0] == 0x01 && al2[40 * MiB - 1] == 0x01);
+    mi_free(al2);
+  }
   return tu_finish();
 }

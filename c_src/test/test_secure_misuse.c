@@ -183,8 +183,10 @@ static void overflow(size_t n) {
   memset(launder(b[victim] + bsize), 0x41, n); /* over the free neighbour's link */
   (void)neighbour;
   mi_free(b[victim]);
+  /* blocks of the victim's size class itself: a new thread's first pages serve SMALL from a
+   * larger class (types.h, young heaps) until the thread grows up, which may happen here */
   void *again[4 * N];
-  for (int i = 0; i < 4 * N; i++) again[i] = alloc(SMALL);
+  for (int i = 0; i < 4 * N; i++) again[i] = alloc(bsize);
   for (int i = 0; i < 4 * N; i++) mi_free(again[i]);
 }
 static void overflow_1(void) { overflow(1); }
