@@ -141,6 +141,10 @@ int main(void) {
    * mapping moved (not copied) beyond it, the unneeded units cut on a shrink; zeroing realloc
    * clears what the block takes of its old mapping. */
   mi_collect(true);
+  unsigned char *d = mi_malloc(21 * MiB); /* leaves data in the 22 MiB mapping h takes next */
+  CHECK(d != NULL);
+  memset(d, 0xFF, 21 * MiB);
+  mi_free(d);
   unsigned char *h = mi_zalloc(20 * MiB);
   CHECK(h != NULL);
   memset(h, 0x3C, 20 * MiB);
