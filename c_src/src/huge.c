@@ -57,34 +57,49 @@ static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
   return segment;
 }
 
-/* A cached segment smaller than `total` made `total` bytes long: its mapping moves to a fresh
- * aligned place (mremap) with fresh memory after it, so the memory the last block touched is
- * used again instead of being given back while as much is faulted in anew. NULL (the segment
- * released) where the move fails, or where the mapping is more than one (secure mode's guard
- * page) or a memory checker follows its contents. */
-static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
 #if !SA_SECURE && !SA_TRACK
+/* A huge segment's mapping moved (mremap) to a fresh aligned place of `total` > its size
+ * bytes: its pages go along, fresh memory follows them. The place is found, and checked
+ * against the segment map's range, before anything changes, so that a failure leaves the
+ * segment as it was (mapped, in the map): NULL then. Not in secure builds (the guard page is
+ * a mapping of its own) nor under a memory checker (it follows contents, not moves). */
+static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
   size_t old = segment->segment_size;
-  _sa_segment_map_set(segment, false);
-  /* a segment made for a block of 32 MiB alignment or more may end inside a 2 MiB unit
-   * (others span whole units, mi_good_size), which the kernel maps only 4 KiB at a time:
-   * once inside the longer mapping, those pages would keep the whole unit from a huge page,
-   * so they go first (free memory: nothing to keep) */
-  size_t whole = old & ~(THP_SIZE - 1);
-  if (whole < old) _sa_purge_range((uint8_t *)segment + whole, old - whole);
-  segment_t *moved = _sa_os_move_grow(segment, old, total, SEGMENT_SIZE);
+  void *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+  if (to == NULL) return NULL;
+  if (((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) { /* untracked */
+    _sa_os_free(to, total);
+    return NULL;
+  }
+  _sa_segment_map_set(segment, false); /* read through the old place, gone after the move */
+  segment_t *moved = _sa_os_move_to(segment, old, total, to);
   if (moved != NULL) {
     _sa_stat_add(SA_STAT_mmaps, 1);
+    _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
+    _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
     _sa_os_advise_huge_pages(moved, total, true); /* the new part's first touches too */
     moved->segment_size = total;
-    if (_sa_segment_map_set(moved, true)) {
-      _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
-      _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
-      return moved;
-    }
-    moved->segment_size = old; /* beyond the map's range: released as it was counted */
     segment = moved;
   }
+  _sa_segment_map_set(segment, true); /* checked above; the old place was covered */
+  return moved;
+}
+#endif
+
+/* A cached segment smaller than `total` made `total` bytes long (huge_segment_move_grow), so
+ * the memory the last block touched is used again instead of being given back while as much
+ * is faulted in anew. NULL (the segment released) where that fails or cannot be done. */
+static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
+#if !SA_SECURE && !SA_TRACK
+  /* A segment made for a block of 32 MiB alignment or more may end inside a 2 MiB unit
+   * (others span whole units, mi_good_size), which the kernel maps only 4 KiB at a time:
+   * once inside the longer mapping, those pages would keep the whole unit from a huge page,
+   * so they go first (free memory: nothing to keep). Only here: realloc never moves such a
+   * segment (aligned blocks stay put), and a live block's memory is not free. */
+  size_t old = segment->segment_size, whole = old & ~(THP_SIZE - 1);
+  if (whole < old) _sa_purge_range((uint8_t *)segment + whole, old - whole);
+  segment_t *moved = huge_segment_move_grow(segment, total);
+  if (moved != NULL) return moved;
 #else
   (void)total;
 #endif
@@ -129,7 +144,8 @@ static segment_t *huge_segment_split(segment_t *segment, size_t total) {
     if (delay > 0) expire = _sa_clock_ms() + delay;
   }
   if (tail > SLICE_SIZE + LARGE_BLOCK_MAX && expire != 0) {
-    segment_t *moved = _sa_os_move_grow(rest, tail, tail, SEGMENT_SIZE);
+    void *to = _sa_os_alloc_aligned(tail, SEGMENT_SIZE);
+    segment_t *moved = to != NULL ? _sa_os_move_to(rest, tail, tail, to) : NULL;
     if (moved != NULL) {
       _sa_stat_add(SA_STAT_mmaps, 1);
       memset(moved, 0, sizeof(segment_t)); /* the header over the old block's data */
@@ -323,36 +339,6 @@ int64_t _sa_huge_cache_next_due(int64_t next) {
  * copy. The block's page descriptor lies in the segment header and moves with it, so it
  * leaves its heap's list of huge pages for the move. NULL where it cannot (an aligned block,
  * secure and memory-checker builds outside the mapping, a failed move): the caller copies. */
-#if !SA_SECURE && !SA_TRACK
-/* The huge segment of a live block moved to a mapping of `total` > its size bytes; NULL, the
- * segment as it was, where no place is free or the kernel cannot. */
-static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
-  size_t old = segment->segment_size;
-  void *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
-  if (to == NULL) return NULL;
-  if (((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) { /* untracked */
-    _sa_os_free(to, total);
-    return NULL;
-  }
-  page_t *page = &segment->pages[1];
-  heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  _sa_heap_huge_remove(page);
-  _sa_segment_map_set(segment, false);
-  segment_t *moved = _sa_os_move_to(segment, old, total, to);
-  if (moved != NULL) {
-    _sa_stat_add(SA_STAT_mmaps, 1);
-    _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
-    _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
-    _sa_os_advise_huge_pages(moved, total, true); /* the new part's first touches too */
-    moved->segment_size = total;
-    segment = moved;
-  }
-  _sa_segment_map_set(segment, true); /* checked above; the old place was covered */
-  _sa_heap_huge_add(heap, &segment->pages[1]);
-  return moved;
-}
-#endif
-
 void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
   /* not sa_segment_of: a block aligned to 32 MiB or more may start in its mapping's second
    * unit (such blocks are not resized here, but must be told apart first) */
@@ -369,9 +355,13 @@ void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
   if (total > old_total) return NULL;
 #else
   if (total > old_total) {
-    segment = huge_segment_move_grow(segment, total);
-    if (segment == NULL) return NULL;
+    heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    _sa_heap_huge_remove(page);
+    segment_t *moved = huge_segment_move_grow(segment, total);
+    if (moved != NULL) segment = moved;
     page = &segment->pages[1];
+    _sa_heap_huge_add(heap, page); /* moved or, the move failed, where it was */
+    if (moved == NULL) return NULL;
   } else if (total < old_total) {
     huge_segment_split(segment, total);
   }

@@ -108,19 +108,6 @@ void *_sa_os_move_to(void *p, size_t size, size_t new_size, void *to) {
   return NULL;
 }
 
-void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align) {
-#ifdef MREMAP_FIXED
-  void *to = _sa_os_alloc_aligned(new_size, align); /* the place: replaced by the move */
-  return to != NULL ? _sa_os_move_to(p, size, new_size, to) : NULL;
-#else
-  (void)p;
-  (void)size;
-  (void)new_size;
-  (void)align;
-  return NULL;
-#endif
-}
-
 void *_sa_os_reserve(size_t size, size_t align, bool large_pages, bool populate,
                      bool *explicit_large) {
   *explicit_large = false;

@@ -21,11 +21,10 @@ void *_sa_os_alloc_aligned(size_t size, size_t align);
 void *_sa_os_alloc_aligned_at(size_t size, size_t align, size_t offset);
 /* Unmap; 0, or the errno of the failure. */
 int _sa_os_free(void *p, size_t size);
-/* Move the mapping [p, p + size) to a new place of `new_size` >= size bytes aligned to
- * `align`: its pages go along (what was resident stays so), the rest of the new range is fresh
- * zero memory. NULL, the old mapping as it was, where the kernel cannot (mremap). */
-void *_sa_os_move_grow(void *p, size_t size, size_t new_size, size_t align);
-/* The same to `to`, a reservation of `new_size` bytes (released if the move fails). */
+/* Move the mapping [p, p + size) onto `to`, a reservation of `new_size` >= size bytes (the
+ * caller picks the place, so it can check it first): its pages go along (what was resident
+ * stays so), the rest of the new range is fresh zero memory. NULL, the old mapping as it was
+ * and the reservation released, where the kernel cannot (mremap). */
 void *_sa_os_move_to(void *p, size_t size, size_t new_size, void *to);
 /* Ask for transparent huge pages on [p, p+size) (on), or stop asking (off). */
 void _sa_os_advise_huge_pages(void *p, size_t size, bool on);
