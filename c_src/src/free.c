@@ -25,7 +25,7 @@ void _sa_misuse(const char *call, const void *p, const char *what) {
 /* The page of `p` in `segment` if `p` lies within the blocks of an allocated page; NULL
  * (reported) otherwise. Cheap: no division, so every build runs it. */
 static page_t *checked_page(segment_t *segment, page_t *page, const void *p, const char *call) {
-  if (segment->kind == SEGMENT_HUGE) page = &segment->pages[1];
+  if (segment->kind == SEGMENT_HUGE) page = sa_huge_page(segment);
   if (page->slice_count == 0) {
     _sa_misuse(call, p, "double free or invalid pointer: not in an allocated block");
     return NULL;
@@ -50,7 +50,7 @@ static page_t *unmapped_page(const void *p, segment_t **segment, const char *cal
     _sa_misuse(call, p, "invalid pointer: not allocated by shardalloc");
     return NULL;
   }
-  return checked_page(*segment, &(*segment)->pages[1], p, call);
+  return checked_page(*segment, sa_huge_page(*segment), p, call);
 }
 
 /* ---- Debug checks ------------------------------------------------------------------------- */

@@ -309,7 +309,7 @@ void _sa_heap_destroy_pages(heap_t *heap, bool own) {
 static page_t *live_page_of(const void *p) {
   segment_t *segment = _sa_segment_of_any(p);
   if (segment == NULL) return NULL;
-  if (segment->kind == SEGMENT_HUGE) return &segment->pages[1];
+  if (segment->kind == SEGMENT_HUGE) return sa_huge_page(segment);
   page_t *page = sa_page_of(segment, p);
   if (page->slice_count == 0) return NULL;
   const uint8_t *start = sa_page_start(page);

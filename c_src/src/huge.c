@@ -1,7 +1,10 @@
 /* shardalloc: huge blocks, one to a segment, owned by no thread: any thread frees them
- * directly. The block starts at slice 1 (right after the header), so its descriptor is
- * pages[1]. The mapping spans whole 2 MiB units, and huge blocks get transparent huge pages (a
- * first touch costs per 2 MiB instead of per 4 KiB). A freed one waits its purge delay in a
+ * directly. The header has the segment's first 2 MiB unit to itself and the block starts at
+ * the second (HUGE_BLOCK_OFFSET), so its descriptor is pages[HUGE_PAGE_INDEX]. The mapping
+ * spans whole 2 MiB units; the block's get transparent huge pages (a first touch costs per
+ * 2 MiB instead of per 4 KiB), the header's does not: at its first write the kernel would
+ * map all 2 MiB of it for a few KiB of header (a block of 8 MiB took 10 MiB when it started
+ * right after the header, sharing that unit). A freed one waits its purge delay in a
  * cache, from which a later request takes a segment cut to its size, or grown to it, so a
  * program that frees and allocates big buffers in a loop reuses warm memory. The wait is that
  * of large runs of memory no thread owns (purge.c): a huge block mapped fresh soon after a
@@ -45,11 +48,19 @@ static bool huge_segment_setup(segment_t *segment, size_t total) {
   return true;
 }
 
+/* The mapping of a block of `block_size` bytes: the header's unit, the block and (secure
+ * builds) a guard, in whole 2 MiB units. */
+static size_t huge_total(size_t block_size) {
+  return HUGE_BLOCK_OFFSET + sa_align_up(block_size + SA_GUARD_SIZE, THP_SIZE);
+}
+
 /* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */
 static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
   segment_t *segment = _sa_os_alloc_or_release(total, align, at);
   if (segment == NULL) return NULL;
-  _sa_os_advise_huge_pages(segment, total, true); /* before the first touch, the header's */
+  /* the block's units, before their first touch; not the header's */
+  _sa_os_advise_huge_pages((uint8_t *)segment + HUGE_BLOCK_OFFSET, total - HUGE_BLOCK_OFFSET,
+                           true);
   if (!huge_segment_setup(segment, total)) {
     _sa_os_unmap(segment, total);
     return NULL;
@@ -58,30 +69,44 @@ static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
 }
 
 #if !SA_SECURE && !SA_TRACK
-/* A huge segment's mapping moved (mremap) to a fresh aligned place of `total` > its size
- * bytes: its pages go along, fresh memory follows them. The place is found, and checked
- * against the segment map's range, before anything changes, so that a failure leaves the
- * segment as it was (mapped, in the map): NULL then. Not in secure builds (the guard page is
- * a mapping of its own) nor under a memory checker (it follows contents, not moves). */
-static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
-  size_t old = segment->segment_size;
-  void *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
-  if (to == NULL) return NULL;
-  if (((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) { /* untracked */
-    _sa_os_free(to, total);
+/* What a huge segment's header holds: its fields and the descriptors up to the block's. */
+#define HUGE_HEADER_BYTES (offsetof(segment_t, pages) + (HUGE_PAGE_INDEX + 1) * sizeof(page_t))
+
+/* A fresh aligned place for a huge segment of `total` bytes that the segment map covers, or
+ * NULL. Its header unit stays as mapped: fresh, without the huge page advice. */
+static uint8_t *huge_place(size_t total) {
+  uint8_t *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
+  if (to != NULL && ((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) {
+    _sa_os_free(to, total); /* beyond the map's range */
     return NULL;
   }
+  return to;
+}
+
+/* A huge segment made `total` > its size bytes long at a fresh place: the block's mapping
+ * moves there (mremap), its pages and their advice along, fresh memory after them, and the
+ * header is copied in front. A failure leaves the segment as it was (mapped, in the map):
+ * NULL then. Not in secure builds (the guard page is a mapping of its own) nor under a memory
+ * checker (it follows contents, not moves). */
+static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
+  size_t old = segment->segment_size;
+  uint8_t *to = huge_place(total);
+  if (to == NULL) return NULL;
   _sa_segment_map_set(segment, false); /* read through the old place, gone after the move */
-  segment_t *moved = _sa_os_move_to(segment, old, total, to);
-  if (moved != NULL) {
-    _sa_stat_add(SA_STAT_mmaps, 1);
-    _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
-    _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
-    _sa_os_advise_huge_pages(moved, total, true); /* the new part's first touches too */
-    moved->segment_size = total;
-    segment = moved;
+  if (_sa_os_move_to((uint8_t *)segment + HUGE_BLOCK_OFFSET, old - HUGE_BLOCK_OFFSET,
+                     total - HUGE_BLOCK_OFFSET, to + HUGE_BLOCK_OFFSET) == NULL) {
+    _sa_os_free(to, HUGE_BLOCK_OFFSET); /* the rest of the place went with the failed move */
+    _sa_segment_map_set(segment, true);  /* covered before */
+    return NULL;
   }
-  _sa_segment_map_set(segment, true); /* checked above; the old place was covered */
+  segment_t *moved = (segment_t *)to;
+  memcpy(moved, segment, HUGE_HEADER_BYTES);
+  moved->segment_size = total;
+  _sa_os_unmap(segment, HUGE_BLOCK_OFFSET); /* the old header's unit */
+  _sa_stat_add(SA_STAT_mmaps, 1);
+  _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
+  _sa_stat_add(SA_STAT_committed, (int64_t)(total - old));
+  _sa_segment_map_set(moved, true); /* checked by huge_place */
   return moved;
 }
 #endif
@@ -143,15 +168,18 @@ static segment_t *huge_segment_split(segment_t *segment, size_t total) {
     long delay = _sa_huge_purge_delay(tail);
     if (delay > 0) expire = _sa_clock_ms() + delay;
   }
-  if (tail > SLICE_SIZE + LARGE_BLOCK_MAX && expire != 0) {
-    void *to = _sa_os_alloc_aligned(tail, SEGMENT_SIZE);
-    segment_t *moved = to != NULL ? _sa_os_move_to(rest, tail, tail, to) : NULL;
-    if (moved != NULL) {
+  /* the tail's units are a block's: they move behind a header unit of their own */
+  uint8_t *to =
+      tail > LARGE_BLOCK_MAX && expire != 0 ? huge_place(HUGE_BLOCK_OFFSET + tail) : NULL;
+  if (to != NULL) {
+    if (_sa_os_move_to(rest, tail, tail, to + HUGE_BLOCK_OFFSET) == NULL) {
+      _sa_os_free(to, HUGE_BLOCK_OFFSET);
+    } else {
+      segment_t *moved = (segment_t *)to; /* a fresh header: zero */
       _sa_stat_add(SA_STAT_mmaps, 1);
-      memset(moved, 0, sizeof(segment_t)); /* the header over the old block's data */
       moved->purge_expire = expire;
-      if (!huge_segment_setup(moved, tail)) {
-        _sa_os_unmap(moved, tail);
+      if (!huge_segment_setup(moved, HUGE_BLOCK_OFFSET + tail)) {
+        _sa_os_unmap(moved, HUGE_BLOCK_OFFSET + tail);
       } else if (huge_cache_put(moved)) {
         _sa_unowned_note_purge(expire);
       } else {
@@ -211,7 +239,7 @@ static segment_t *huge_cache_take(size_t total) {
 static page_t *huge_page_init(segment_t *segment, size_t block_size, bool fresh) {
   segment->used_pages = 1;
   segment->purge_expire = 0;
-  page_t *page = &segment->pages[1];
+  page_t *page = sa_huge_page(segment);
   memset(page, 0, sizeof(*page));
   page->slice_count = 1;
   page->page_offset = sa_page_offset(page);
@@ -227,14 +255,14 @@ static page_t *huge_page_init(segment_t *segment, size_t block_size, bool fresh)
 
 page_t *_sa_segment_huge_page_alloc(size_t size) {
   if (size > HUGE_BLOCK_MAX) return NULL;
-  /* The mapping (header slice, block, secure guard) spans whole transparent huge pages: one
+  /* The mapping (header unit, block, secure guard) spans whole transparent huge pages: one
    * that ended inside a 2 MiB unit could never have a huge page there, and once the kernel
    * had mapped 4 KiB pages in that unit, its page table kept the unit at 4 KiB pages even
    * after a growth made it whole (huge_segment_grow), fault after fault (`large_blocks`: 17
    * such units took 8,000 of 9,300 faults). The rest of the last unit is address space: the
    * block is mi_good_size (64 KiB steps), and a later, larger block may use it. */
   size_t block_size = mi_good_size(size);
-  size_t total = sa_align_up(SLICE_SIZE + block_size + SA_GUARD_SIZE, THP_SIZE);
+  size_t total = huge_total(block_size);
   segment_t *segment = huge_cache_take(total);
   bool fresh = segment == NULL;
   if (fresh) {
@@ -247,8 +275,9 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
 
 /* A huge block handed out at `*p`, with *p + offset aligned to `alignment` >= SEGMENT_SIZE.
  * For offset 0 such a pointer starts a unit, so no header can share its unit and precede it:
- * the segment starts at the last unit start at least a slice before *p (its header there, the
- * block from slice 1 as in every huge segment), which puts *p 64 KiB to 32 MiB + 64 KiB in.
+ * the segment starts at the last unit start at least HUGE_BLOCK_OFFSET before *p (its header
+ * there, the block from HUGE_BLOCK_OFFSET as in every huge segment), which puts *p 2 MiB to
+ * 34 MiB in.
  * Where *p is in the segment's first unit, the slices up to it lead back to the page, as for
  * smaller alignments; where it is in the second, that unit has no segment-map entry, so free
  * and usable_size find the segment through _sa_segment_of_any (the unmapped path). The
@@ -259,11 +288,11 @@ page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_
   if (size > HUGE_BLOCK_MAX) return NULL;
   offset &= alignment - 1;
   size_t in_unit = (SEGMENT_SIZE - (offset & SEGMENT_MASK)) & SEGMENT_MASK; /* *p in its unit */
-  size_t lead = in_unit >= SLICE_SIZE ? in_unit : in_unit + SEGMENT_SIZE;   /* *p - segment */
+  size_t lead = in_unit >= HUGE_BLOCK_OFFSET ? in_unit : in_unit + SEGMENT_SIZE; /* *p - seg */
   size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size()) + SA_GUARD_SIZE;
   segment_t *segment = huge_segment_new(total, alignment, lead + offset);
   if (segment == NULL) return NULL;
-  page_t *page = huge_page_init(segment, total - SLICE_SIZE - SA_GUARD_SIZE, true);
+  page_t *page = huge_page_init(segment, total - HUGE_BLOCK_OFFSET - SA_GUARD_SIZE, true);
   *p = (uint8_t *)segment + lead;
   page->flags.x.has_aligned = 1;
   if (lead < SEGMENT_SIZE) _sa_segment_huge_interior(page, *p);
@@ -301,17 +330,19 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
   segment_t *segment = sa_segment_of(page);
   size_t last = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
   sa_assert(last < SLICES_PER_SEGMENT);
-  for (size_t i = 2; i <= last; i++) segment->pages[i].page_offset = sa_page_offset(page);
+  for (size_t i = HUGE_PAGE_INDEX + 1; i <= last; i++)
+    segment->pages[i].page_offset = sa_page_offset(page);
 }
 
 void _sa_segment_huge_free(segment_t *segment) {
   sa_assert(segment->kind == SEGMENT_HUGE);
-  atomic_store_explicit(&segment->pages[1].xthread_free, HUGE_FREED, memory_order_relaxed);
+  page_t *page = sa_huge_page(segment);
+  atomic_store_explicit(&page->xthread_free, HUGE_FREED, memory_order_relaxed);
   _sa_stat_add(SA_STAT_huge_bytes, -(int64_t)segment->huge_block_size);
   long delay = _sa_huge_purge_delay(segment->segment_size);
   if (delay > 0) {
-    if (segment->pages[1].flags.x.has_aligned) /* forget the interior pointers' slices */
-      memset(&segment->pages[2], 0, (SLICES_PER_SEGMENT - 2) * sizeof(page_t));
+    if (page->flags.x.has_aligned) /* forget the interior pointers' slices */
+      memset(page + 1, 0, (SLICES_PER_SEGMENT - HUGE_PAGE_INDEX - 1) * sizeof(page_t));
     int64_t expire = _sa_clock_ms() + delay;
     segment->purge_expire = expire;
     bool cached = huge_cache_put(segment);
@@ -344,13 +375,13 @@ void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
    * unit (such blocks are not resized here, but must be told apart first) */
   segment_t *segment = _sa_segment_of_any(p);
   if (segment == NULL || segment->kind != SEGMENT_HUGE) return NULL;
-  page_t *page = &segment->pages[1];
+  page_t *page = sa_huge_page(segment);
   if (page->flags.x.has_aligned || p != sa_page_start(page)) return NULL;
   size_t old_block = segment->huge_block_size, old_total = segment->segment_size;
   size_t block_size = mi_good_size(newsize);
-  size_t total = sa_align_up(SLICE_SIZE + block_size + SA_GUARD_SIZE, THP_SIZE);
+  size_t total = huge_total(block_size);
   /* the part of the old mapping the block now takes may hold an earlier block's data */
-  size_t stale_end = old_total - SLICE_SIZE - SA_GUARD_SIZE;
+  size_t stale_end = old_total - HUGE_BLOCK_OFFSET - SA_GUARD_SIZE;
 #if SA_SECURE || SA_TRACK
   if (total > old_total) return NULL;
 #else
@@ -359,7 +390,7 @@ void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
     _sa_heap_huge_remove(page);
     segment_t *moved = huge_segment_move_grow(segment, total);
     if (moved != NULL) segment = moved;
-    page = &segment->pages[1];
+    page = sa_huge_page(segment);
     _sa_heap_huge_add(heap, page); /* moved or, the move failed, where it was */
     if (moved == NULL) return NULL;
   } else if (total < old_total) {

@@ -151,6 +151,8 @@ sa_inline uint16_t sa_page_offset(const page_t *page) {
   return (uint16_t)((const uint8_t *)page - (const uint8_t *)&sa_segment_of(page)->slice_none);
 }
 sa_inline bool sa_page_is_huge(const page_t *page) { return page->bin == BIN_COUNT; }
+/* The page of a huge segment's one block. */
+sa_inline page_t *sa_huge_page(segment_t *segment) { return &segment->pages[HUGE_PAGE_INDEX]; }
 sa_inline uint8_t *sa_page_start(const page_t *page) {
   const segment_t *segment = sa_segment_of(page);
   return (uint8_t *)segment + (size_t)(page - segment->pages) * SLICE_SIZE;

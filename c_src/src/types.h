@@ -5,7 +5,7 @@
  *   segment   SEGMENT_SIZE (32 MiB) of address space aligned to its size, owned by one thread
  *             (or abandoned). Its first slice holds the segment header below; the rest is
  *             carved into pages. A huge segment holds one huge block (over LARGE_BLOCK_MAX)
- *             and may be larger: whole 2 MiB units, the block from slice 1.
+ *             and may be larger: whole 2 MiB units, the header's unit, then the block.
  *   slice     SLICE_SIZE (64 KiB) unit of a segment. A page is a run of whole slices.
  *   page      a run of slices holding blocks of one size: small pages are 1 slice, medium
  *             pages 8 slices, large pages just enough slices for one block.
@@ -83,6 +83,11 @@
 /* A transparent huge page (x86-64, aarch64 with 4 KiB pages): large and huge blocks ask for
  * them on the whole units they span, so a first touch faults 2 MiB at once (segment.c). */
 #define THP_SIZE ((size_t)2 << 20)
+/* A huge segment's block starts at its second 2 MiB unit: the first holds the header alone
+ * and is never asked for huge pages (its few touched 4 KiB pages are all it costs), so the
+ * block's units are its own and an 8 MiB block takes 8 MiB, not 10 (huge.c). */
+#define HUGE_BLOCK_OFFSET THP_SIZE
+#define HUGE_PAGE_INDEX (HUGE_BLOCK_OFFSET / SLICE_SIZE) /* the huge page's descriptor */
 
 /* Default of the purge_delay option (ms): see the README's measurements for the choice. */
 #define SA_PURGE_DELAY_DEFAULT 25
@@ -203,10 +208,10 @@ typedef union page_flags_u {
  * slice of it holds `page_offset`, the page descriptor's distance from the segment's
  * `slice_none`, so page_of(p) is the segment map's load, this load and an add. A free slice's
  * descriptor is all zero, and its offset 0 leads to `slice_none`, all zero too
- * (flags.x.in_use clear, slice_count 0). What the
- * descriptor does not store is derived (internal.h): the page's first block is at segment + index * SLICE_SIZE (index 1 for
- * a huge page, right after the header); the block size is bin_size(bin), and a huge page
- * (bin == BIN_COUNT) has the rest of its segment as its one block.
+ * (flags.x.in_use clear, slice_count 0). What the descriptor does not store is derived
+ * (internal.h): the page's first block is at segment + index * SLICE_SIZE (a huge page's
+ * descriptor is pages[HUGE_PAGE_INDEX], its block at HUGE_BLOCK_OFFSET); the block size is
+ * bin_size(bin), or the segment's huge_block_size for a huge page (bin == BIN_COUNT).
  *
  * Invariants. mi_heap_check walks every page of a heap (and SA_DEBUG=2 builds walk after every
  * generic-path call); `_sa_page_check` (page.c) checks those marked [c], one SA_CHECK each, so a
@@ -249,9 +254,9 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
 /* ---- Segments ------------------------------------------------------------------------------
  * Invariants:
  *   - segment_of(p) == p & ~SEGMENT_MASK for every block p of the segment (a huge block
- *     starts at slice 1; an aligned interior pointer into it lies in the same unit, and the
- *     slices up to it point back to the page), except the pointer of a huge block aligned to
- *     SEGMENT_SIZE or more, which may lie in the first slice of the next unit (huge.c)
+ *     starts at HUGE_BLOCK_OFFSET; an aligned interior pointer into it lies in the same unit,
+ *     and the slices up to it point back to the page), except the pointer of a huge block
+ *     aligned to SEGMENT_SIZE or more, which may lie in the next unit (huge.c)
  *   - a slice is used (bit set in `used_slices`) <=> it belongs to a page or to the header
  *   - used_pages == number of pages (first slices) allocated from the segment
  *   - thread_id is the owner's id, or 0 when abandoned (or for a huge segment, which has no
@@ -259,7 +264,7 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - a segment is in exactly one of: its owner's segment list (and then also in the list of
  *     all owned segments), the abandoned list, the segment cache; a huge segment is in none
  *     while its block lives, and in the huge cache (huge.c) after
- *   - a huge segment: SLICE_SIZE + huge_block_size + SA_GUARD_SIZE <= segment_size, and
+ *   - a huge segment: HUGE_BLOCK_OFFSET + huge_block_size + SA_GUARD_SIZE <= segment_size, and
  *     segment_size is a multiple of THP_SIZE unless the block is aligned to SEGMENT_SIZE or
  *     more
  *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
@@ -275,8 +280,9 @@ typedef enum segment_kind_e {
 typedef struct segment_s {
   _Atomic(uintptr_t) thread_id; /* owner thread, 0 if none */
   size_t segment_size;          /* bytes of address space, SEGMENT_SIZE unless huge */
-  size_t huge_block_size;       /* huge: the block's size (from slice 1; the mapping spans
-                                   whole 2 MiB units, the rest of it is address space) */
+  size_t huge_block_size;       /* huge: the block's size (from HUGE_BLOCK_OFFSET; the
+                                   mapping spans whole 2 MiB units, the rest of the last one
+                                   is address space) */
   uint8_t kind;                 /* segment_kind_t */
   uint32_t used_pages;
   uint32_t used_slice_count;
