@@ -154,6 +154,7 @@ static void heap_grow_up(heap_t *heap) {
   }
 }
 
+
 static void queue_push_front(heap_t *heap, page_queue_t *queue, page_t *page) {
   page->prev = NULL;
   page->next = queue->first;
@@ -387,7 +388,6 @@ static page_t *page_fresh(heap_t *heap, page_queue_t *queue, size_t bin, bool ze
   sa_track_mem_noaccess(sa_page_start(page), (size_t)page->slice_count * SLICE_SIZE);
   page_extend(page);
   queue_push_front(heap, queue, page);
-  if (sa_unlikely(heap->young) && heap->page_count >= YOUNG_PAGES_MAX) heap_grow_up(heap);
   return page;
 }
 
@@ -411,6 +411,25 @@ void *_sa_page_take_unused(page_t *page, bool zero) {
   return p;
 }
 
+/* A page with a free block for `size` from the heap's queues, or NULL; `*bin` is the size
+ * class to make one of. A young heap serves small sizes from its young classes (sa_bin_young)
+ * and grows up here, the one place that decides it: once it holds YOUNG_PAGES_MAX pages
+ * (however it came by them), or once a young class that has a page needs another (no small
+ * thread after all). */
+static page_t *heap_find_page(heap_t *heap, size_t size, size_t *bin) {
+  if (sa_unlikely(heap->young) && heap->page_count >= YOUNG_PAGES_MAX) heap_grow_up(heap);
+  bool young = sa_unlikely(heap->young) && size <= DIRECT_SIZE_MAX;
+  *bin = young ? sa_bin_young(size) : sa_bin(size);
+  page_t *page = queue_find_free_page(heap, &heap->pages[*bin]);
+  if (page == NULL && young &&
+      atomic_load_explicit(&heap->thread->stats.pages[*bin], memory_order_relaxed) > 0) {
+    heap_grow_up(heap);
+    *bin = sa_bin(size);
+    page = queue_find_free_page(heap, &heap->pages[*bin]);
+  }
+  return page;
+}
+
 static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
     if (size > HUGE_BLOCK_MAX) {
@@ -429,20 +448,9 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (heap->thread->spare_bytes != 0) _sa_spare_tick(heap->thread);
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
 
-  size_t bin = sa_bin(size);
-  if (sa_unlikely(heap->young) && size <= DIRECT_SIZE_MAX) {
-    if (heap->page_count < YOUNG_PAGES_MAX) bin = sa_bin_young(size);
-    else heap_grow_up(heap);
-  }
+  size_t bin;
+  page_t *page = heap_find_page(heap, size, &bin);
   page_queue_t *queue = &heap->pages[bin];
-  page_t *page = queue_find_free_page(heap, queue);
-  if (page == NULL && sa_unlikely(heap->young) && size <= DIRECT_SIZE_MAX &&
-      atomic_load_explicit(&heap->thread->stats.pages[bin], memory_order_relaxed) > 0) {
-    heap_grow_up(heap); /* a young class wants a second page: not a small thread after all */
-    bin = sa_bin(size);
-    queue = &heap->pages[bin];
-    page = queue_find_free_page(heap, queue);
-  }
   if (page == NULL) {
     while (_sa_segment_reclaim_for_page(heap)) { /* pages of exited threads first */
       page = queue_find_free_page(heap, queue);
