@@ -33,6 +33,12 @@ static size_t huge_cache_count;
 static void huge_release(segment_t *segment);
 
 /* ---- Huge segments ------------------------------------------------------------------------- */
+/* The memory a huge segment of `total` bytes counts as committed: its header's unit as the one
+ * slice the header spans, the rest whole. */
+static int64_t huge_committed(size_t total) {
+  return (int64_t)(total - HUGE_BLOCK_OFFSET + SLICE_SIZE);
+}
+
 /* Make `segment` (`total` bytes mapped there, its header zero) a huge segment of ours. False,
  * and nothing changed, where the segment map cannot cover it. */
 static bool huge_segment_setup(segment_t *segment, size_t total) {
@@ -43,7 +49,7 @@ static bool huge_segment_setup(segment_t *segment, size_t total) {
 #endif
   segment->kind = SEGMENT_HUGE;
   _sa_stat_add(SA_STAT_reserved, (int64_t)total);
-  _sa_stat_add(SA_STAT_committed, (int64_t)total);
+  _sa_stat_add(SA_STAT_committed, huge_committed(total));
   _sa_stat_add(SA_STAT_segments, 1);
   return true;
 }
@@ -300,7 +306,7 @@ page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_
 }
 
 static void huge_release(segment_t *segment) {
-  _sa_stat_add(SA_STAT_committed, -(int64_t)segment->segment_size);
+  _sa_stat_add(SA_STAT_committed, -huge_committed(segment->segment_size));
   _sa_segment_release(segment);
 }
 
