@@ -373,8 +373,8 @@ int64_t _sa_huge_cache_next_due(int64_t next) {
  * chunks does: within its mapping (whole 2 MiB units) only its size changes, and a shrink
  * cuts the units it no longer needs (huge_segment_split); beyond it, the mapping moves
  * (mremap) to a larger aligned place with fresh memory after it, pages and all, instead of a
- * copy. The block's page descriptor lies in the segment header and moves with it, so it
- * leaves its heap's list of huge pages for the move. NULL where it cannot (an aligned block,
+ * copy (huge_segment_move_grow). The block's page descriptor lies in the segment header, which
+ * is copied to the new place, so it leaves its heap's list of huge pages for the move. NULL where it cannot (an aligned block,
  * secure and memory-checker builds outside the mapping, a failed move): the caller copies. */
 void *_sa_huge_realloc(void *p, size_t newsize, bool zero) {
   /* not sa_segment_of: a block aligned to 32 MiB or more may start in its mapping's second

@@ -154,7 +154,6 @@ static void heap_grow_up(heap_t *heap) {
   }
 }
 
-
 static void queue_push_front(heap_t *heap, page_queue_t *queue, page_t *page) {
   page->prev = NULL;
   page->next = queue->first;
