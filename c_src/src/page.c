@@ -205,7 +205,9 @@ void _sa_page_unfull(page_t *page) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   sa_assert(page->flags.x.in_full && heap != NULL);
   sa_page_count_used(page, heap->thread);
-  _sa_page_set_delayed(page, DELAYED_NORMAL, false);
+  /* a page of one block keeps DELAYED_USE: another thread's free of its block empties it,
+   * which the owner wants to hear of anyway, and the page saves a CAS each way */
+  if (page->reserved != 1) _sa_page_set_delayed(page, DELAYED_NORMAL, false);
   _sa_page_queue_remove(heap, &heap->pages[BIN_FULL], page);
   page->flags.x.in_full = 0;
   queue_push_back(heap, &heap->pages[page->bin], page);
@@ -229,11 +231,22 @@ void _sa_page_free(page_t *page, page_queue_t *queue) {
  * allocated and freed in a loop must not free and re-create the page each time), or while the
  * heap's retired pages stay under PAGE_RETIRE_BYTES_MAX (a batch of blocks freed and
  * allocated again, large ones above all); otherwise give its slices back. A page emptied
- * again while still retired is left alone (inline in free, no call): it keeps its countdown,
+ * again while still retired is left alone (inline in free, no call): it keeps its deadline,
  * and the collection frees it when its time is up only if it is empty then (it unretires a
  * page in use), so a lone object's page is re-made at most once per PAGE_RETIRE_CYCLES
  * generic-path calls. */
 static size_t page_bytes(const page_t *page) { return (size_t)page->slice_count * SLICE_SIZE; }
+
+/* Deadlines are ticks modulo 128 in 7 bits, 0 meaning "not retired" (a deadline that falls
+ * on 0 moves one tick later), and lie less than 64 ticks ahead, so the sign of a 7-bit
+ * difference tells whether one is due. */
+static unsigned retire_tick(const heap_t *heap) { return heap->retire_clock / PAGE_RETIRE_TICK; }
+
+static int retire_ticks_left(const page_t *page, unsigned tick) {
+  _Static_assert(PAGE_RETIRE_TICKS > 0 && PAGE_RETIRE_TICKS < 64, "deadlines in half the range");
+  int left = (int)((page->retire_expire - tick) & 127);
+  return left >= 64 ? left - 128 : left;
+}
 
 static void page_unretire(heap_t *heap, page_t *page) {
   if (page->retire_expire == 0) return;
@@ -250,7 +263,15 @@ static void page_retire(page_t *page) {
   if (!page->flags.x.in_full &&
       (only_small || heap->retired_bytes + page_bytes(page) <= PAGE_RETIRE_BYTES_MAX)) {
     queue_move_to_front(heap, queue, page);
-    page->retire_expire = PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK;
+    if (page->free == NULL) { /* the next malloc pops it inline (a page of one block) */
+      page->free = page->local_free;
+      page->local_free = NULL;
+      page->is_zero = 0;
+    }
+    unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
+    /* every page retired before is due no later: only the first one sets the walk's time */
+    if (heap->retired_bytes == 0) heap->retire_due = deadline;
+    page->retire_expire = (uint8_t)(deadline % 128 != 0 ? deadline % 128 : 1);
     heap->retired_bytes += page_bytes(page);
     heap->retired_bins[page->bin / 64] |= (uint64_t)1 << (page->bin % 64);
     return;
@@ -266,38 +287,47 @@ void _sa_page_retire(page_t *page) {
   sa_housekeeper_start_if_wanted();
 }
 
-/* Free retired pages whose time is up (they age once per PAGE_RETIRE_TICK generic-path
- * calls); a retired page in use again is simply kept. Pages are retired at the front of their
- * queue, but a page taken into use or adopted later comes before them: the walk of a bin
- * passes up to PAGE_QUEUE_SEARCH_MAX such pages, and a bin whose walk stops there keeps its
- * bit (retired pages may lie further on; they age when the pages before them have moved). */
+/* Free the retired pages that are due (all of them if `force`); a retired page in use again
+ * is simply kept. Runs when the earliest deadline comes (heap_t.retire_due), and sets the
+ * next one. Pages are retired at the front of their queue, but a page taken into use or
+ * adopted later comes before them: the walk of a bin passes up to PAGE_QUEUE_SEARCH_MAX such
+ * pages, and a bin whose walk stops there keeps its bit and brings the next walk to the next
+ * tick (retired pages may lie further on; they are seen when the pages before them have
+ * moved). */
 void _sa_heap_collect_retired(heap_t *heap, bool force) {
+  unsigned tick = retire_tick(heap);
+  int next = PAGE_RETIRE_TICKS; /* ticks to the earliest deadline left */
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
     uint64_t bins = heap->retired_bins[w], still = 0;
     for (; bins != 0; bins &= bins - 1) { /* only the bins with retired pages */
       size_t bin = w * 64 + (size_t)__builtin_ctzll(bins);
       page_queue_t *queue = &heap->pages[bin];
-      page_t *next;
+      page_t *page_next;
       size_t passed = 0;
-      for (page_t *page = queue->first; page != NULL; page = next) {
-        next = page->next;
+      for (page_t *page = queue->first; page != NULL; page = page_next) {
+        page_next = page->next;
         if (page->retire_expire == 0) {
           if (++passed > PAGE_QUEUE_SEARCH_MAX) {
             still |= bins & -bins;
+            next = 1;
             break;
           }
         } else if (page->used != 0) {
           page_unretire(heap, page);
-        } else if (force || page->retire_expire == 1) {
-          _sa_page_free(page, queue);
         } else {
-          page->retire_expire--;
-          still |= bins & -bins;
+          int left = retire_ticks_left(page, tick);
+          if (force || left <= 0) {
+            _sa_page_free(page, queue);
+          } else {
+            still |= bins & -bins;
+            if (left < next) next = left;
+          }
         }
       }
     }
     heap->retired_bins[w] = still;
   }
+  heap->retire_due = tick + (unsigned)next;
 }
 
 /* ---- Resizing a block alone in its page in place ---------------------------------------- */
@@ -365,7 +395,9 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
     _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
-    if (page->free == NULL || sa_block_next(page, page->free) == NULL) page_extend(page);
+    if (page->capacity < page->reserved &&
+        (page->free == NULL || sa_block_next(page, page->free) == NULL))
+      page_extend(page);
     if (page->free != NULL || page->capacity < page->reserved) {
       queue_move_to_front(heap, queue, page);
       return page;
@@ -429,6 +461,8 @@ static page_t *heap_find_page(heap_t *heap, size_t size, size_t *bin) {
   return page;
 }
 
+static void *page_take(page_t *page, bool zero);
+
 static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
     if (size > HUGE_BLOCK_MAX) {
@@ -440,9 +474,8 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   /* bounded housekeeping, paced by the regular refills of the free list */
   _sa_remote_flush(); /* frees this thread gathered for other threads' pages */
   _sa_heap_delayed_free_all(heap);
-  _Static_assert(sizeof(heap->retired_bins) == 2 * sizeof(uint64_t), "two words to test");
-  if ((heap->retired_bins[0] | heap->retired_bins[1]) != 0 &&
-      ++heap->retire_clock % PAGE_RETIRE_TICK == 0)
+  if (heap->retired_bytes != 0 &&
+      (int)(++heap->retire_clock / PAGE_RETIRE_TICK - heap->retire_due) >= 0)
     _sa_heap_collect_retired(heap, false);
   if (heap->thread->spare_bytes != 0) _sa_spare_tick(heap->thread);
   if (!sa_housekeeper_active()) _sa_purge_housekeeping(heap->thread, false);
@@ -463,6 +496,14 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
     return NULL;
   }
   sa_assert_expensive(_sa_heap_check(heap));
+  void *p = page_take(page, zero);
+  /* a page of one block is full now: to the full queue at once, so that the next call finds
+   * the next page first (whose block a free left in `free`, to pop inline) */
+  if (page->reserved == 1) page_to_full(heap, queue, page);
+  return p;
+}
+
+static void *page_take(page_t *page, bool zero) {
   block_t *block = page->free;
   if (block == NULL) return _sa_page_take_unused(page, zero);
   void *p = sa_page_pop(page, block);

@@ -120,11 +120,16 @@
  * slices go back to the segment: a malloc/free of one object must not thrash a page, nor a
  * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
  * retired when the buffer moves on, and wanted again when the next buffer grows: with 16
- * cycles every growth made and freed ~30 pages). Retired pages age once every
- * PAGE_RETIRE_TICK calls, so that the walk over them costs a generic-path call an eighth of
- * it: retire_expire counts ticks. */
+ * cycles every growth made and freed ~30 pages), nor a batch of large blocks allocated and
+ * freed in turn (each block a page: the first page freed is the last one wanted again; every
+ * other such malloc is inline, see page_retire). A retired page holds its deadline in ticks
+ * of PAGE_RETIRE_TICK calls,
+ * modulo 128 (retire_expire has 7 bits; 0 means not retired), and the heap walks its retired
+ * pages only when the earliest deadline is due (heap_t.retire_due), not every few calls: a
+ * walk visits every retired page, and a batch retires many. */
 #define PAGE_RETIRE_CYCLES 64
 #define PAGE_RETIRE_TICK 8
+#define PAGE_RETIRE_TICKS (PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK) /* under 64: see page.c */
 /* Empty pages a heap keeps retired beyond the one per size class, in bytes: a batch that
  * allocates and frees many pages of one class reuses them instead of re-making them. */
 #define PAGE_RETIRE_BYTES_MAX ((size_t)16 << 20)
@@ -235,7 +240,8 @@ typedef struct page_s {
                             every slice of a page; 0 in a free slice's (so: slice_none) */
   page_flags_t flags;
   uint8_t bin;           /* size class, or BIN_COUNT for a huge page */
-  uint8_t retire_expire : 7; /* > 0: the page is empty and retired; generic-path calls left */
+  uint8_t retire_expire : 7; /* > 0: the page is empty and retired; its deadline (tick
+                                mod 128, see PAGE_RETIRE_CYCLES) */
   uint8_t is_zero : 1;   /* blocks never handed out are all zero (fresh OS memory) */
   uint16_t capacity;     /* blocks initialised so far (lazily, see page_extend) */
   uint16_t used;         /* blocks in use, including those waiting in xthread_free */
@@ -346,7 +352,9 @@ struct theap_s {
   size_t page_count;                      /* pages owned, full queue included */
   page_t *huge_pages;                     /* huge blocks allocated here (_sa_huge_lock) */
   uint64_t retired_bins[(BIN_COUNT + 63) / 64]; /* bins that may hold retired pages */
-  unsigned retire_clock;                  /* generic-path calls since retired pages aged */
+  unsigned retire_clock;                  /* generic-path calls while pages were retired */
+  unsigned retire_due;                    /* tick (retire_clock / PAGE_RETIRE_TICK) at or
+                                             before the earliest retired page's deadline */
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
   _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
                                              thread may ask a block's heap while a delete

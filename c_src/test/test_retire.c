@@ -1,0 +1,87 @@
+/* test_retire: a page emptied by its owner's free is kept ("retired") in its size class's
+ * queue for 64 generic-path calls, so that memory freed and wanted again soon is not given
+ * back to its segment and made into a page again; then it goes back.
+ *
+ *   - a batch of 64 large blocks (one page each) allocated and freed in turn keeps its 64
+ *     pages from round to round: no page is given back or made while a round allocates, and
+ *     the blocks come back at the same addresses (the first page freed is wanted again 64
+ *     mallocs later);
+ *   - retired pages go back once the calls run on: still kept after 50 generic-path calls
+ *     of another size class, gone after 200.
+ * Pages are counted with mi_stats_snapshot's pages per size class; one thread, nothing
+ * else allocates meanwhile, so the counts are exact. */
+#define TEST_NAME "test_retire"
+#include "testutil.h"
+
+#define BLOCK ((size_t)128 << 10) /* a large size class: one block per page */
+#define BATCH 64
+
+static mi_stats_snapshot_t snap;
+
+static size_t bin_of(size_t block_size) {
+  mi_stats_snapshot(&snap);
+  for (size_t b = 0; b < snap.bins; b++)
+    if (snap.bin_block_size[b] == block_size) return b;
+  CHECKF(false, "no size class of %zu bytes", block_size);
+  return 0;
+}
+
+static size_t pages_of(size_t bin) {
+  mi_stats_snapshot(&snap);
+  return snap.bin_pages[bin];
+}
+
+static void test_batch_keeps_pages(size_t bin) {
+  SECTION("a batch of %d blocks of %zu KiB allocated and freed in turn keeps its pages", BATCH,
+          BLOCK >> 10);
+  void *first[BATCH], *p[BATCH];
+  for (int i = 0; i < BATCH; i++) first[i] = mi_malloc(BLOCK);
+  for (int i = 0; i < BATCH; i++) mi_free(first[i]);
+  CHECKF(pages_of(bin) == BATCH, "%zu pages after the first batch", pages_of(bin));
+  const int rounds = quick() ? 5 : 40;
+  size_t low = BATCH, high = BATCH, moved = 0;
+  for (int r = 0; r < rounds; r++) {
+    for (int i = 0; i < BATCH; i++) {
+      p[i] = mi_malloc(BLOCK);
+      size_t pages = pages_of(bin);
+      if (pages < low) low = pages;
+      if (pages > high) high = pages;
+    }
+    for (int i = 0; i < BATCH; i++) { /* the same blocks, in some order */
+      bool found = false;
+      for (int j = 0; j < BATCH && !found; j++) found = p[i] == first[j];
+      if (!found) moved++;
+    }
+    for (int i = 0; i < BATCH; i++) mi_free(p[i]);
+  }
+  CHECKF(low == BATCH && high == BATCH, "pages of the class ranged over %zu..%zu, not %d", low,
+         high, BATCH);
+  CHECKF(moved == 0, "%zu blocks came back at new addresses", moved);
+}
+
+/* Generic-path calls of another size class: large blocks kept live, each a new page. */
+static void generic_calls(void **keep, int n) {
+  for (int i = 0; i < n; i++) keep[i] = mi_malloc(BLOCK + BLOCK / 2);
+}
+
+static void test_retired_pages_go_back(size_t bin) {
+  SECTION("retired pages go back to their segment after 64 generic-path calls");
+  void *p[BATCH], *keep[200];
+  for (int i = 0; i < BATCH; i++) p[i] = mi_malloc(BLOCK);
+  for (int i = 0; i < BATCH; i++) mi_free(p[i]);
+  CHECK(pages_of(bin) == BATCH);
+  generic_calls(keep, 50);
+  CHECKF(pages_of(bin) == BATCH, "%zu pages kept after 50 calls, not %d", pages_of(bin), BATCH);
+  generic_calls(keep + 50, 150);
+  CHECKF(pages_of(bin) == 0, "%zu pages still kept after 200 calls", pages_of(bin));
+  for (int i = 0; i < 200; i++) mi_free(keep[i]);
+}
+
+int main(void) {
+  size_t bin = bin_of(BLOCK);
+  test_batch_keeps_pages(bin);
+  mi_collect(true); /* nothing retired is left */
+  CHECK(pages_of(bin) == 0);
+  test_retired_pages_go_back(bin);
+  return tu_finish();
+}
