@@ -10,6 +10,9 @@ each in three modes, plus one cycling mode:
   live   1000 objects of the size stay live, each iteration frees one and allocates its
          replacement (the page never empties);
   cycle  lone, with the size cycling 16, 32, 128, 1024.
+Large blocks: lone and "batch" (64 objects allocated, then all freed, over and over) with
+blocks of 128 KiB, 256 KiB and 1 MiB, each a page of its own in shardalloc: the slow paths
+that every such malloc and free takes (a table of its own, below the fast paths).
 Heap cases ("heap ..."): lone, held and live with mi_heap_malloc(heap, size) from a heap of
 mi_heap_new instead of malloc (mimalloc's API, for the allocators that export it; "n/a" for the
 others), and the ratio of each to its malloc case.
@@ -52,6 +55,7 @@ import benchlib  # noqa: E402
 
 SIZES = ["16", "32", "128", "1024", "a64"]
 CASES = [(m, s) for m in ("lone", "held", "live") for s in SIZES] + [("cycle", "16")]
+LARGE_CASES = [(m, s) for s in ("131072", "262144", "1048576") for m in ("lone", "batch")]
 HEAP_SIZES = ["16", "32", "128", "1024"]
 HEAP_CASES = [(m, "h" + s) for m in ("lone", "held", "live") for s in HEAP_SIZES]
 NO_HEAP_API = 3  # fastpath's exit status when the allocator has no mi_heap_malloc
@@ -62,6 +66,8 @@ UNKNOWN = "???"
 
 
 def case_label(mode, size):
+    if (mode, size) in LARGE_CASES:
+        return "%s %d KiB" % (mode, int(size) >> 10)
     if mode == "cycle":
         return "cycle 16/32/128/1024 B"
     if size.startswith("h"):
@@ -155,7 +161,7 @@ def main():
     vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
     command = " ".join(["bench/callgrind_fastpath.py"] + sys.argv[1:])
     started = time.time()
-    jobs = [(a, mode, size) for mode, size in CASES + HEAP_CASES for a in allocs]
+    jobs = [(a, mode, size) for mode, size in CASES + HEAP_CASES + LARGE_CASES for a in allocs]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         futures = [pool.submit(measure, a, mode, size, n, outdir) for a, mode, size in jobs]
         results = [f.result() for f in futures]
@@ -167,9 +173,12 @@ def main():
              "Command: `%s` (N = %d; instructions per malloc+free pair, loop excluded)" % (
                  command, n)]
     lines += ["Note: " + x for x in notes]
-    lines += ["", "| case | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    header = ["", "| case | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += header
     unverified = []
-    for mode, size in CASES + HEAP_CASES:
+    for mode, size in CASES + HEAP_CASES + LARGE_CASES:
+        if (mode, size) == LARGE_CASES[0]:
+            lines += ["", "Large blocks (lone; batch: 64 allocated, then freed):"] + header
         cells = []
         for name in names:
             r = by_key[(name, mode, size)]

@@ -8,6 +8,9 @@
  *   live   LIVE objects of the size are kept live; each iteration frees one of them and
  *          allocates its replacement, going round the array (the page never empties).
  *   cycle  like lone, but the size cycles through 16, 32, 128 and 1024 bytes (size ignored).
+ *   batch  BATCH objects of the size allocated, then all freed, over and over (N pairs in
+ *          all): blocks of a page each, in a page-based allocator, empty and refill a queue
+ *          of pages.
  * Size: a byte count, or "a64" for aligned_alloc(64, 64) instead of malloc(64), or "hN" for
  * mi_heap_malloc(heap, N) from a heap of mi_heap_new (the mimalloc API, looked up in the
  * preloaded allocator; exit status 3 when it has none). Modes lone, held and live.
@@ -25,6 +28,7 @@
 
 #define LIVE 1000
 #define WARMUP 1000
+#define BATCH 64
 
 /* Keeps the compiler from deleting the malloc/free pair or merging iterations. */
 #define KEEP(p) __asm__ volatile("" : "+r"(p) : : "memory")
@@ -100,6 +104,18 @@ __attribute__((noinline)) static void loop_live_heap(void **slot, size_t size, l
   }
 }
 
+__attribute__((noinline)) static void loop_batch(void **slot, size_t size, long n) {
+  for (long i = 0; i < n; i += BATCH) {
+    long k = n - i < BATCH ? n - i : BATCH;
+    for (long j = 0; j < k; j++) {
+      void *p = malloc(size);
+      KEEP(p);
+      slot[j] = p;
+    }
+    for (long j = 0; j < k; j++) free(slot[j]);
+  }
+}
+
 __attribute__((noinline)) static void loop_cycle(long n) {
   static const size_t sizes[4] = {16, 32, 128, 1024};
   for (long i = 0; i < n; i++) {
@@ -118,13 +134,15 @@ static void run(const char *mode, int aligned, size_t size, void **slot, long n)
     if (api.heap != NULL) loop_live_heap(slot, size, n);
     else if (aligned) loop_live_aligned(slot, size, n);
     else loop_live(slot, size, n);
+  } else if (strcmp(mode, "batch") == 0) {
+    loop_batch(slot, size, n);
   } else {
     loop_cycle(n);
   }
 }
 
 int main(int argc, char **argv) {
-  const char *usage = "usage: fastpath lone|held|live|cycle SIZE|a64|hSIZE N\n";
+  const char *usage = "usage: fastpath lone|held|live|cycle|batch SIZE|a64|hSIZE N\n";
   usage_if_asked(argc, argv, usage);
   if (argc < 4) {
     fputs(usage, stderr);
@@ -132,7 +150,7 @@ int main(int argc, char **argv) {
   }
   const char *mode = argv[1];
   if (strcmp(mode, "lone") != 0 && strcmp(mode, "held") != 0 && strcmp(mode, "live") != 0 &&
-      strcmp(mode, "cycle") != 0) {
+      strcmp(mode, "cycle") != 0 && strcmp(mode, "batch") != 0) {
     fputs(usage, stderr);
     return 1;
   }
@@ -141,8 +159,10 @@ int main(int argc, char **argv) {
   if (argv[2][0] == 'h') {
     api.heap_new = (void *(*)(void))dlsym(RTLD_DEFAULT, "mi_heap_new");
     api.heap_malloc = (void *(*)(void *, size_t))dlsym(RTLD_DEFAULT, "mi_heap_malloc");
-    if (api.heap_new == NULL || api.heap_malloc == NULL || strcmp(mode, "cycle") == 0) {
-      fputs("fastpath: no mi_heap_new/mi_heap_malloc in this allocator (or mode cycle)\n", stderr);
+    if (api.heap_new == NULL || api.heap_malloc == NULL || strcmp(mode, "cycle") == 0 ||
+        strcmp(mode, "batch") == 0) {
+      fputs("fastpath: no mi_heap_new/mi_heap_malloc in this allocator (or mode cycle or batch)\n",
+            stderr);
       return 3;
     }
     size = (size_t)strtol(argv[2] + 1, NULL, 10);

@@ -174,7 +174,9 @@ typedef struct block_s {
  *
  * Transitions: owner NORMAL->USE_DELAYED (page made full); free USE_DELAYED->DELAYED_FREEING
  * ->NORMAL; owner any->NEVER_DELAYED (abandon; waits out DELAYED_FREEING); reclaimer
- * NEVER_DELAYED->NORMAL. Only the owner sets USE_DELAYED or NEVER_DELAYED.               */
+ * NEVER_DELAYED->NORMAL. Only the owner sets USE_DELAYED or NEVER_DELAYED. A page of one
+ * block keeps USE_DELAYED when its owner frees the block and it leaves the full queue
+ * (page.c, _sa_page_unfull): USE_DELAYED outside the full queue is allowed.              */
 typedef enum delayed_state_e {
   DELAYED_NORMAL = 0,
   DELAYED_USE = 1,
