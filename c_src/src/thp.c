@@ -84,10 +84,15 @@ size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere) {
   uint32_t advised = units_get(segment);
   if (advised == 0 || anywhere || slices >= UNIT_SLICES)
     return bits_find_clear_run(segment->used_slices, slices);
+  const size_t units_per_word = 64 / UNIT_SLICES;
+  const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
   uint64_t taken[SEGMENT_BITMAP_WORDS];
-  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) taken[w] = segment->used_slices[w];
-  for (size_t u = 0; u < SEGMENT_UNITS; u++)
-    if ((advised >> u) & 1) bits_set(taken, u * UNIT_SLICES, UNIT_SLICES, true);
+  for (size_t w = 0; w < SEGMENT_BITMAP_WORDS; w++) { /* the advised units' slices: taken */
+    uint64_t units = (advised >> (w * units_per_word)) & ((1u << units_per_word) - 1), mask = 0;
+    for (size_t u = 0; u < units_per_word; u++)
+      if ((units >> u) & 1) mask |= unit_bits << (u * UNIT_SLICES);
+    taken[w] = segment->used_slices[w] | mask;
+  }
   return bits_find_clear_run(taken, slices);
 }
 
@@ -126,7 +131,8 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
     if (end > first) covered = units_mask(first, end);
     ends = overlapped & ~covered;
   }
-  if (covered == 0 && ends == 0 && (large || units_get(segment) == 0)) return;
+  /* nothing to add, and nothing to drop: a small page off the advised units */
+  if (covered == 0 && ends == 0 && (large || (units_get(segment) & overlapped) == 0)) return;
   /* The page's slices are used, so no purge changes these units before we advise them (the
    * lock: a purge may clean the other slices of an end unit meanwhile). */
   segment_lock(segment);
