@@ -131,9 +131,8 @@ static void page_extend(page_t *page) {
 /* Point the direct-table slots of a small bin at the queue's first page. A young heap's
  * slots lead to its young bins only (sa_bin_young: a page of another bin, reclaimed from an
  * exited thread say, waits in its queue until the heap grows up). */
-static void direct_update(heap_t *heap, page_queue_t *queue) {
+static void direct_update_slots(heap_t *heap, page_queue_t *queue) {
   size_t bin = (size_t)(queue - heap->pages);
-  if (bin >= BIN_FULL || queue->block_size > DIRECT_SIZE_MAX) return;
   page_t *page = queue->first != NULL ? queue->first : &_sa_page_empty;
   size_t wmax = queue->block_size / SA_INTPTR_SIZE;
   size_t wmin = bin == 0 ? 0 : sa_bin_size(bin - 1) / SA_INTPTR_SIZE + 1;
@@ -142,6 +141,11 @@ static void direct_update(heap_t *heap, page_queue_t *queue) {
     wmin = queue->block_size == YOUNG_SIZE_MIN ? 0 : queue->block_size / 2 / SA_INTPTR_SIZE + 1;
   }
   for (size_t w = wmin; w <= wmax; w++) heap->pages_direct[w] = page;
+}
+
+/* Only small bins have slots (the full queue's block_size is above every class: no slots). */
+static inline void direct_update(heap_t *heap, page_queue_t *queue) {
+  if (queue->block_size <= DIRECT_SIZE_MAX) direct_update_slots(heap, queue);
 }
 
 /* The young heap holds YOUNG_PAGES_MAX pages, or a young class needs a second one: from now
@@ -200,16 +204,21 @@ static void page_to_full(heap_t *heap, page_queue_t *queue, page_t *page) {
   _sa_page_set_delayed(page, DELAYED_USE, false);
 }
 
-/* A full page got a free block back (owner only). */
+/* A full page got a free block back (owner only). A page of one block, which that free
+ * empties, goes to the front of its queue, where its retirement puts it. */
 void _sa_page_unfull(page_t *page) {
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   sa_assert(page->flags.x.in_full && heap != NULL);
   sa_page_count_used(page, heap->thread);
-  /* a page of one block keeps DELAYED_USE: another thread's free of its block empties it,
-   * which the owner wants to hear of anyway, and the page saves a CAS each way */
-  if (page->reserved != 1) _sa_page_set_delayed(page, DELAYED_NORMAL, false);
   _sa_page_queue_remove(heap, &heap->pages[BIN_FULL], page);
   page->flags.x.in_full = 0;
+  if (page->reserved == 1) {
+    /* it keeps DELAYED_USE: another thread's free of its block empties it, which the owner
+     * wants to hear of anyway, and the page saves a CAS each way */
+    queue_push_front(heap, &heap->pages[page->bin], page);
+    return;
+  }
+  _sa_page_set_delayed(page, DELAYED_NORMAL, false);
   queue_push_back(heap, &heap->pages[page->bin], page);
 }
 
