@@ -150,8 +150,8 @@ static bool delayed_holds(const page_t *page, const block_t *block) {
 void _sa_free_block_local(page_t *page, block_t *block) {
   /* nothing of the page is in use, or its one block waits in the cross-thread list */
   if (sa_unlikely(page->used == 0 ||
-                  (page->reserved == 1 && sa_xthread_block(atomic_load_explicit(
-                                              &page->xthread_free, memory_order_relaxed)) != NULL))) {
+                  sa_one_block_waits(page, atomic_load_explicit(&page->xthread_free,
+                                                                memory_order_relaxed)))) {
     _sa_misuse("free", block, "double free: the block is free already");
     return;
   }
@@ -178,11 +178,13 @@ void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count)
   bool use_delayed;
   do {
     /* a page of one block whose block waits in the list already: a second free */
-    if (sa_unlikely(page->reserved == 1 && (count > 1 || sa_xthread_block(old) != NULL))) {
+    if (sa_unlikely((page->reserved == 1 && count > 1) || sa_one_block_waits(page, old))) {
       _sa_misuse("free", head, "double free: the block is free already");
       return;
     }
-    use_delayed = sa_xthread_state(old) == DELAYED_USE;
+    /* a page of one block never: its block must wait in the page's own list, where a second
+     * free sees it; the housekeeper's sweep takes such a page back (count == used) */
+    use_delayed = sa_xthread_state(old) == DELAYED_USE && page->reserved != 1;
     if (use_delayed) {
       desired = sa_xthread_with_state(old, DELAYED_FREEING);
     } else {

@@ -108,13 +108,6 @@ void _sa_heap_delayed_to_pages(heap_t *heap) {
     block_t *next = sa_delayed_next(page, block);
     uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
     uintptr_t desired;
-    /* a page of one block whose block came back through both routes: freed twice (the
-     * owner's delayed free checks the same, _sa_free_block_local) */
-    if (page->reserved == 1 && sa_xthread_block(x) != NULL) {
-      _sa_misuse("free", block, "double free: the block is free already");
-      block = next;
-      continue;
-    }
     do {
       while (sa_xthread_state(x) == DELAYED_FREEING) { /* its pusher still resets the state */
         _sa_os_yield();

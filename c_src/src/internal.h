@@ -176,6 +176,11 @@ sa_inline delayed_state_t sa_xthread_state(uintptr_t x) {
   return (delayed_state_t)(x & XTHREAD_STATE_MASK);
 }
 sa_inline size_t sa_xthread_count(uintptr_t x) { return (size_t)(x >> XTHREAD_COUNT_SHIFT); }
+/* A page of one block whose block waits in its cross-thread list (word `x`) already: any
+ * other free of that block is a second one. */
+sa_inline bool sa_one_block_waits(const page_t *page, uintptr_t x) {
+  return page->reserved == 1 && sa_xthread_block(x) != NULL;
+}
 /* `x` with another delayed state (list and count kept). */
 sa_inline uintptr_t sa_xthread_with_state(uintptr_t x, delayed_state_t s) {
   return (x & ~XTHREAD_STATE_MASK) | (uintptr_t)s;

@@ -57,26 +57,32 @@ static void page_collect_xthread(page_t *page) {
   page->used -= count;
 }
 
+/* Same-thread frees become the free list, which is empty (owner only): no walk. */
+static void page_local_free_to_free(page_t *page) {
+  sa_assert(page->free == NULL);
+  page->is_zero = 0; /* recycled blocks join the free list */
+  page->free = page->local_free;
+  page->local_free = NULL;
+}
+
 void _sa_page_collect(page_t *page) {
-  if (page->local_free != NULL) {
+  if (page->local_free != NULL && sa_likely(page->free == NULL)) {
+    page_local_free_to_free(page);
+  } else if (page->local_free != NULL) { /* put local_free in front of the free list */
     page->is_zero = 0; /* recycled blocks join the free list */
-    if (sa_likely(page->free == NULL)) {
-      page->free = page->local_free;
-    } else { /* put local_free in front of the free list */
-      block_t *tail = page->local_free;
-      size_t n = 1;
-      while (sa_block_next(page, tail) != NULL && n <= page->capacity) {
-        tail = sa_block_next(page, tail);
-        n++;
-      }
-      if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
-        _sa_misuse("free", tail, "double free (the page's recently freed blocks are dropped)");
-        page->local_free = NULL;
-        return;
-      }
-      sa_block_set_next(page, tail, page->free);
-      page->free = page->local_free;
+    block_t *tail = page->local_free;
+    size_t n = 1;
+    while (sa_block_next(page, tail) != NULL && n <= page->capacity) {
+      tail = sa_block_next(page, tail);
+      n++;
     }
+    if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
+      _sa_misuse("free", tail, "double free (the page's recently freed blocks are dropped)");
+      page->local_free = NULL;
+      return;
+    }
+    sa_block_set_next(page, tail, page->free);
+    page->free = page->local_free;
     page->local_free = NULL;
   }
   page_collect_xthread(page);
@@ -201,7 +207,8 @@ static void page_to_full(heap_t *heap, page_queue_t *queue, page_t *page) {
   _sa_page_queue_remove(heap, queue, page);
   page->flags.x.in_full = 1;
   queue_push_back(heap, &heap->pages[BIN_FULL], page);
-  _sa_page_set_delayed(page, DELAYED_USE, false);
+  /* a page of one block takes no delayed frees (_sa_free_chain_mt): no CAS either way */
+  if (page->reserved != 1) _sa_page_set_delayed(page, DELAYED_USE, false);
 }
 
 /* A full page got a free block back (owner only). A page of one block, which that free
@@ -212,9 +219,7 @@ void _sa_page_unfull(page_t *page) {
   sa_page_count_used(page, heap->thread);
   _sa_page_queue_remove(heap, &heap->pages[BIN_FULL], page);
   page->flags.x.in_full = 0;
-  if (page->reserved == 1) {
-    /* it keeps DELAYED_USE: another thread's free of its block empties it, which the owner
-     * wants to hear of anyway, and the page saves a CAS each way */
+  if (page->reserved == 1) { /* no delayed state to reset (page_to_full) */
     queue_push_front(heap, &heap->pages[page->bin], page);
     return;
   }
@@ -272,11 +277,8 @@ static void page_retire(page_t *page) {
   if (!page->flags.x.in_full &&
       (only_small || heap->retired_bytes + page_bytes(page) <= PAGE_RETIRE_BYTES_MAX)) {
     queue_move_to_front(heap, queue, page);
-    if (page->free == NULL) { /* the next malloc pops it inline (a page of one block) */
-      page->free = page->local_free;
-      page->local_free = NULL;
-      page->is_zero = 0;
-    }
+    /* a page of one block: its block to `free`, for the next malloc to pop inline */
+    if (page->free == NULL) page_local_free_to_free(page);
     unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
     /* every page retired before is due no later: only the first one sets the walk's time */
     if (heap->retired_bytes == 0) heap->retire_due = deadline;
@@ -470,7 +472,23 @@ static page_t *heap_find_page(heap_t *heap, size_t size, size_t *bin) {
   return page;
 }
 
-static void *page_take(page_t *page, bool zero);
+/* A block of `page`, which has one: popped from `free`, or the next never-used one. */
+static void *page_take(page_t *page, bool zero) {
+  block_t *block = page->free;
+  if (block == NULL) return _sa_page_take_unused(page, zero);
+  void *p = sa_page_pop(page, block);
+  if (zero) {
+    /* a free list of never-used blocks of fresh memory: only the link word was written
+     * (debug builds fill popped blocks, so they always clear) */
+    if ((page->is_zero || SA_SECURE) && SA_DEBUG == 0) { /* secure: cleared in sa_page_pop */
+      block->next = NULL;
+      sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
+    } else {
+      memset(p, 0, sa_block_size(page));
+    }
+  }
+  return p;
+}
 
 static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
   if (sa_unlikely(size > LARGE_BLOCK_MAX)) {
@@ -505,29 +523,9 @@ static void *malloc_generic(heap_t *heap, size_t size, bool zero) {
     return NULL;
   }
   sa_assert_expensive(_sa_heap_check(heap));
-  void *p = page_take(page, zero);
-  /* a page of one block is full now: to the full queue at once, so that the next call finds
-   * the next page first (whose block a free left in `free`, to pop inline) */
-  if (page->reserved == 1) page_to_full(heap, queue, page);
-  return p;
+  return page_take(page, zero);
 }
 
-static void *page_take(page_t *page, bool zero) {
-  block_t *block = page->free;
-  if (block == NULL) return _sa_page_take_unused(page, zero);
-  void *p = sa_page_pop(page, block);
-  if (zero) {
-    /* a free list of never-used blocks of fresh memory: only the link word was written
-     * (debug builds fill popped blocks, so they always clear) */
-    if ((page->is_zero || SA_SECURE) && SA_DEBUG == 0) { /* secure: cleared in sa_page_pop */
-      block->next = NULL;
-      sa_track_mem_defined(p, sa_block_size(page)); /* the rest is zero already */
-    } else {
-      memset(p, 0, sa_block_size(page));
-    }
-  }
-  return p;
-}
 
 void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) {
   if (sa_unlikely(heap->thread == NULL)) { /* no thread yet, or an instance could not be made */

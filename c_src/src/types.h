@@ -121,13 +121,12 @@
  * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
  * retired when the buffer moves on, and wanted again when the next buffer grows: with 16
  * cycles every growth made and freed ~30 pages), nor a batch of large blocks allocated and
- * freed in turn (each block a page: the first page freed is the last one wanted again; every
- * other such malloc is inline, see page_retire). A retired page holds its deadline in ticks
+ * freed in turn (each block a page: the first page freed is the last one wanted again). A retired page holds its deadline in ticks
  * of PAGE_RETIRE_TICK calls, modulo 128 (retire_expire has 7 bits; 0 means not retired), and
  * the heap walks its retired pages only when the earliest deadline is due
  * (heap_t.retire_due), not every few calls: a walk visits every retired page, and a batch
  * retires many. */
-#define PAGE_RETIRE_CYCLES 64
+#define PAGE_RETIRE_CYCLES 96
 #define PAGE_RETIRE_TICK 8
 #define PAGE_RETIRE_TICKS (PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK) /* under 64: see page.c */
 /* Empty pages a heap keeps retired beyond the one per size class, in bytes: a batch that
@@ -175,8 +174,9 @@ typedef struct block_s {
  * Transitions: owner NORMAL->USE_DELAYED (page made full); free USE_DELAYED->DELAYED_FREEING
  * ->NORMAL; owner any->NEVER_DELAYED (abandon; waits out DELAYED_FREEING); reclaimer
  * NEVER_DELAYED->NORMAL. Only the owner sets USE_DELAYED or NEVER_DELAYED. A page of one
- * block keeps USE_DELAYED when its owner frees the block and it leaves the full queue
- * (page.c, _sa_page_unfull): USE_DELAYED outside the full queue is allowed.              */
+ * block takes no delayed frees, full or not: its block freed by another thread waits in the
+ * page's own list, where a second free of it is seen (_sa_free_chain_mt), and the
+ * housekeeper's sweep gives the page back (its count equals `used`).                    */
 typedef enum delayed_state_e {
   DELAYED_NORMAL = 0,
   DELAYED_USE = 1,

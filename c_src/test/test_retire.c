@@ -1,5 +1,5 @@
 /* test_retire: a page emptied by its owner's free is kept ("retired") in its size class's
- * queue for 64 generic-path calls, so that memory freed and wanted again soon is not given
+ * queue for 96 generic-path calls, so that memory freed and wanted again soon is not given
  * back to its segment and made into a page again; then it goes back.
  *
  *   - a batch of 64 large blocks (one page each) allocated and freed in turn keeps its 64
@@ -65,7 +65,7 @@ static void generic_calls(void **keep, int n) {
 }
 
 static void test_retired_pages_go_back(size_t bin) {
-  SECTION("retired pages go back to their segment after 64 generic-path calls");
+  SECTION("retired pages go back to their segment after 96 generic-path calls");
   void *p[BATCH], *keep[200];
   for (int i = 0; i < BATCH; i++) p[i] = mi_malloc(BLOCK);
   for (int i = 0; i < BATCH; i++) mi_free(p[i]);
