@@ -180,7 +180,10 @@ static void overflow(size_t n) {
   *mailbox = 0; /* the report names the block whose link broke: the neighbour, or another */
   for (int i = 0; i < N; i++)
     if (i != victim) mi_free(b[i]);
-  memset(launder(b[victim] + bsize), 0x41, n); /* over the free neighbour's link */
+  /* over the free neighbour's link: 0x41 bytes, or 0x42 where the encoded link already has
+   * 0x41 (one run in 256 for a one-byte write), so that the write always changes it */
+  unsigned char *over = launder(b[victim] + bsize);
+  for (size_t k = 0; k < n; k++) over[k] = over[k] == 0x41 ? 0x42 : 0x41;
   (void)neighbour;
   mi_free(b[victim]);
   /* blocks of the victim's size class itself: a new thread's first pages serve SMALL from a
