@@ -24,7 +24,8 @@ void _sa_misuse(const char *call, const void *p, const char *what) {
 /* ---- Finding the page of a pointer that is not on the fast path ------------------------- */
 /* The page of `p` in `segment` if `p` lies within the blocks of an allocated page; NULL
  * (reported) otherwise. Cheap: no division, so every build runs it. */
-static page_t *checked_page(segment_t *segment, page_t *page, const void *p, const char *call) {
+static page_t *checked_page_any(segment_t *segment, page_t *page, const void *p,
+                                const char *call) {
   if (segment->kind == SEGMENT_HUGE) page = sa_huge_page(segment);
   if (page->slice_count == 0) {
     _sa_misuse(call, p, "double free or invalid pointer: not in an allocated block");
@@ -43,6 +44,19 @@ static page_t *checked_page(segment_t *segment, page_t *page, const void *p, con
   return page;
 }
 
+/* checked_page_any, with the generic free's common case first: the block of a page of one
+ * block (a large block), which every free of one comes here for (types.h, check_free). Its
+ * block starts the page, unless the page has aligned blocks; the descriptor of a free or
+ * spare slice has neither check_free nor in_use set, nor has a huge segment's page. */
+sa_inline page_t *checked_page(segment_t *segment, page_t *page, const void *p,
+                               const char *call) {
+  /* the bit-fields only: other threads free here too, and in_full is the owner's to write */
+  if (sa_likely(page->flags.x.check_free && page->flags.x.in_use && !page->flags.x.has_aligned &&
+                (const uint8_t *)p == sa_page_start(page)))
+    return page;
+  return checked_page_any(segment, page, p, call);
+}
+
 /* The segment and page of a pointer the segment map has no entry for; NULL if not ours. */
 static page_t *unmapped_page(const void *p, segment_t **segment, const char *call) {
   *segment = _sa_segment_of_any(p);
@@ -50,7 +64,7 @@ static page_t *unmapped_page(const void *p, segment_t **segment, const char *cal
     _sa_misuse(call, p, "invalid pointer: not allocated by shardalloc");
     return NULL;
   }
-  return checked_page(*segment, sa_huge_page(*segment), p, call);
+  return checked_page_any(*segment, sa_huge_page(*segment), p, call);
 }
 
 /* ---- Debug checks ------------------------------------------------------------------------- */
@@ -165,7 +179,7 @@ void _sa_free_block_local(page_t *page, block_t *block) {
 #endif
     _sa_page_unfull(page);
   }
-  sa_page_free_local(page, block);
+  if (sa_page_free_local_push(page, block)) _sa_page_retire_held(page);
 }
 
 /* ---- Cross-thread free: one CAS, plus the delayed-free hand-off for full pages ---------

@@ -83,22 +83,12 @@ void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
  * owner (count 0) are the owner's to retire. Blocks that full pages handed over through the
  * heap's delayed list join their pages' lists first, so that those pages count too; the page
  * stays full and asks for the owner's attention at the next cross-thread free. */
-#if defined(__SANITIZE_THREAD__)
-/* ThreadSanitizer cannot know the argument above: the read of `used` is left out of its view
- * (it races, by design, with the owner's frees of pages that still hold live blocks, which
- * the sweep then skips), and a page taken is ordered after the owner's last free of it by the
- * release in sa_page_free_local and the acquire here. Every other access is checked. */
-#include <sanitizer/tsan_interface.h>
-#define sweep_acquire(page) __tsan_acquire(&(page)->used)
-__attribute__((no_sanitize("thread"))) static uint16_t owner_used(const page_t *page) {
-  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-}
-#else
-#define sweep_acquire(page) ((void)0)
+/* An acquire load: in ThreadSanitizer builds the owner's free stores `used` with release
+ * (sa_page_free_local_push), and a page taken is then ordered after the owner's last free
+ * into it in its view too, whatever the timing. */
 static uint16_t owner_used(const page_t *page) {
-  return __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+  return __atomic_load_n(&page->used, __ATOMIC_ACQUIRE);
 }
-#endif
 
 void _sa_heap_delayed_to_pages(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
@@ -136,7 +126,6 @@ void _sa_heap_sweep(heap_t *heap) {
       if (count != 0 && owner_used(page) == count &&
           atomic_compare_exchange_strong_explicit(&page->xthread_free, &x, sa_xthread_taken(x),
                                                   memory_order_acq_rel, memory_order_relaxed)) {
-        sweep_acquire(page);
         page->used = 0;
         page->free = page->local_free = NULL;
         page->flags.x.in_full = 0;

@@ -268,22 +268,23 @@ static void page_unretire(heap_t *heap, page_t *page) {
   heap->retired_bytes -= page_bytes(page);
 }
 
-static void page_retire(page_t *page) {
+void _sa_page_retire_held(page_t *page) {
   sa_assert(page->retire_expire == 0);
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_queue_t *queue = sa_page_queue_of(heap, page);
-  bool only_small = queue->first == page && queue->last == page &&
-                    page->slice_count <= MEDIUM_PAGE_SLICES;
+  size_t bytes = page_bytes(page);
   if (!page->flags.x.in_full &&
-      (only_small || heap->retired_bytes + page_bytes(page) <= PAGE_RETIRE_BYTES_MAX)) {
+      (heap->retired_bytes + bytes <= PAGE_RETIRE_BYTES_MAX ||
+       (queue->first == page && queue->last == page && page->slice_count <= MEDIUM_PAGE_SLICES))) {
     queue_move_to_front(heap, queue, page);
     /* a page of one block: its block to `free`, for the next malloc to pop inline */
     if (page->free == NULL) page_local_free_to_free(page);
     unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
     /* every page retired before is due no later: only the first one sets the walk's time */
     if (heap->retired_bytes == 0) heap->retire_due = deadline;
-    page->retire_expire = (uint8_t)(deadline % 128 != 0 ? deadline % 128 : 1);
-    heap->retired_bytes += page_bytes(page);
+    unsigned expire = deadline % 128;
+    page->retire_expire = expire + (expire == 0); /* 0 means not retired */
+    heap->retired_bytes += bytes;
     heap->retired_bins[page->bin / 64] |= (uint64_t)1 << (page->bin % 64);
     return;
   }
@@ -293,7 +294,7 @@ static void page_retire(page_t *page) {
 void _sa_page_retire(page_t *page) {
   thread_t *thread = atomic_load_explicit(&page->heap, memory_order_relaxed)->thread;
   sa_house_enter(thread);
-  page_retire(page);
+  _sa_page_retire_held(page);
   sa_house_exit(thread);
   sa_housekeeper_start_if_wanted();
 }
@@ -403,7 +404,10 @@ static page_t *queue_find_free_page(heap_t *heap, page_queue_t *queue) {
   for (size_t n = 0; page != NULL && n < PAGE_QUEUE_SEARCH_MAX; n++) {
     page_t *next = page->next;
     page_unretire(heap, page);
-    _sa_page_collect(page);
+    /* tested here: most pages passed on the way (a batch of large blocks) have nothing */
+    if (page->local_free != NULL ||
+        sa_xthread_block(atomic_load_explicit(&page->xthread_free, memory_order_relaxed)) != NULL)
+      _sa_page_collect(page);
     sa_page_count_used(page, heap->thread);
     /* a single collected block would send the next allocation straight back here */
     if (page->capacity < page->reserved &&

@@ -130,7 +130,10 @@ void *_sa_regrow_alloc(heap_t *heap, size_t newsize, bool zero);
 /* ---- page.c: free lists, page queues, the generic path ---------------------------------- */
 extern page_t _sa_page_empty;
 void *_sa_malloc_generic(size_t size, heap_t *heap, bool zero) sa_cold;
+/* A page its owner's free emptied: kept a while, or its slices given back (page.c). */
 void _sa_page_retire(page_t *page) sa_cold;
+/* The same, for a caller that holds the owner's house_lock. */
+void _sa_page_retire_held(page_t *page);
 void _sa_page_free(page_t *page, page_queue_t *queue);
 void _sa_page_collect(page_t *page);
 /* The next never-used block of a page whose free list cannot grow without touching a new OS
@@ -154,6 +157,8 @@ sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
 /* Every free off the fast path; `segment` may be SA_SEGMENT_NONE (a pointer the segment map
  * does not know: NULL, not ours, or inside a huge block). */
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
+/* A free by the owner off the fast path (a full page, a checked one, a delayed block); the
+ * caller holds the owner's house_lock. */
 void _sa_free_block_local(page_t *page, block_t *block);
 void _sa_heap_delayed_free_all(heap_t *heap);
 /* Free `p`, not NULL, allocated (or last reallocated) with `size` bytes and an alignment

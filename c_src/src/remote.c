@@ -106,12 +106,16 @@ static void chain_push(remote_chain_t *c) {
 #endif
 }
 
-static void remote_flush(remote_t *r) {
-  if (r->pending == 0) return;
+/* Out of line, so that the check before it (every allocation slow path) saves no registers. */
+static __attribute__((noinline)) void remote_flush_chains(remote_t *r) {
   for (size_t i = 0; i < REMOTE_SLOTS; i++)
     if (r->chain[i].count != 0) chain_push(&r->chain[i]);
   r->pending = 0;
   sa_housekeeper_start_if_wanted();
+}
+
+static void remote_flush(remote_t *r) {
+  if (r->pending != 0) remote_flush_chains(r);
 }
 
 /* ---- Thread exit --------------------------------------------------------------------------- */
