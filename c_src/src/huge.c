@@ -90,8 +90,8 @@ static uint8_t *huge_place(size_t total) {
 }
 
 /* A huge segment made `total` > its size bytes long at a fresh place: the block's mapping
- * moves there (mremap), its pages and their advice along, fresh memory after them, and the
- * header is copied in front. A failure leaves the segment as it was (mapped, in the map):
+ * moves there (mremap), its pages and their advice along, the place's fresh rest after them
+ * gets the advice too, and the header is copied in front. A failure leaves the segment as it was (mapped, in the map):
  * NULL then. Not in secure builds (the guard page is a mapping of its own) nor under a memory
  * checker (it follows contents, not moves). */
 static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
@@ -100,14 +100,17 @@ static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
   if (to == NULL) return NULL;
   _sa_segment_map_set(segment, false); /* read through the old place, gone after the move */
   if (_sa_os_move_to((uint8_t *)segment + HUGE_BLOCK_OFFSET, old - HUGE_BLOCK_OFFSET,
-                     total - HUGE_BLOCK_OFFSET, to + HUGE_BLOCK_OFFSET) == NULL) {
-    _sa_os_free(to, HUGE_BLOCK_OFFSET); /* the rest of the place went with the failed move */
-    _sa_segment_map_set(segment, true);  /* covered before */
+                     old - HUGE_BLOCK_OFFSET, to + HUGE_BLOCK_OFFSET) == NULL) {
+    _sa_os_free(to, HUGE_BLOCK_OFFSET);   /* the block's part of the place went with the */
+    _sa_os_free(to + old, total - old);   /* failed move; its header's unit and the rest */
+    _sa_segment_map_set(segment, true);   /* covered before */
     return NULL;
   }
+  _sa_os_advise_huge_pages(to + old, total - old, true); /* the fresh rest */
   segment_t *moved = (segment_t *)to;
   memcpy(moved, segment, HUGE_HEADER_BYTES);
   moved->segment_size = total;
+  moved->huge_dirty = total - HUGE_BLOCK_OFFSET; /* a live block's: it may grow into it */
   _sa_os_unmap(segment, HUGE_BLOCK_OFFSET); /* the old header's unit */
   _sa_stat_add(SA_STAT_mmaps, 1);
   _sa_stat_add(SA_STAT_reserved, (int64_t)(total - old));
@@ -116,27 +119,6 @@ static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
   return moved;
 }
 #endif
-
-/* A cached segment smaller than `total` made `total` bytes long (huge_segment_move_grow), so
- * the memory the last block touched is used again instead of being given back while as much
- * is faulted in anew. NULL (the segment released) where that fails or cannot be done. */
-static segment_t *huge_segment_grow(segment_t *segment, size_t total) {
-#if !SA_SECURE && !SA_TRACK
-  /* A segment made for a block of 32 MiB alignment or more may end inside a 2 MiB unit
-   * (others span whole units, mi_good_size), which the kernel maps only 4 KiB at a time:
-   * once inside the longer mapping, those pages would keep the whole unit from a huge page,
-   * so they go first (free memory: nothing to keep). Only here: realloc never moves such a
-   * segment (aligned blocks stay put), and a live block's memory is not free. */
-  size_t old = segment->segment_size, whole = old & ~(THP_SIZE - 1);
-  if (whole < old) _sa_purge_range((uint8_t *)segment + whole, old - whole);
-  segment_t *moved = huge_segment_move_grow(segment, total);
-  if (moved != NULL) return moved;
-#else
-  (void)total;
-#endif
-  huge_release(segment);
-  return NULL;
-}
 
 /* Put a freed (or split off) huge segment into the cache; false where the cache is full. */
 static bool huge_cache_put(segment_t *segment) {
@@ -162,8 +144,10 @@ static bool huge_cache_put(segment_t *segment) {
 static segment_t *huge_segment_split(segment_t *segment, size_t total) {
   size_t old = segment->segment_size, tail = old - total;
   sa_assert(total % THP_SIZE == 0 && tail % THP_SIZE == 0 && tail > 0);
+  size_t head_bytes = total - HUGE_BLOCK_OFFSET, dirty = segment->huge_dirty;
   _sa_segment_map_set(segment, false);
   segment->segment_size = total;
+  segment->huge_dirty = dirty < head_bytes ? dirty : head_bytes;
   _sa_segment_map_set(segment, true); /* a part of what it covered: cannot fail */
   _sa_stat_add(SA_STAT_reserved, -(int64_t)tail);
   _sa_stat_add(SA_STAT_committed, -(int64_t)tail);
@@ -184,6 +168,7 @@ static segment_t *huge_segment_split(segment_t *segment, size_t total) {
       segment_t *moved = (segment_t *)to; /* a fresh header: zero */
       _sa_stat_add(SA_STAT_mmaps, 1);
       moved->purge_expire = expire;
+      moved->huge_dirty = dirty > head_bytes ? dirty - head_bytes : 0;
       if (!huge_segment_setup(moved, HUGE_BLOCK_OFFSET + tail)) {
         _sa_os_unmap(moved, HUGE_BLOCK_OFFSET + tail);
       } else if (huge_cache_put(moved)) {
@@ -199,12 +184,79 @@ static segment_t *huge_segment_split(segment_t *segment, size_t total) {
 }
 #endif
 
+#if !SA_SECURE && !SA_TRACK
+/* Cached segments, none large enough alone, gathered into one of `total` bytes: each one's
+ * block units move (mremap) behind the one before, in a fresh place whose rest gets the huge
+ * page advice. (Moved, not grown: a gathered segment spans several mappings, which Linux
+ * moves together, since 6.17, but never resizes in one call.) The memory the earlier
+ * blocks touched is used again, and only the rest is faulted in anew: a program whose big
+ * buffers vary in size (`large_blocks`: 5-25 MiB) had its new blocks take a freed smaller one
+ * grown by a fault of every 2 MiB past it, while the tails cut off other blocks waited in the
+ * cache until they expired. Where a move fails, the pieces go back to the OS: NULL. */
+static segment_t *huge_segment_gather(segment_t **pieces, size_t n, size_t total) {
+  uint8_t *to = huge_place(total);
+  size_t at = HUGE_BLOCK_OFFSET, dirty = 0, i = 0;
+  for (; to != NULL && i < n; i++) {
+    segment_t *piece = pieces[i];
+    size_t size = piece->segment_size, bytes = size - HUGE_BLOCK_OFFSET;
+    _sa_segment_map_set(piece, false); /* read through the old place, gone after the move */
+    if (_sa_os_move_to((uint8_t *)piece + HUGE_BLOCK_OFFSET, bytes, bytes, to + at) == NULL) {
+      _sa_segment_map_set(piece, true); /* covered before; it goes back below */
+      if (at + bytes < total) _sa_os_free(to + at + bytes, total - at - bytes);
+      _sa_os_free(to, at); /* the header's unit and the pieces moved so far */
+      to = NULL;
+      break;
+    }
+    size_t piece_dirty = at - HUGE_BLOCK_OFFSET + piece->huge_dirty;
+    if (piece_dirty > dirty) dirty = piece_dirty;
+    _sa_os_unmap(piece, HUGE_BLOCK_OFFSET); /* its header's unit: the piece is gone */
+    _sa_stat_add(SA_STAT_committed, -huge_committed(size));
+    _sa_stat_add(SA_STAT_reserved, -(int64_t)size);
+    _sa_stat_add(SA_STAT_segments, -1);
+    at += bytes;
+  }
+  for (; i < n; i++) huge_release(pieces[i]);
+  if (to == NULL) return NULL;
+  if (at < total) _sa_os_advise_huge_pages(to + at, total - at, true); /* the fresh rest */
+  segment_t *segment = (segment_t *)to; /* a fresh header: zero */
+  _sa_stat_add(SA_STAT_mmaps, 1);
+  if (!huge_segment_setup(segment, total)) { /* cannot fail: huge_place checked the range */
+    _sa_os_unmap(segment, total);
+    return NULL;
+  }
+  segment->huge_dirty = dirty;
+  return segment;
+}
+
+/* The largest cached segments that fit together in `total` (whole units, at most
+ * HUGE_GATHER_MAX), taken out of the cache into `pieces`; how many. Under segments_lock. */
+#define HUGE_GATHER_MAX 8
+static size_t huge_cache_pick(size_t total, segment_t **pieces) {
+  size_t n = 0, room = total - HUGE_BLOCK_OFFSET;
+  while (n < HUGE_GATHER_MAX) {
+    segment_t *best = NULL;
+    for (segment_t *s = huge_cache; s != NULL; s = s->next) {
+      size_t bytes = s->segment_size - HUGE_BLOCK_OFFSET;
+      if (s->segment_size % THP_SIZE == 0 && bytes <= room &&
+          (best == NULL || s->segment_size > best->segment_size))
+        best = s;
+    }
+    if (best == NULL) break;
+    list_remove(&huge_cache, best);
+    huge_cache_count--;
+    room -= best->segment_size - HUGE_BLOCK_OFFSET;
+    pieces[n++] = best;
+  }
+  return n;
+}
+#endif
+
 /* A cached segment for `total` bytes (whole 2 MiB units): the smallest one at least that
  * large, cut to size (huge_segment_split), so that the block is as large as mi_good_size
- * says; else the largest smaller one grown into it (huge_segment_grow). NULL: map a fresh
- * one. */
+ * says; else the largest ones that fit together, gathered (huge_segment_gather). NULL: map a
+ * fresh one. */
 static segment_t *huge_cache_take(size_t total) {
-  segment_t *fit = NULL, *smaller = NULL, *smallest = NULL;
+  segment_t *fit = NULL, *smallest = NULL;
   pthread_mutex_lock(&segments_lock);
   for (segment_t *s = huge_cache; s != NULL; s = s->next) {
     /* a segment of an aligned block may end inside a unit: taken only at its exact size */
@@ -212,23 +264,28 @@ static segment_t *huge_cache_take(size_t total) {
     if (s->segment_size >= total && cuttable &&
         (fit == NULL || s->segment_size < fit->segment_size))
       fit = s;
-    if (s->segment_size < total && (smaller == NULL || s->segment_size > smaller->segment_size))
-      smaller = s;
     if (smallest == NULL || s->segment_size < smallest->segment_size) smallest = s;
   }
 #if SA_SECURE || SA_TRACK
   /* one mapping per segment (secure mode's guard), or a checker that follows its contents:
-   * no cutting, and a larger one only up to 1.5 times the request */
+   * no cutting or gathering, and a larger one only up to 1.5 times the request */
   if (fit != NULL && fit->segment_size - total > total / 2) fit = NULL;
+  size_t n = 0;
+#else
+  segment_t *pieces[HUGE_GATHER_MAX];
+  size_t n = fit == NULL ? huge_cache_pick(total, pieces) : 0;
 #endif
-  /* None fits: the largest smaller one grows into the request; failing that, the smallest
-   * (the least likely to fit a later request) goes back now, before the peak grows. */
-  segment_t *taken = fit != NULL ? fit : smaller != NULL ? smaller : smallest;
+  /* none fits, alone or gathered: the smallest (the least likely to fit a later request)
+   * goes back now, before the peak grows */
+  segment_t *taken = fit != NULL ? fit : n == 0 ? smallest : NULL;
   if (taken != NULL) {
     list_remove(&huge_cache, taken);
     huge_cache_count--;
   }
   pthread_mutex_unlock(&segments_lock);
+#if !SA_SECURE && !SA_TRACK
+  if (n > 0) return huge_segment_gather(pieces, n, total);
+#endif
   if (taken == NULL) return NULL;
   if (taken == fit) {
 #if !SA_SECURE && !SA_TRACK
@@ -236,13 +293,12 @@ static segment_t *huge_cache_take(size_t total) {
 #endif
     return taken;
   }
-  if (taken == smaller) return huge_segment_grow(taken, total);
   huge_release(taken);
   return NULL;
 }
 
 /* The one page of a huge segment, set up for a new block. */
-static page_t *huge_page_init(segment_t *segment, size_t block_size, bool fresh) {
+static page_t *huge_page_init(segment_t *segment, size_t block_size) {
   segment->used_pages = 1;
   segment->purge_expire = 0;
   page_t *page = sa_huge_page(segment);
@@ -253,13 +309,14 @@ static page_t *huge_page_init(segment_t *segment, size_t block_size, bool fresh)
   page->capacity = 1;
   page->reserved = 1;
   page->used = 1;
-  page->is_zero = fresh;
+  page->is_zero = segment->huge_dirty == 0;
+  segment->huge_dirty = segment->segment_size - HUGE_BLOCK_OFFSET; /* live: may all be written */
   segment->huge_block_size = block_size;
   _sa_stat_add(SA_STAT_huge_bytes, (int64_t)block_size);
   return page;
 }
 
-page_t *_sa_segment_huge_page_alloc(size_t size) {
+page_t *_sa_segment_huge_page_alloc(size_t size, size_t *dirty) {
   if (size > HUGE_BLOCK_MAX) return NULL;
   /* The mapping (header unit, block, secure guard) spans whole transparent huge pages: one
    * that ended inside a 2 MiB unit could never have a huge page there, and once the kernel
@@ -270,13 +327,13 @@ page_t *_sa_segment_huge_page_alloc(size_t size) {
   size_t block_size = mi_good_size(size);
   size_t total = huge_total(block_size);
   segment_t *segment = huge_cache_take(total);
-  bool fresh = segment == NULL;
-  if (fresh) {
+  if (segment == NULL) {
     int64_t expired_at = atomic_exchange_explicit(&huge_expired_at, 0, memory_order_relaxed);
     if (expired_at != 0) _sa_unowned_slices_taken(total / SLICE_SIZE, expired_at);
     if ((segment = huge_segment_new(total, SEGMENT_SIZE, 0)) == NULL) return NULL;
   }
-  return huge_page_init(segment, block_size, fresh);
+  *dirty = segment->huge_dirty;
+  return huge_page_init(segment, block_size);
 }
 
 /* A huge block handed out at `*p`, with *p + offset aligned to `alignment` >= SEGMENT_SIZE.
@@ -298,7 +355,7 @@ page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_
   size_t total = sa_align_up(lead + (size == 0 ? 1 : size), _sa_os_page_size()) + SA_GUARD_SIZE;
   segment_t *segment = huge_segment_new(total, alignment, lead + offset);
   if (segment == NULL) return NULL;
-  page_t *page = huge_page_init(segment, total - HUGE_BLOCK_OFFSET - SA_GUARD_SIZE, true);
+  page_t *page = huge_page_init(segment, total - HUGE_BLOCK_OFFSET - SA_GUARD_SIZE); /* fresh */
   *p = (uint8_t *)segment + lead;
   page->flags.x.has_aligned = 1;
   if (lead < SEGMENT_SIZE) _sa_segment_huge_interior(page, *p);
@@ -461,7 +518,8 @@ void _sa_heap_huge_move(heap_t *from, heap_t *to) {
 
 /* ---- Allocation ---------------------------------------------------------------------------- */
 void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero) {
-  page_t *page = _sa_segment_huge_page_alloc(size);
+  size_t dirty;
+  page_t *page = _sa_segment_huge_page_alloc(size, &dirty);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;
@@ -469,13 +527,15 @@ void *_sa_malloc_huge(heap_t *heap, size_t size, bool zero) {
   _sa_heap_huge_add(heap, page);
   void *p = sa_page_start(page);
   sa_track_malloc(p, sa_block_size(page), zero && page->is_zero);
-  /* fresh OS memory is zero already; a cached segment's is cleared whole, beyond `size` too
-   * (mi_rezalloc's growth in place relies on a zero tail) */
-  if (zero && !page->is_zero) memset(p, 0, sa_block_size(page));
+  /* fresh OS memory is zero already; what a cached segment's earlier blocks may have written
+   * is cleared up to the block's end, beyond `size` too (mi_rezalloc's growth in place
+   * relies on a zero tail) */
+  size_t stale = dirty < sa_block_size(page) ? dirty : sa_block_size(page);
+  if (zero && stale != 0) memset(p, 0, stale);
 #if SA_SECURE
   /* a cached segment holds its last owner's data: cleared where that owner touched it */
-  else if (!page->is_zero)
-    _sa_secure_clear_large(p, sa_block_size(page));
+  else if (stale != 0)
+    _sa_secure_clear_large(p, stale);
 #endif
   return p;
 }

@@ -101,8 +101,9 @@ int64_t _sa_segments_purge_all(bool force);
 void _sa_segments_fork_purge_locks(bool hold);
 
 /* ---- huge.c: huge blocks, a segment each ------------------------------------------------ */
-/* A huge segment with one block of `size` bytes (not owned by any thread), or NULL. */
-page_t *_sa_segment_huge_page_alloc(size_t size);
+/* A huge segment with one block of `size` bytes (not owned by any thread), or NULL;
+ * `*dirty`: bytes from the block's start that may hold an earlier block's data (0: fresh). */
+page_t *_sa_segment_huge_page_alloc(size_t size, size_t *dirty);
 /* The same for an alignment of SEGMENT_SIZE or more: `*p`, the pointer to hand out, is
  * interior, with *p + offset aligned to `alignment`. */
 page_t *_sa_segment_huge_page_alloc_aligned(size_t size, size_t alignment, size_t offset,

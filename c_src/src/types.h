@@ -291,6 +291,9 @@ typedef struct segment_s {
   size_t huge_block_size;       /* huge: the block's size (from HUGE_BLOCK_OFFSET; the
                                    mapping spans whole 2 MiB units, the rest of the last one
                                    is address space) */
+  size_t huge_dirty;            /* huge: bytes from HUGE_BLOCK_OFFSET that may hold data (a
+                                   live block's: its whole mapping); beyond them the mapping
+                                   is fresh, zero (huge.c: cached segments cut and gathered) */
   uint8_t kind;                 /* segment_kind_t */
   uint32_t used_pages;
   uint32_t used_slice_count;
