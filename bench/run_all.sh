@@ -37,7 +37,7 @@ step() {
 
 make -C c_src shared -j"$(nproc)" >/dev/null
 step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-prefix "$results/fastpath"
-step python3 bench/run_c_bench.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/c_bench"
+step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
 step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
 step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
 if [[ -z ${quick[*]} ]]; then
