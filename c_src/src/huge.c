@@ -82,7 +82,7 @@ static segment_t *huge_segment_new(size_t total, size_t align, size_t at) {
  * NULL. Its header unit stays as mapped: fresh, without the huge page advice. */
 static uint8_t *huge_place(size_t total) {
   uint8_t *to = _sa_os_alloc_aligned(total, SEGMENT_SIZE);
-  if (to != NULL && ((uintptr_t)to + total - 1) >> SEGMENT_SHIFT >= SEGMENT_MAP_UNITS) {
+  if (to != NULL && !_sa_segment_map_covers(to, total)) {
     _sa_os_free(to, total); /* beyond the map's range */
     return NULL;
   }

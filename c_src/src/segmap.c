@@ -20,10 +20,14 @@ static bool covered_get(uintptr_t unit) {
 }
 
 /* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
+bool _sa_segment_map_covers(const void *p, size_t size) {
+  return ((uintptr_t)p + size - 1) >> SEGMENT_SHIFT < SEGMENT_MAP_UNITS;
+}
+
 bool _sa_segment_map_set(segment_t *segment, bool on) {
+  if (!_sa_segment_map_covers(segment, segment->segment_size)) return false;
   uintptr_t start = (uintptr_t)segment >> SEGMENT_SHIFT;
   uintptr_t end = ((uintptr_t)segment + segment->segment_size - 1) >> SEGMENT_SHIFT;
-  if (end >= SEGMENT_MAP_UNITS) return false;
   for (uintptr_t unit = start; unit <= end; unit++) covered_set(unit, on);
   uintptr_t offset = on ? (uintptr_t)segment - (uintptr_t)SA_SEGMENT_NONE : 0;
   atomic_store_explicit(&_sa_segment_map.entry[start], offset, memory_order_release);

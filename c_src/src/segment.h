@@ -115,6 +115,8 @@ static inline void slices_mark_free(page_t *first, size_t slices) {
 }
 
 /* ---- segmap.c ------------------------------------------------------------------------------ */
+/* Whether the map's address range holds [p, p + size). */
+bool _sa_segment_map_covers(const void *p, size_t size);
 /* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
 bool _sa_segment_map_set(segment_t *segment, bool on);
 
