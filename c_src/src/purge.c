@@ -242,7 +242,12 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t now = _sa_clock_ms();
   if (delay > 0) delay = (long)run_delay(thread_purge_delay(segment->owner, delay, now), delay, n);
   int64_t due = now + delay;
-  for (size_t i = start; i < start + n; i++) segment->purge_at[i] = due;
+  /* four at a time: the compiler makes two 16-byte stores of them (a large page's run is up
+   * to 64 slices; a plain loop was a quarter of freeing such a page) */
+  int64_t *at = &segment->purge_at[start];
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) at[i] = at[i + 1] = at[i + 2] = at[i + 3] = due;
+  for (; i < n; i++) at[i] = due;
   if (delay == 0) {
     segment_purge(segment, due, true, NULL);
     return 0;
