@@ -91,9 +91,9 @@ static uint8_t *huge_place(size_t total) {
 
 /* A huge segment made `total` > its size bytes long at a fresh place: the block's mapping
  * moves there (mremap), its pages and their advice along, the place's fresh rest after them
- * gets the advice too, and the header is copied in front. A failure leaves the segment as it was (mapped, in the map):
- * NULL then. Not in secure builds (the guard page is a mapping of its own) nor under a memory
- * checker (it follows contents, not moves). */
+ * gets the advice too, and the header is copied in front. A failure leaves the segment as it
+ * was (mapped, in the map): NULL then. Not in secure builds (the guard page is a mapping of
+ * its own) nor under a memory checker (it follows contents, not moves). */
 static segment_t *huge_segment_move_grow(segment_t *segment, size_t total) {
   size_t old = segment->segment_size;
   uint8_t *to = huge_place(total);

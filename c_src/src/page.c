@@ -65,25 +65,30 @@ static void page_local_free_to_free(page_t *page) {
   page->local_free = NULL;
 }
 
-void _sa_page_collect(page_t *page) {
-  if (page->local_free != NULL && sa_likely(page->free == NULL)) {
-    page_local_free_to_free(page);
-  } else if (page->local_free != NULL) { /* put local_free in front of the free list */
-    page->is_zero = 0; /* recycled blocks join the free list */
-    block_t *tail = page->local_free;
-    size_t n = 1;
-    while (sa_block_next(page, tail) != NULL && n <= page->capacity) {
-      tail = sa_block_next(page, tail);
-      n++;
-    }
-    if (sa_unlikely(n > page->capacity)) { /* a loop: a block was freed twice */
-      _sa_misuse("free", tail, "double free (the page's recently freed blocks are dropped)");
-      page->local_free = NULL;
-      return;
-    }
-    sa_block_set_next(page, tail, page->free);
-    page->free = page->local_free;
+/* local_free put in front of a free list that is not empty (owner only): its tail is found
+ * by a walk, which also catches a loop (a block freed twice). */
+static void page_local_free_prepend(page_t *page) {
+  page->is_zero = 0; /* recycled blocks join the free list */
+  block_t *tail = page->local_free;
+  size_t n = 1;
+  while (sa_block_next(page, tail) != NULL && n <= page->capacity) {
+    tail = sa_block_next(page, tail);
+    n++;
+  }
+  if (sa_unlikely(n > page->capacity)) {
+    _sa_misuse("free", tail, "double free (the page's recently freed blocks are dropped)");
     page->local_free = NULL;
+    return;
+  }
+  sa_block_set_next(page, tail, page->free);
+  page->free = page->local_free;
+  page->local_free = NULL;
+}
+
+void _sa_page_collect(page_t *page) {
+  if (page->local_free != NULL) {
+    if (sa_likely(page->free == NULL)) page_local_free_to_free(page);
+    else page_local_free_prepend(page);
   }
   page_collect_xthread(page);
 }

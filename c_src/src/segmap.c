@@ -19,11 +19,11 @@ static bool covered_get(uintptr_t unit) {
   return (atomic_load_explicit(&segment_covered[unit / 64], memory_order_acquire) >> (unit % 64)) & 1;
 }
 
-/* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
 bool _sa_segment_map_covers(const void *p, size_t size) {
   return ((uintptr_t)p + size - 1) >> SEGMENT_SHIFT < SEGMENT_MAP_UNITS;
 }
 
+/* Enter (or remove) a segment; false if it lies beyond the mapped address range. */
 bool _sa_segment_map_set(segment_t *segment, bool on) {
   if (!_sa_segment_map_covers(segment, segment->segment_size)) return false;
   uintptr_t start = (uintptr_t)segment >> SEGMENT_SHIFT;

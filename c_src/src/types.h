@@ -121,11 +121,11 @@
  * buffer grown by realloc through its ~30 size classes up to 4 KiB (each class's page is
  * retired when the buffer moves on, and wanted again when the next buffer grows: with 16
  * cycles every growth made and freed ~30 pages), nor a batch of large blocks allocated and
- * freed in turn (each block a page: the first page freed is the last one wanted again). A retired page holds its deadline in ticks
- * of PAGE_RETIRE_TICK calls, modulo 128 (retire_expire has 7 bits; 0 means not retired), and
- * the heap walks its retired pages only when the earliest deadline is due
- * (heap_t.retire_due), not every few calls: a walk visits every retired page, and a batch
- * retires many. */
+ * freed in turn (each block a page: the first page freed is the last one wanted again). A
+ * retired page holds its deadline in ticks of PAGE_RETIRE_TICK calls, modulo 128
+ * (retire_expire has 7 bits; 0 means not retired), and the heap walks its retired pages only
+ * when the earliest deadline is due (heap_t.retire_due), not every few calls: a walk visits
+ * every retired page, and a batch retires many. */
 #define PAGE_RETIRE_CYCLES 96
 #define PAGE_RETIRE_TICK 8
 #define PAGE_RETIRE_TICKS (PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK) /* under 64: see page.c */

@@ -212,6 +212,19 @@ static void heap_check_names_invariant(void) {
   _exit(mi_heap_check(mi_heap_get_default()) ? 20 : 0);
 }
 
+/* A pointer just past a large block, inside its page: a page of one block spans whole 64 KiB
+ * slices, so the block's end lies inside its last slice unless the size is a multiple of
+ * them. Not a block: reported, and the block stays allocated. */
+static void invalid_past_large(void) {
+  char *p = mi_malloc(70000);
+  size_t usable = mi_usable_size(p);
+  if (usable % 65536 == 0) _exit(30); /* the end is a slice boundary: no such pointer */
+  mi_free(launder(p + usable));
+  p[usable - 1] = 1; /* still ours */
+  mi_free(p);
+  keep_working(usable);
+}
+
 static void valid_use(void) {
   void *p = mi_malloc(100), *q = mi_malloc(20000);
   mi_free(p);
@@ -313,6 +326,8 @@ int main(void) {
   expect("double free (large, page gone between)", double_free_lone_large, caught,
          "double free");
   expect("double free (huge)", double_free_huge, caught, "double free");
+  expect("invalid free (past a large block, in its page)", invalid_past_large, caught,
+         "invalid pointer");
   expect("double free (small, both cross-thread)", double_free_cross_small, caught,
          "double free");
   expect("double free (small, sized, cross-thread, twice in a row)", double_free_sized_twice,
