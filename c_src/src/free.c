@@ -187,6 +187,7 @@ void _sa_free_block_local(page_t *page, block_t *block) {
  * in with the same single CAS as one block: the remote-free buffer (remote.c) hands over the
  * frees it gathered for a page this way. */
 void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count) {
+  sa_chain_header_set(page, head, tail, count); /* published by the CAS (release) */
   uintptr_t old = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t desired;
   bool use_delayed;

@@ -98,6 +98,7 @@ void _sa_heap_delayed_to_pages(heap_t *heap) {
     block_t *next = sa_delayed_next(page, block);
     uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
     uintptr_t desired;
+    sa_chain_header_set(page, block, block, 1); /* a chain of one (types.h) */
     do {
       while (sa_xthread_state(x) == DELAYED_FREEING) { /* its pusher still resets the state */
         _sa_os_yield();

@@ -190,6 +190,19 @@ sa_inline uintptr_t sa_xthread_push(uintptr_t x, block_t *b) {
 /* `x` with its list taken: empty, count 0, state kept. */
 sa_inline uintptr_t sa_xthread_taken(uintptr_t x) { return x & XTHREAD_STATE_MASK; }
 
+/* Chain headers (types.h): release builds only (debug and memory-checker builds fill or guard
+ * freed blocks past the link word), on pages of blocks of 16 bytes and more (not bin 0). */
+#define SA_CHAIN_HEADERS (!SA_SECURE && SA_DEBUG == 0 && !SA_TRACK)
+sa_inline bool sa_page_has_chain_headers(const page_t *page) {
+  return SA_CHAIN_HEADERS && page->bin != 0;
+}
+sa_inline void sa_chain_header_set(const page_t *page, block_t *head, const block_t *tail,
+                                   size_t count) {
+  if (sa_page_has_chain_headers(page))
+    ((uintptr_t *)head)[1] = (uintptr_t)tail | ((uintptr_t)count << XTHREAD_COUNT_SHIFT);
+}
+sa_inline uintptr_t sa_chain_header(const block_t *head) { return ((const uintptr_t *)head)[1]; }
+
 /* ---- Secure mode (SA_SECURE=1): link coding and free checks; empty otherwise ------------ */
 #include "secure.h"
 

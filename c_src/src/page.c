@@ -32,6 +32,34 @@ void _sa_page_set_delayed(page_t *page, delayed_state_t state, bool override_nev
 
 /* ---- Collecting the free lists ----------------------------------------------------------- */
 
+/* The last block of a taken cross-thread list that should hold `count` blocks: found chain by
+ * chain where the pushes wrote chain headers (types.h), block by block otherwise. NULL if the
+ * list is longer than `count` (it may loop: a block freed twice), shorter, or leads out of
+ * the page's blocks. */
+static block_t *xthread_list_tail(const page_t *page, block_t *b, size_t count) {
+  block_t *tail = NULL;
+  size_t n = 0;
+  if (sa_page_has_chain_headers(page)) {
+    const uint8_t *start = sa_page_start(page);
+    size_t area = (size_t)page->reserved * sa_block_size(page);
+    for (; b != NULL; b = sa_block_next(page, tail)) {
+      if ((size_t)((const uint8_t *)b - start) >= area) return NULL;
+      uintptr_t header = sa_chain_header(b);
+      size_t blocks = (size_t)(header >> XTHREAD_COUNT_SHIFT);
+      tail = (block_t *)(header & CHAIN_TAIL_MASK);
+      if (blocks == 0 || blocks > count - n || (size_t)((const uint8_t *)tail - start) >= area)
+        return NULL;
+      n += blocks;
+    }
+  } else {
+    for (; b != NULL; b = sa_block_next(page, b)) {
+      if (++n > count) return NULL;
+      tail = b;
+    }
+  }
+  return n == count ? tail : NULL;
+}
+
 /* Move blocks other threads freed into `free` (owner only). */
 static void page_collect_xthread(page_t *page) {
   uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
@@ -42,19 +70,16 @@ static void page_collect_xthread(page_t *page) {
   }
   page->is_zero = 0; /* recycled blocks join the free list */
   block_t *head = sa_xthread_block(x);
-  block_t *tail = head;
-  uint32_t count = 1;
-  while (sa_block_next(page, tail) != NULL && count <= page->used) {
-    tail = sa_block_next(page, tail);
-    count++;
-  }
-  if (sa_unlikely(count > page->used)) { /* more frees than blocks in use: a double free */
+  size_t count = sa_xthread_count(x);
+  block_t *tail = xthread_list_tail(page, head, count);
+  /* a list that is not `count` blocks long, or more frees than blocks in use: a double free */
+  if (sa_unlikely(tail == NULL || count > page->used)) {
     _sa_misuse("free", head, "double free from another thread (its page's blocks are dropped)");
     return; /* the list may loop: never walk it again; its blocks are lost, nothing breaks */
   }
   sa_block_set_next(page, tail, page->free);
   page->free = head;
-  page->used -= count;
+  page->used = (uint16_t)(page->used - count);
 }
 
 /* Same-thread frees become the free list, which is empty (owner only): no walk. */

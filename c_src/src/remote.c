@@ -33,9 +33,11 @@
 #include "internal.h"
 
 /* Chains a thread keeps, one per slot (direct-mapped by slice number), and their length:
- * bounds what a thread that stops freeing holds back (at most 8 * 32 blocks) and the static
- * TLS this costs (8 * 32 bytes). */
-#define REMOTE_SLOTS 8
+ * bounds what a thread that stops freeing holds back (at most 32 * 32 blocks) and the static
+ * TLS this costs (32 * 32 bytes). Small pages are one slice each and a thread's pages of
+ * different size classes are mostly neighbours, so 32 slots keep the chains of 32 size classes
+ * apart: with 8, a consumer of blocks of many sizes flushed chains of one or two blocks. */
+#define REMOTE_SLOTS 32
 #define REMOTE_CHAIN_MAX 32
 
 #if SA_DEBUG > 0 || SA_TRACK
