@@ -300,6 +300,17 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
     return;
   }
   bool owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == sa_thread_id();
+#if !SA_SECURE
+  /* Another live thread's block of a small page (reserved 1: a page of one block; the flags
+   * are not read, in_full is the owner's to write): gathered per page (remote.c). A block of
+   * an exited thread's goes back now, so that its segment can be taken in or given back. */
+  if (!owner && page->slice_count == 1 && page->reserved != 1 &&
+      sa_xthread_state(atomic_load_explicit(&page->xthread_free, memory_order_relaxed)) !=
+          DELAYED_NEVER) {
+    _sa_remote_free(segment, page, p);
+    return;
+  }
+#endif
   block_t *block = sa_block_start(page, p);
 #if SA_DEBUG > 0
   _sa_debug_check_free(page, block, p, owner);
