@@ -99,10 +99,13 @@ def main():
         if prof:
             lines += ["", "shardalloc under `perf record` (share of CPU-clock samples, 2% and up; "
                       "thread `consumer` frees, the other allocates). `_sa_page_collect`: the "
-                      "owner takes in a page's cross-thread list (it walks the list: one cache "
-                      "miss per block the consumer freed); `_sa_free_chain_mt` (the CAS), "
-                      "`_sa_free_generic`, `checked_page`, `free`: the consumer's cross-thread "
-                      "free (a CAS on the page descriptor and reads of it, the line the owner "
+                      "owner takes in a page's cross-thread list (it walks the list chain by "
+                      "chain: a cache miss or two per chain the consumer pushed); "
+                      "`_sa_remote_free`: the consumer gathers a block into its page's chain "
+                      "(a link written into the block); `chain_push`, `_sa_free_chain_mt`: a "
+                      "chain's pointers checked, then one CAS for the chain; "
+                      "`_sa_free_generic`, `checked_page_any`, `free`: the consumer's "
+                      "cross-thread free (reads of the page descriptor, the line the owner "
                       "writes on every allocation); "
                       "`consumer`, `main`: the program reading and writing the blocks; kernel "
                       "symbols: the threads blocking on the queue.",
