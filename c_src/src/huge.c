@@ -304,7 +304,7 @@ static page_t *huge_page_init(segment_t *segment, size_t block_size) {
   page_t *page = sa_huge_page(segment);
   memset(page, 0, sizeof(*page));
   page->slice_count = 1;
-  page->page_offset = sa_page_offset(page);
+  slices_point_to(segment, HUGE_PAGE_INDEX, 1, page);
   page->bin = BIN_COUNT;
   page->capacity = 1;
   page->reserved = 1;
@@ -393,8 +393,7 @@ void _sa_segment_huge_interior(page_t *page, const void *p) {
   segment_t *segment = sa_segment_of(page);
   size_t last = ((uintptr_t)p - (uintptr_t)segment) >> SLICE_SHIFT;
   sa_assert(last < SLICES_PER_SEGMENT);
-  for (size_t i = HUGE_PAGE_INDEX + 1; i <= last; i++)
-    segment->pages[i].page_offset = sa_page_offset(page);
+  slices_point_to(segment, HUGE_PAGE_INDEX + 1, last - HUGE_PAGE_INDEX, page);
 }
 
 void _sa_segment_huge_free(segment_t *segment) {
@@ -405,7 +404,8 @@ void _sa_segment_huge_free(segment_t *segment) {
   long delay = _sa_huge_purge_delay(segment->segment_size);
   if (delay > 0) {
     if (page->flags.x.has_aligned) /* forget the interior pointers' slices */
-      memset(page + 1, 0, (SLICES_PER_SEGMENT - HUGE_PAGE_INDEX - 1) * sizeof(page_t));
+      memset(&segment->page_offsets[HUGE_PAGE_INDEX + 1], 0,
+             (SLICES_PER_SEGMENT - HUGE_PAGE_INDEX - 1) * sizeof(segment->page_offsets[0]));
     int64_t expire = _sa_clock_ms() + delay;
     segment->purge_expire = expire;
     bool cached = huge_cache_put(segment);

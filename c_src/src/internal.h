@@ -141,9 +141,9 @@ sa_inline segment_t *sa_segment_of(const void *p) {
 /* The page holding `p`, whose segment starts in p's SEGMENT_SIZE unit. */
 sa_inline page_t *sa_page_of(const segment_t *segment, const void *p) {
   size_t idx = ((uintptr_t)p & SEGMENT_MASK) >> SLICE_SHIFT;
-  return (page_t *)((const uint8_t *)&segment->slice_none + segment->pages[idx].page_offset);
+  return (page_t *)((const uint8_t *)&segment->slice_none + segment->page_offsets[idx]);
 }
-/* The page_offset of `page`'s slices (types.h). */
+/* The page_offsets entry of `page`'s slices (types.h). */
 sa_inline uint16_t sa_page_offset(const page_t *page) {
   return (uint16_t)((const uint8_t *)page - (const uint8_t *)&sa_segment_of(page)->slice_none);
 }

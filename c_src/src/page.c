@@ -604,8 +604,10 @@ bool _sa_page_check(const page_t *page) {
   /* pages of one block: large ones and those of growing blocks (regrow.c) */
   SA_CHECK(page->flags.x.check_free == (page->reserved == 1));
   SA_CHECK(page->flags.x.check_free || sa_block_size(page) <= MEDIUM_BLOCK_MAX);
+  const segment_t *segment = sa_segment_of(page);
+  size_t index = (size_t)(page - segment->pages);
   for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
-    SA_CHECK(page[i].page_offset == sa_page_offset(page));
+    SA_CHECK(segment->page_offsets[index + i] == sa_page_offset(page));
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;

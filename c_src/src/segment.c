@@ -327,7 +327,7 @@ static void large_block_clear(segment_t *segment, size_t start, size_t block_siz
 static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices,
                                  size_t block_size, size_t bin, bool one_block, bool zero) {
   page_t *page = &segment->pages[start];
-  for (size_t i = 0; i < slices; i++) page[i].page_offset = sa_page_offset(page);
+  slices_point_to(segment, start, slices, page);
   page->slice_count = (uint16_t)slices;
   page->flags.any = PAGE_FLAGS_FAST;
   page->flags.x.check_free = one_block; /* see page_flags_t */
@@ -456,7 +456,7 @@ static bool page_slices_free(page_t *page, thread_t *thread) {
   sa_assert(segment->kind == SEGMENT_NORMAL && page->slice_count > 0);
   size_t start = (size_t)(page - segment->pages);
   size_t slices = page->slice_count;
-  slices_mark_free(page, slices);
+  slices_mark_free(segment, start, slices);
   segment->used_pages--;
   slices_release(segment, start, slices, thread);
   return segment->used_pages == 0;
@@ -482,7 +482,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
     }
   }
   size_t fresh = slices_take(segment, start + old, slices - old, NULL);
-  for (size_t i = old; i < slices; i++) page[i].page_offset = sa_page_offset(page);
+  slices_point_to(segment, start + old, slices - old, page);
 #if SA_SECURE
   _sa_secure_page_guards(segment, start, slices, block_size); /* moves to the new end */
 #endif
@@ -506,7 +506,7 @@ void _sa_segment_page_shrink(page_t *page, size_t slices, size_t block_size, thr
   _sa_secure_page_guards(segment, start, slices, block_size);
 #endif
   (void)block_size;
-  slices_mark_free(&page[slices], old - slices);
+  slices_mark_free(segment, start + slices, old - slices);
   page->slice_count = (uint16_t)slices;
   slices_release(segment, start + slices, old - slices, thread);
 }

@@ -105,13 +105,18 @@ static inline size_t bits_count(const uint64_t *bm) {
   return n;
 }
 
-/* Descriptors of free slices: zero (as in fresh memory), so a free of a pointer into them
- * takes the checked path (page_flags_t.in_use). */
-static inline void slices_mark_free(page_t *first, size_t slices) {
-  memset(first, 0, sizeof(page_t));
-  /* the other slices of a page hold nothing but their page_offset (types.h, page_t): a page
-   * of many slices (a large block grown by realloc) is not 64 bytes of writes per slice */
-  for (size_t i = 1; i < slices; i++) first[i].page_offset = 0;
+/* Slices [start, start + n) lead to `page` (types.h, page_offsets). */
+static inline void slices_point_to(segment_t *segment, size_t start, size_t n, const page_t *page) {
+  uint16_t offset = sa_page_offset(page);
+  for (size_t i = start; i < start + n; i++) segment->page_offsets[i] = offset;
+}
+
+/* Free slices [start, start + n): their descriptors zero (as in fresh memory; the slices but
+ * the first of a page have nothing else written), and so their offsets, so a free of a pointer
+ * into them takes the checked path (page_flags_t.in_use). */
+static inline void slices_mark_free(segment_t *segment, size_t start, size_t n) {
+  memset(&segment->pages[start], 0, sizeof(page_t));
+  memset(&segment->page_offsets[start], 0, n * sizeof(segment->page_offsets[0]));
 }
 
 /* ---- segmap.c ------------------------------------------------------------------------------ */

@@ -223,11 +223,14 @@ typedef union page_flags_u {
 #define PAGE_FLAGS_FAST (((page_flags_t){.x = {.in_use = 1}}).any)
 
 /* A page descriptor: 64 bytes, so that finding it from a pointer is a shift, not a multiply.
- * The segment header holds one per slice: the first slice of a page holds the page; every
- * slice of it holds `page_offset`, the page descriptor's distance from the segment's
- * `slice_none`, so page_of(p) is the segment map's load, this load and an add. A free slice's
- * descriptor is all zero, and its offset 0 leads to `slice_none`, all zero too
- * (flags.x.in_use clear, slice_count 0). What the descriptor does not store is derived
+ * The segment header holds one per slice: the first slice of a page holds the page, the others
+ * are unused (all zero). Every slice of a page has its `page_offsets` entry in the segment
+ * header: the page descriptor's distance from the segment's `slice_none`, so page_of(p) is the
+ * segment map's load, this load and an add. The entries are a compact array, not a field of
+ * every descriptor, so that making or freeing a page of many slices (a 4 MiB block's 64)
+ * writes a cache line or two of them, not one line per slice. A free slice's descriptor is all
+ * zero, and its offset 0 leads to `slice_none`, all zero too (flags.x.in_use clear,
+ * slice_count 0). What the descriptor does not store is derived
  * (internal.h): the page's first block is at segment + index * SLICE_SIZE (a huge page's
  * descriptor is pages[HUGE_PAGE_INDEX], its block at HUGE_BLOCK_OFFSET); the block size is
  * bin_size(bin), or the segment's huge_block_size for a huge page (bin == BIN_COUNT).
@@ -243,15 +246,13 @@ typedef union page_flags_u {
  *   - [c] slice_count > 0 and bin < BIN_COUNT for a page in a queue; check_free set exactly
  *     for pages of one block (reserved == 1): every page of large blocks, and pages of smaller
  *     blocks that realloc placed to grow (regrow.c); every slice of the page has its
- *     page_offset, and a slice other than the first holds nothing else
+ *     page_offsets entry, and a slice other than the first has an all-zero descriptor
  *   - the thread's in-use statistics lag `used` by used - used_counted blocks (brought up to
  *     date at every slow-path event of the page, never on the fast paths)
  *   - in_full <=> the page is in its heap's BIN_FULL queue, and a page with heap != NULL is
  *     in exactly one queue of that heap unless it is huge ([c] in _sa_heap_check, heap.c)   */
 typedef struct page_s {
   uint16_t slice_count;  /* slices this page spans (0: a free slice, or a non-first slice) */
-  uint16_t page_offset;  /* bytes from the segment's slice_none to the page's descriptor, in
-                            every slice of a page; 0 in a free slice's (so: slice_none) */
   page_flags_t flags;
   uint8_t bin;           /* size class, or BIN_COUNT for a huge page */
   uint8_t retire_expire : 7; /* > 0: the page is empty and retired; its deadline (tick
@@ -329,7 +330,10 @@ typedef struct segment_s {
   uint64_t guard_slices[SEGMENT_BITMAP_WORDS]; /* owner only: the last 4 KiB of the slice
                                                   is a guard page (secure.c) */
 #endif
-  page_t slice_none; /* the page of a free slice (page_offset 0): all zero, never written */
+  /* per slice: bytes from slice_none to the descriptor of its page; 0 in a free slice (so:
+   * slice_none) and in the header's (page_t) */
+  uint16_t page_offsets[SLICES_PER_SEGMENT];
+  page_t slice_none; /* the page of a free slice (offset 0): all zero, never written */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
   /* Last, so that a segment of a few pages (a short-lived thread's) keeps its header in one
    * OS page until it frees a page: */
@@ -338,7 +342,7 @@ typedef struct segment_s {
                                                   never, or purged on demand) */
 } segment_t;
 _Static_assert(offsetof(segment_t, pages) == offsetof(segment_t, slice_none) + sizeof(page_t),
-               "page_offset of pages[i] is (i + 1) * sizeof(page_t)");
+               "the page_offsets entry of pages[i] is (i + 1) * sizeof(page_t)");
 _Static_assert(sizeof(segment_t) <= SEGMENT_HEADER_SLICES * SLICE_SIZE,
                "the segment header fits in its header slices");
 
