@@ -44,9 +44,9 @@ static block_t *xthread_list_tail(const page_t *page, block_t *b, size_t count) 
     size_t area = (size_t)page->reserved * sa_block_size(page);
     for (; b != NULL; b = sa_block_next(page, tail)) {
       if ((size_t)((const uint8_t *)b - start) >= area) return NULL;
-      uintptr_t header = sa_chain_header(b);
-      size_t blocks = (size_t)(header >> XTHREAD_COUNT_SHIFT);
-      tail = (block_t *)(header & CHAIN_TAIL_MASK);
+      uintptr_t header = sa_chain_header(b); /* the list word's layout (types.h) */
+      size_t blocks = sa_xthread_count(header);
+      tail = sa_xthread_block(header);
       if (blocks == 0 || blocks > count - n || (size_t)((const uint8_t *)tail - start) >= area)
         return NULL;
       n += blocks;
@@ -606,8 +606,10 @@ bool _sa_page_check(const page_t *page) {
   SA_CHECK(page->flags.x.check_free || sa_block_size(page) <= MEDIUM_BLOCK_MAX);
   const segment_t *segment = sa_segment_of(page);
   size_t index = (size_t)(page - segment->pages);
-  for (size_t i = 0; i < page->slice_count; i++) /* every slice of it leads here */
+  for (size_t i = 0; i < page->slice_count; i++) { /* every slice of it leads here */
     SA_CHECK(segment->page_offsets[index + i] == sa_page_offset(page));
+    if (i > 0) SA_CHECK(page[i].slice_count == 0 && page[i].flags.any == 0); /* unused */
+  }
   size_t nfree = 0, nlocal = 0, nx = 0;
   if (!list_check(page, page->free, &nfree)) return false;
   if (!list_check(page, page->local_free, &nlocal)) return false;

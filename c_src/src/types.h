@@ -189,15 +189,14 @@ typedef enum delayed_state_e {
 /* Chains. Every push onto a page's cross-thread list puts a chain there: blocks linked through
  * their first words, one from a plain free, up to REMOTE_CHAIN_MAX gathered by the remote-free
  * buffer (remote.c). In release builds, on pages of blocks of 16 bytes and more, the chain's
- * first block carries a chain header in its second word: the chain's last block in bits 0-47,
- * its block count in bits 48-63. The owner that takes the list in (page.c) then finds its tail
+ * first block carries a chain header in its second word, in the list word's layout (state 0):
+ * the chain's last block in bits 2-47, its block count in bits 48-63. The owner that takes the list in (page.c) then finds its tail
  * chain by chain, two blocks read a chain, instead of block by block: the blocks were last
  * written by the threads that freed them, so each block read is a cache miss, and a walk of
  * them is one miss after another (30 % of a producer/consumer pair's time, measured with
  * perf). The walk checks the chains' counts against the list's, so a block pushed twice in
  * chains of its own (plain frees) is still seen; one inside two gathered chains is not (see
  * docs/design.md). */
-#define CHAIN_TAIL_MASK (((uintptr_t)1 << XTHREAD_COUNT_SHIFT) - 1)
 /* A huge page has no free lists: its xthread_free is 0 while its block is live and HUGE_FREED
  * once it is freed (set by atomic exchange, so a second free from any thread is seen). */
 #define HUGE_FREED ((uintptr_t)1)
