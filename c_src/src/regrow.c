@@ -1,10 +1,18 @@
 /* shardalloc: where realloc puts a block that grows out of its page. A block that realloc
  * must move to more than REGROW_PAGE_MIN bytes goes into a page of its own (one block, like a
  * large page) placed at the start of the longest free run of the thread's segments, or in its
- * middle when another page of one block ends right before the run (segment.c). Its next
- * growths then stay in place: within the page's slices first, then into the free slices after
- * it (_sa_page_try_resize, page.c), so a buffer doubled from there to megabytes is copied once
- * instead of at every step.
+ * middle when another page of one block in use ends right before the run, and from the next
+ * 2 MiB boundary where the run allows (segment.c). Its next growths then stay in place:
+ * within the page's slices first, then into the free slices after it (_sa_page_try_resize,
+ * page.c), so a buffer doubled from there to megabytes is copied once instead of at every
+ * step.
+ *
+ * Such a page (page_flags_t.grown, also set on any page that realloc resized in place) goes
+ * back to its segment as soon as its block is freed, instead of being retired like other
+ * pages: the next growing block never takes a retired page, so a retired one only held its
+ * slices (and, in front of the free run, pushed the next growing block to fresh memory: a
+ * buffer grown and freed in a loop walked through 16 MiB of pages). Freed, its slices are
+ * the start of the free run again, and the next growing block reuses them.
  *
  * The price is memory: such a page is at least one slice (64 KiB) for one block of more than
  * REGROW_PAGE_MIN bytes (the next class is 10 KiB: up to 6.4 times the block in slices; only

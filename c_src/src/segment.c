@@ -411,8 +411,12 @@ static size_t longest_free_run(const segment_t *segment, size_t *start) {
 /* A page of one block that is growing by realloc (regrow.c): at the start of the longest free
  * run of the thread's segments, so that the slices after it stay free for it to grow into
  * (page placement is best-fit, so other pages take smaller holes first). When the run starts
- * right after another page of one block, which may be growing too, the page goes to the
- * middle of the run instead, leaving each of them half of it. */
+ * right after another page of one block in use, which may be growing too, the page goes to
+ * the middle of the run instead, leaving each of them half of it. Either way it starts at the
+ * next 2 MiB unit boundary if the run holds a unit or the page from there: a block grown to
+ * a megabyte or more then covers whole units, which huge page advice maps whole (thp.c);
+ * from anywhere else, each of its two end units would come in as 2 MiB for a part of it
+ * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 103). */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
   segment_t *best = NULL;
@@ -432,8 +436,15 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
     best_len = longest_free_run(best, &best_start);
   }
   const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
-  if (before->flags.x.check_free && best_len >= 2 * slices) best_start += best_len / 2;
-  return segment_page_init(best, best_start, slices, block_size, bin, true, false);
+  size_t run_end = best_start + best_len;
+  if (before->flags.x.check_free && before->used != 0 && best_len >= 2 * slices)
+    best_start += best_len / 2;
+  const size_t unit = THP_SIZE / SLICE_SIZE;
+  size_t aligned = (best_start + unit - 1) / unit * unit;
+  if (aligned + (slices > unit ? slices : unit) <= run_end) best_start = aligned;
+  page_t *page = segment_page_init(best, best_start, slices, block_size, bin, true, false);
+  page->flags.x.grown = 1;
+  return page;
 }
 
 /* Slices [start, start + n), marked free, go back to the segment: free, pending purge. */

@@ -210,6 +210,9 @@ typedef union page_flags_u {
     uint8_t check_free : 1;  /* every free here takes the checked generic path: pages of one
                                 block (large, or growing by realloc: regrow.c), whose double
                                 free the fast path could not see */
+    uint8_t grown : 1;       /* a page of one block that realloc made or resized (regrow.c):
+                                freed, not retired, once empty, since the next growing block
+                                is placed anew, where these slices can be taken again */
     uint8_t in_use : 1;      /* the descriptor heads a page in use. Clear in the descriptors of
                                 free slices, which are all zero, so that a free into one (a
                                 second free of a block whose page is gone, a pointer never

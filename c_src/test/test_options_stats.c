@@ -214,6 +214,9 @@ static void test_purge(void) {
   CHECKF(rss_after_delay < base + per_thread * T / 10,
          "RSS %zu MiB after the delay (base %zu MiB, peak about %zu MiB)", rss_after_delay >> 20,
          base >> 20, (base + per_thread * T) >> 20);
+#else
+  (void)base;
+  (void)rss_after_delay;
 #endif
 
   /* This thread allocates and frees but stays: mi_collect(true) purges at once. */

@@ -102,16 +102,27 @@ static void *in_place(void *arg) {
   mi_free(q);
   CHECK(mi_heap_check(mi_heap_get_default()));
 
+  return NULL;
+}
+
+/* In a thread of its own, whose segment holds only what this part puts there. */
+static void *neighbour_moves(void *arg) {
+  (void)arg;
   SECTION("a block in use right after it makes the growing block move");
-  p = mi_malloc(8 * KiB);
+  uint8_t *p = mi_malloc(8 * KiB);
   CHECK(p != NULL);
-  p = mi_realloc(p, 100 * KiB); /* a page of its own at the start of the longest free run */
+  p = mi_realloc(p, 100 * KiB); /* a page of its own, at a 2 MiB boundary of the free run */
   CHECK(p != NULL);
   fill(p, 0, 100 * KiB, 2);
-  /* a large page is placed best-fit: the only free run is the one after p's page */
-  uint8_t *neighbour = mi_malloc(200 * KiB);
-  CHECK(neighbour != NULL);
+  /* grown over its 2 MiB unit and back, the page leaves huge page advice on the unit, so a
+   * page of 2 MiB is placed best-fit right after it (the slices before p are too few) */
+  uint8_t *q = mi_realloc(p, 2 * MiB);
+  CHECK(q == p);
+  q = mi_realloc(p, 100 * KiB);
+  CHECK(q == p && intact(p, 100 * KiB, 2));
   size_t page_end = ((size_t)(p - (uint8_t *)0) + 100 * KiB + 64 * KiB - 1) & ~(64 * KiB - 1);
+  uint8_t *neighbour = mi_malloc(2 * MiB);
+  CHECK(neighbour != NULL);
   CHECKF((size_t)(neighbour - (uint8_t *)0) == page_end,
          "precondition: the neighbour %p follows the page ending at %p", (void *)neighbour,
          (void *)page_end);
@@ -123,7 +134,37 @@ static void *in_place(void *arg) {
   CHECK(mi_heap_check(mi_heap_get_default()));
   mi_free(neighbour);
   mi_free(q);
+  return NULL;
+}
 
+/* In a thread of its own: buffers grown and freed again and again (strings, vectors built
+ * per request) take the same memory each time, and a growing page starts at a 2 MiB boundary,
+ * so that a block grown to megabytes covers whole huge-page units. */
+static void *grown_again(void *arg) {
+  (void)arg;
+  SECTION("a buffer grown, shrunk and freed in a loop takes the same memory each time");
+  uint8_t *first = NULL;
+  size_t moved = 0;
+  for (int round = 0; round < 64; round++) {
+    uint8_t *p = mi_malloc(8 * KiB);
+    CHECK(p != NULL);
+    for (size_t size = 16 * KiB; p != NULL && size <= 512 * KiB; size *= 2) {
+      p = mi_realloc(p, size);
+      CHECK(p != NULL);
+      if (p != NULL) p[size - 1] = (uint8_t)round;
+    }
+    if (p == NULL) break;
+    if (round == 0) {
+      first = p;
+      CHECKF(((uintptr_t)p & (2 * MiB - 1)) == 0, "a growing page at %p, off a 2 MiB boundary",
+             (void *)p);
+    }
+    moved += p != first;
+    p = mi_realloc(p, 100 * KiB); /* shrunk in place, then freed */
+    mi_free(p);
+  }
+  CHECKF(moved == 0, "%zu of 64 rounds took other memory than the first", moved);
+  CHECK(mi_heap_check(mi_heap_get_default()));
   return NULL;
 }
 
@@ -178,8 +219,8 @@ static void *zero_in_place(void *arg) {
 
 int main(void) {
   printf("%s: growth by realloc\n", TEST_NAME);
-  void *(*parts[3])(void *) = {in_place, two_in_place, zero_in_place};
-  for (int i = 0; i < 3; i++) {
+  void *(*parts[])(void *) = {in_place, neighbour_moves, grown_again, two_in_place, zero_in_place};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
     pthread_t t;
     CHECK(pthread_create(&t, NULL, parts[i], NULL) == 0);
     CHECK(pthread_join(t, NULL) == 0);
