@@ -26,9 +26,10 @@ fi
 
 log="$results/run_all.log"
 mkdir -p "$results"
-{
-  echo "bench/run_all.sh ${quick[*]}: commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-} | tee "$log"
+# the tree's state before this run writes its log (a tracked file) and the tables
+changes=$(git diff --quiet -- . ":(exclude)$results" || echo ' (with local changes)')
+echo "bench/run_all.sh ${quick[*]}: commit $(git rev-parse --short HEAD)$changes, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" |
+  tee "$log"
 
 step() {
   echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$log"
