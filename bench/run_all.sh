@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every table of bench/results in one run, against the same peers: instruction counts, the C
-# programs, memory, latency, the criterion suite, then the chart. Each script writes its own
+# Every table of bench/results in one run, against the same peers: instruction counts, latency,
+# the C programs, memory, the criterion suite, then the chart. Each script writes its own
 # results with the commit, date, machine and command; this one adds a log of the whole run
 # (bench/results/run_all.log). About 25 minutes on 2 cores; run it on a quiet machine.
 #
@@ -38,9 +38,11 @@ step() {
 
 make -C c_src shared -j"$(nproc)" >/dev/null
 step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-prefix "$results/fastpath"
+# latency first: its tail depends most on the machine's state, which the programs that take
+# gigabytes change (what the kernel has free, huge pages above all)
+step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
 step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
 step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
-step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
 if [[ -z ${quick[*]} ]]; then
   step cargo bench --bench allocators
   step python3 bench/criterion_table.py --criterion-dir target/criterion --out-prefix "$results/criterion"
