@@ -440,7 +440,7 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
   if (before->flags.x.check_free && before->used != 0 && best_len >= 2 * slices)
     best_start += best_len / 2;
   const size_t unit = THP_SIZE / SLICE_SIZE;
-  size_t aligned = (best_start + unit - 1) / unit * unit;
+  size_t aligned = sa_align_up(best_start, unit);
   if (aligned + (slices > unit ? slices : unit) <= run_end) best_start = aligned;
   page_t *page = segment_page_init(best, best_start, slices, block_size, bin, true, false);
   page->flags.x.grown = 1;

@@ -164,6 +164,18 @@ static void *grown_again(void *arg) {
     mi_free(p);
   }
   CHECKF(moved == 0, "%zu of 64 rounds took other memory than the first", moved);
+
+  SECTION("an empty large page kept for reuse before the free run leaves it whole");
+  uint8_t *big = mi_malloc(256 * KiB); /* freed, its page is kept (retired), not growing */
+  CHECK(big != NULL);
+  mi_free(big);
+  uint8_t *g = mi_realloc(mi_malloc(8 * KiB), 100 * KiB);
+  CHECK(g != NULL);
+  /* the growing page goes to the run's first 2 MiB boundary, not to its middle (16 MiB on) */
+  CHECKF(g != NULL && (size_t)(g > big ? g - big : big - g) < 4 * MiB,
+         "a growing page at %p, %zu MiB from the empty page at %p", (void *)g,
+         (size_t)(g > big ? g - big : big - g) >> 20, (void *)big);
+  mi_free(g);
   CHECK(mi_heap_check(mi_heap_get_default()));
   return NULL;
 }
