@@ -159,6 +159,15 @@ sa_inline size_t sa_block_size(const page_t *page) {
   return sa_segment_of(page)->huge_block_size;
 }
 
+/* The slices of a page for blocks of `block_size`: one for small blocks, MEDIUM_PAGE_SLICES
+ * for medium ones; a page of one block (larger ones) spans the block and, in secure builds,
+ * its guard. */
+sa_inline size_t sa_page_slices_for(size_t block_size) {
+  if (block_size <= SMALL_BLOCK_MAX) return 1;
+  if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
+  return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+}
+
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
 sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
   if (sa_likely(!page->flags.x.has_aligned)) return (block_t *)p;

@@ -390,7 +390,7 @@ static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
     return false;
   size_t bin = sa_bin(newsize);
   size_t block_size = sa_bin_size(bin);
-  size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+  size_t slices = sa_page_slices_for(block_size); /* block_size > MEDIUM_BLOCK_MAX (regrow.c) */
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))

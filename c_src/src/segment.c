@@ -360,20 +360,14 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
 /* Large pages hold one block; so do the pages of growing blocks (regrow.c). */
 static bool page_of_one_block(size_t block_size) { return block_size > MEDIUM_BLOCK_MAX; }
 
-static size_t page_slices_for(size_t block_size) {
-  if (block_size <= SMALL_BLOCK_MAX) return 1;
-  if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
-  return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
-}
-
-size_t _sa_page_size_of_bin(size_t bin) { return page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
+size_t _sa_page_size_of_bin(size_t bin) { return sa_page_slices_for(sa_bin_size(bin)) * SLICE_SIZE; }
 
 /* A page of fewer slices than a 2 MiB unit goes off the units with huge page advice in any
  * of the thread's segments if it fits there, else anywhere (dropping a unit's advice, thp.c);
  * a larger one where thp.c's placement puts it. Segments made for large pages carry the advice
  * on all their units, so small pages fill the others first. */
 page_t *_sa_segment_page_alloc(thread_t *thread, size_t block_size, size_t bin, bool zero) {
-  size_t slices = page_slices_for(block_size);
+  size_t slices = sa_page_slices_for(block_size);
   bool large = slices >= THP_SIZE / SLICE_SIZE;
   for (int anywhere = large; anywhere <= 1; anywhere++) {
     for (segment_t *s = thread->segments; s != NULL; s = s->next) {

@@ -335,6 +335,31 @@ static void allocation_order(void) {
   }
 }
 
+/* Each thread draws its own random numbers: the order of the first blocks of a fresh heap,
+ * as offsets in their page, differs between two threads (the same generator state in both
+ * would give the same order). */
+enum { ORDER_BLOCKS = 32 };
+static void *thread_order(void *out) {
+  uint16_t *offsets = out;
+  mi_heap_t *heap = mi_heap_new();
+  if (heap == NULL) return NULL;
+  for (int i = 0; i < ORDER_BLOCKS; i++)
+    offsets[i] = (uint16_t)((uintptr_t)mi_heap_malloc(heap, SMALL) & 0xFFFF);
+  mi_heap_destroy(heap);
+  return NULL;
+}
+static void allocation_order_per_thread(void) {
+  uint16_t order[2][ORDER_BLOCKS] = {{0}};
+  for (int t = 0; t < 2; t++) {
+    pthread_t tid;
+    CHECK(pthread_create(&tid, NULL, thread_order, order[t]) == 0);
+    pthread_join(tid, NULL);
+  }
+  bool same = memcmp(order[0], order[1], sizeof(order[0])) == 0;
+  printf("  allocation order in two threads: %s\n", same ? "the same" : "different");
+  CHECK(same == !SA_SECURE); /* by default both are in address order */
+}
+
 /* What a block that reuses freed memory holds when it is handed out: zeros in secure mode,
  * the debug fill in debug builds, and in release builds (some of) the old contents. */
 static size_t bytes_not(const unsigned char *p, size_t n, unsigned char v) {
@@ -398,6 +423,7 @@ int main(void) {
   void *warm = mi_malloc(10); /* children inherit an initialised allocator */
   mi_free(warm);
   allocation_order();
+  allocation_order_per_thread();
   reused_memory_cleared();
 
   expect("double free (small)", double_free_small, DBG | SEC, "double free");
