@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every table of bench/results in one run, against the same peers: instruction counts, latency,
-# the C programs, memory, the criterion suite, then the chart. Each script writes its own
+# the criterion suite, the C programs, memory, then the chart. Each script writes its own
 # results with the commit, date, machine and command; this one adds a log of the whole run
 # (bench/results/run_all.log). About 25 minutes on 2 cores; run it on a quiet machine.
 #
@@ -38,14 +38,18 @@ step() {
 
 make -C c_src shared -j"$(nproc)" >/dev/null
 step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-prefix "$results/fastpath"
-# latency first: its tail depends most on the machine's state, which the programs that take
-# gigabytes change (what the kernel has free, huge pages above all)
+# latency and criterion before the programs that take gigabytes (large_blocks, the memory
+# benchmark): the tail of the latency and the first criterion workloads depend on the machine's
+# state, which those change for a while after they exit (what the kernel has free, huge pages
+# above all: right after the memory benchmark, criterion's first group ran 10-60 % slower for
+# every allocator than on a quiet machine, shardalloc's roundtrip_lone/8B 280 ns against 146-162)
 step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
-step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
-step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
 if [[ -z ${quick[*]} ]]; then
+  cargo bench --bench allocators --no-run >/dev/null 2>&1 # the build apart from the timing
   step cargo bench --bench allocators
   step python3 bench/criterion_table.py --criterion-dir target/criterion --out-prefix "$results/criterion"
 fi
+step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
+step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
 step python3 bench/chart.py --results "$results" --out "$results/benchmarks.svg"
 echo "done $(date -u '+%Y-%m-%d %H:%M UTC'); results in $results" | tee -a "$log"
