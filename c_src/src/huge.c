@@ -54,10 +54,12 @@ static bool huge_segment_setup(segment_t *segment, size_t total) {
   return true;
 }
 
-/* The mapping of a block of `block_size` bytes: the header's unit, the block and (secure
- * builds) a guard, in whole 2 MiB units. */
+/* The mapping of a block of `block_size` bytes: the header's unit and the block, in whole
+ * 2 MiB units, and in secure builds a unit more for the guard at the end. In the block's last
+ * unit the guard would split the mapping there, and the kernel maps a unit that a mapping
+ * covers only in part 4 KiB at a time: large_blocks took 51,581 page faults for 575. */
 static size_t huge_total(size_t block_size) {
-  return HUGE_BLOCK_OFFSET + sa_align_up(block_size + SA_GUARD_SIZE, THP_SIZE);
+  return HUGE_BLOCK_OFFSET + sa_align_up(block_size, THP_SIZE) + (SA_SECURE ? THP_SIZE : 0);
 }
 
 /* A fresh huge segment of `total` bytes, placed so that segment + at is aligned to `align`. */

@@ -235,6 +235,40 @@ static void test_placement(void) {
   mi_free(small);
 }
 
+/* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
+static uintptr_t mapping_end(const void *addr) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (f == NULL) return 0;
+  char line[512];
+  uintptr_t end = 0;
+  while (end == 0 && fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && (uintptr_t)addr >= lo && (uintptr_t)addr < hi)
+      end = hi;
+  }
+  fclose(f);
+  return end;
+}
+
+/* A huge block's last 2 MiB unit lies in one mapping whole: the kernel maps a unit that a
+ * mapping covers in part 4 KiB at a time. Secure builds end every segment with a no-access
+ * guard page, which splits the mapping: the guard must lie past the block's last unit. */
+static void test_huge_last_unit(void) {
+  SECTION("a huge block's last unit is not split by the segment's guard page");
+  if (!smaps_usable()) return;
+  size_t size = 5 * MIB + 100 * 1024; /* ends 1.1 MiB into its last unit */
+  char *p = mi_malloc(size);
+  CHECK(p != NULL);
+  if (p == NULL) return;
+  uintptr_t last_unit_end = ((uintptr_t)p + size + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1);
+  uintptr_t end = mapping_end(p + size - 1);
+  printf("  block %p + %zu: its mapping ends %+ld KiB from its last unit's end\n", (void *)p,
+         size, ((long)end - (long)last_unit_end) / 1024);
+  CHECKF(end >= last_unit_end, "the mapping ends at %#lx, inside the block's last unit",
+         (unsigned long)end);
+  mi_free(p);
+}
+
 int main(void) {
   if (mi_option_is_enabled(mi_option_allow_large_os_pages)) {
     printf("%s: skipped: allow_large_os_pages advises whole segments\n", TEST_NAME);
@@ -245,5 +279,6 @@ int main(void) {
   test_purge_keeps();
   test_large_segment();
   test_where();
+  test_huge_last_unit();
   return tu_finish();
 }
