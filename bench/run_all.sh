@@ -43,6 +43,17 @@ step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-
 # state, which those change for a while after they exit (what the kernel has free, huge pages
 # above all: right after the memory benchmark, criterion's first group ran 10-60 % slower for
 # every allocator than on a quiet machine, shardalloc's roundtrip_lone/8B 280 ns against 146-162)
+# the callgrind step runs its cases in parallel: wait (up to 3 minutes) for the 1-minute load
+# average to fall under 0.5 before timing anything
+settle() {
+  local waited=0
+  while awk '{exit !($1 >= 0.5)}' /proc/loadavg && ((waited < 180)); do
+    sleep 10
+    waited=$((waited + 10))
+  done
+  echo "   (load $(cut -d' ' -f1 /proc/loadavg) after waiting ${waited} s)" | tee -a "$log"
+}
+[[ -z ${quick[*]} ]] && settle
 step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
 if [[ -z ${quick[*]} ]]; then
   cargo bench --bench allocators --no-run >/dev/null 2>&1 # the build apart from the timing
