@@ -38,11 +38,6 @@ step() {
 
 make -C c_src shared -j"$(nproc)" >/dev/null
 step python3 bench/callgrind_fastpath.py "${peers[@]}" ${quick:+--n 2000} --out-prefix "$results/fastpath"
-# latency and criterion before the programs that take gigabytes (large_blocks, the memory
-# benchmark): the tail of the latency and the first criterion workloads depend on the machine's
-# state, which those change for a while after they exit (what the kernel has free, huge pages
-# above all: right after the memory benchmark, criterion's first group ran 10-60 % slower for
-# every allocator than on a quiet machine, shardalloc's roundtrip_lone/8B 280 ns against 146-162)
 # the callgrind step runs its cases in parallel: wait (up to 3 minutes) for the 1-minute load
 # average to fall under 0.5 before timing anything
 settle() {
@@ -54,6 +49,11 @@ settle() {
   echo "   (load $(cut -d' ' -f1 /proc/loadavg) after waiting ${waited} s)" | tee -a "$log"
 }
 [[ -z ${quick[*]} ]] && settle
+# latency and criterion before the programs that take gigabytes (large_blocks, the memory
+# benchmark): the tail of the latency and the first criterion workloads depend on the machine's
+# state, which those change for a while after they exit (what the kernel has free, huge pages
+# above all: right after the memory benchmark, criterion's first group ran 10-60 % slower for
+# every allocator than on a quiet machine, shardalloc's roundtrip_lone/8B 280 ns against 146-162)
 step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
 if [[ -z ${quick[*]} ]]; then
   cargo bench --bench allocators --no-run >/dev/null 2>&1 # the build apart from the timing

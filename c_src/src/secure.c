@@ -34,9 +34,9 @@ static uint64_t random_seed(void) {
 }
 
 /* Seeds of the threads' generators: a counter from a random start, mixed with a random key
- * (splitmix64, keyed), so that a new thread costs no getrandom call: a system call, 2-8 us on
- * a KVM guest, which was a tenth of a short-lived thread's time in allocation (thread_churn).
- * Its own key: a thread's seed tells nothing of the link-coding secret. */
+ * (splitmix64, keyed), so that a new thread costs no getrandom call (a system call in every
+ * thread: 6,000 of them in one run of thread_churn). Its own key: a thread's seed tells
+ * nothing of the link-coding secret. */
 static _Atomic(uint64_t) thread_seed_next;
 static uint64_t thread_seed_key;
 
