@@ -234,6 +234,14 @@ void *mi_recalloc(void *p, size_t count, size_t size) {
 }
 
 /* ---- Aligned allocation ---------------------------------------------------------------------- */
+/* What heap_malloc_aligned's fast tests leave: a size of 0, a larger size or alignment, an
+ * invalid alignment. */
+static sa_cold void *heap_malloc_aligned_slow(heap_t *heap, size_t size, size_t alignment) {
+  if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX))
+    return sa_heap_malloc(heap, aligned_class_size(size, alignment));
+  return heap_malloc_aligned_at(heap, size, alignment, 0, false);
+}
+
 /* Rust's GlobalAlloc calls this for every allocation, so the common case (a small size) is
  * the small malloc with a size adjustment; see aligned_class_size. All the aligned entry
  * points share it, so each is one call deep. */
@@ -243,12 +251,14 @@ static inline void *heap_malloc_aligned(heap_t *heap, size_t size, size_t alignm
    * needs rounding up. The common case of Rust's GlobalAlloc. */
   if (sa_likely(alignment <= 16 && ((0x10116u >> alignment) & 1) && size <= DIRECT_SIZE_MAX))
     return sa_heap_malloc_small(heap, size < alignment ? alignment : size);
-  if (sa_likely(alignment_fits_class(alignment) && size <= HUGE_BLOCK_MAX)) {
-    size_t n = aligned_class_size(size, alignment);
-    if (sa_likely(n <= DIRECT_SIZE_MAX)) return sa_heap_malloc_small(heap, n);
-    return sa_heap_malloc(heap, n);
-  }
-  return heap_malloc_aligned_at(heap, size, alignment, 0, false);
+  /* A larger power of two up to DIRECT_SIZE_MAX and a size of 1 to DIRECT_SIZE_MAX: the size
+   * rounded up to the alignment is ((size - 1) | mask) + 1, a multiple of 8 that stays small
+   * (DIRECT_SIZE_MAX is a power of two); one compare covers both ranges, since the mask
+   * wraps for alignment 0 and size - 1 for a size of 0 (which the slow path rounds up). */
+  size_t mask = alignment - 1, last = (size - 1) | mask;
+  if (sa_likely(last < DIRECT_SIZE_MAX && (mask & alignment) == 0))
+    return sa_page_malloc(heap, heap->pages_direct[(last + 1) / 8], last + 1, false);
+  return heap_malloc_aligned_slow(heap, size, alignment);
 }
 
 void *mi_malloc_aligned(size_t size, size_t alignment) {

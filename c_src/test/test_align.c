@@ -24,6 +24,9 @@ typedef struct rec_s {
   uint64_t key;
 } rec_t;
 
+/* Sizes up to a little over the largest size the direct table serves. */
+#define SMALL_SWEEP_MAX 1100
+
 static rec_t *recs;
 static size_t nrecs, caprecs;
 static tu_rng_t rng = {12345};
@@ -262,6 +265,30 @@ int main(void) {
   }
   SECTION("alignments 1 B .. %zu MiB, sizes 1, a-1, a, a+1, 3a and 12 fixed sizes: OK so far",
           MAX_ALIGN >> 20);
+
+  SECTION("every size 0 .. %d B at every alignment up to 2 KiB (the small aligned fast path)",
+          SMALL_SWEEP_MAX);
+  for (size_t a = 1; a <= 2048; a *= 2) {
+    for (size_t n = 0; n <= SMALL_SWEEP_MAX; n++) {
+      /* the usable size is that of the class of n rounded up to a (at least one byte) */
+      size_t rounded = ((n == 0 ? 1 : n) + a - 1) & ~(a - 1);
+      void *p = mi_malloc_aligned(n, a), *q = mi_aligned_alloc(a, n);
+      CHECKF(p != NULL && q != NULL && tu_is_aligned(p, a) && tu_is_aligned(q, a),
+             "alignment %zu, size %zu: %p %p", a, n, p, q);
+      if (p != NULL && q != NULL) {
+        size_t usable = mi_usable_size(p), plain_usable;
+        void *plain = mi_malloc(rounded);
+        plain_usable = mi_usable_size(plain);
+        mi_free(plain);
+        CHECKF(usable == plain_usable && mi_usable_size(q) == usable,
+               "alignment %zu, size %zu: usable %zu and %zu, the class of %zu has %zu", a, n,
+               usable, mi_usable_size(q), rounded, plain_usable);
+        memset(p, 0x5a, usable);
+      }
+      mi_free(p);
+      mi_free(q);
+    }
+  }
 
   SECTION("many live blocks per alignment (interleaved with plain mallocs)");
   for (size_t a = 16; a <= 65536; a *= 4) {
