@@ -242,22 +242,16 @@ static sa_cold void *heap_malloc_aligned_slow(heap_t *heap, size_t size, size_t 
   return heap_malloc_aligned_at(heap, size, alignment, 0, false);
 }
 
-/* Rust's GlobalAlloc calls this for every allocation, so the common case (a small size) is
- * the small malloc with a size adjustment; see aligned_class_size. All the aligned entry
- * points share it, so each is one call deep. */
+/* Rust's GlobalAlloc calls this for every allocation, so its common case, a size and a
+ * power-of-two alignment of 1 to DIRECT_SIZE_MAX (a power of two too), is the small malloc
+ * of the size rounded up to the alignment, ((size - 1) | mask) + 1: one compare covers both
+ * ranges, since the mask wraps for alignment 0 and size - 1 for a size of 0 (which the slow
+ * path rounds up to the alignment). Blocks of that size's class are aligned: see
+ * aligned_class_size. All the aligned entry points share this, so each is one call deep. */
 static inline void *heap_malloc_aligned(heap_t *heap, size_t size, size_t alignment) {
-  /* alignment 1, 2, 4, 8 or 16 (the bits of the mask) and a small size: every block of 8
-   * bytes is 8-aligned and every larger one 16-aligned, so only a size below the alignment
-   * needs rounding up. The common case of Rust's GlobalAlloc. */
-  if (sa_likely(alignment <= 16 && ((0x10116u >> alignment) & 1) && size <= DIRECT_SIZE_MAX))
-    return sa_heap_malloc_small(heap, size < alignment ? alignment : size);
-  /* A larger power of two up to DIRECT_SIZE_MAX and a size of 1 to DIRECT_SIZE_MAX: the size
-   * rounded up to the alignment is ((size - 1) | mask) + 1, a multiple of 8 that stays small
-   * (DIRECT_SIZE_MAX is a power of two); one compare covers both ranges, since the mask
-   * wraps for alignment 0 and size - 1 for a size of 0 (which the slow path rounds up). */
   size_t mask = alignment - 1, last = (size - 1) | mask;
   if (sa_likely(last < DIRECT_SIZE_MAX && (mask & alignment) == 0))
-    return sa_page_malloc(heap, heap->pages_direct[(last + 1) / 8], last + 1, false);
+    return sa_page_malloc(heap, heap->pages_direct[last / 8 + 1], last + 1, false);
   return heap_malloc_aligned_slow(heap, size, alignment);
 }
 

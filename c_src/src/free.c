@@ -22,10 +22,10 @@ void _sa_misuse(const char *call, const void *p, const char *what) {
 }
 
 /* ---- Finding the page of a pointer that is not on the fast path ------------------------- */
-/* The page of `p` in `segment` if `p` lies within the blocks of an allocated page; NULL
- * (reported) otherwise. Cheap: no division, so every build runs it. */
-static page_t *checked_page_any(segment_t *segment, page_t *page, const void *p,
-                                const char *call) {
+/* `page` (of `segment`) if it is allocated and in use, for a free of `p`; NULL (reported)
+ * otherwise. */
+static page_t *checked_page_in_use(segment_t *segment, page_t *page, const void *p,
+                                   const char *call) {
   if (segment->kind == SEGMENT_HUGE) page = sa_huge_page(segment);
   if (page->slice_count == 0) {
     _sa_misuse(call, p, "double free or invalid pointer: not in an allocated block");
@@ -35,12 +35,27 @@ static page_t *checked_page_any(segment_t *segment, page_t *page, const void *p,
     _sa_misuse(call, p, "free of a block of a destroyed heap");
     return NULL;
   }
+  return page;
+}
+
+/* Whether `p` lies within the blocks of the page whose blocks are [start, end); reported
+ * when not. */
+static bool checked_within(const uint8_t *start, const uint8_t *end, const void *p,
+                           const char *call) {
+  if ((const uint8_t *)p >= start && (const uint8_t *)p < end) return true;
+  _sa_misuse(call, p, "invalid pointer: not in an allocated block");
+  return false;
+}
+
+/* The page of `p` in `segment` if `p` lies within the blocks of an allocated page; NULL
+ * (reported) otherwise. Cheap: no division, so every build runs it. */
+static page_t *checked_page_any(segment_t *segment, page_t *page, const void *p,
+                                const char *call) {
+  page = checked_page_in_use(segment, page, p, call);
+  if (page == NULL) return NULL;
   const uint8_t *start = sa_page_start(page);
-  if ((const uint8_t *)p < start ||
-      (const uint8_t *)p >= start + (size_t)page->reserved * sa_block_size(page)) {
-    _sa_misuse(call, p, "invalid pointer: not in an allocated block");
+  if (!checked_within(start, start + (size_t)page->reserved * sa_block_size(page), p, call))
     return NULL;
-  }
   return page;
 }
 
@@ -251,6 +266,45 @@ block_t *_sa_free_mt_prepare(segment_t *segment, page_t *page, void *p) {
   return block;
 }
 
+/* A chain of `n` pointers that a thread other than the owner gathered for the small page
+ * `page` (remote.c), linked from `first`: each becomes its block, what is no block of the
+ * page is reported and left out, and the rest is relinked, returned with its tail and count
+ * (the tail's link is left for _sa_free_chain_mt). The checks are _sa_free_mt_prepare's, but
+ * against one read of the descriptor for the whole chain: the owner writes that line on every
+ * allocation from the page, so reading it for each block moved it between the two cores up
+ * to once a block while the owner allocated there (a producer and its consumer, one page
+ * apart). Release builds only: debug and memory-checker builds check each block as it is
+ * freed. */
+block_t *_sa_free_chain_prepare(segment_t *segment, page_t *page, block_t *first, size_t n,
+                                block_t **tail, size_t *count) {
+  *tail = NULL;
+  *count = 0;
+  if (checked_page_in_use(segment, page, first, "free") == NULL) return NULL;
+  const uint8_t *start = sa_page_start(page);
+  const size_t block_size = sa_block_size(page);
+  const uint8_t *end = start + (size_t)page->reserved * block_size;
+  const bool interior = page->flags.x.has_aligned; /* set before any such pointer was handed
+                                                      out, so before the chain got it */
+  block_t *head = NULL;
+  block_t *p = first;
+  for (size_t i = 0; i < n && p != NULL; i++) { /* NULL early: a block freed twice */
+    block_t *next = sa_block_next(page, p); /* read before a block start's link is written */
+    if (checked_within(start, end, p, "free")) {
+      block_t *block = p;
+      if (interior) {
+        size_t offset = (size_t)((uint8_t *)p - start);
+        block = (block_t *)(start + offset - offset % block_size);
+      }
+      if (*tail == NULL) *tail = block;
+      sa_block_set_next(page, block, head);
+      head = block;
+      (*count)++;
+    }
+    p = next;
+  }
+  return head;
+}
+
 /* Free the blocks other threads handed over through the delayed list (owner only). */
 void _sa_heap_delayed_free_all(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
@@ -293,6 +347,9 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
     free_unmapped(p);
     return;
   }
+#if !SA_SECURE
+  if (_sa_remote_join(page, p)) return; /* checked with the chain it joins (remote.c) */
+#endif
   page = checked_page(segment, page, p, "free");
   if (page == NULL) return;
   if (sa_unlikely(sa_page_is_huge(page))) {

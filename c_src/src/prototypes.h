@@ -172,9 +172,15 @@ void _sa_free_chain_mt(page_t *page, block_t *head, block_t *tail, size_t count)
 /* The checks, debug fill and tracking of a cross-thread free of `p` in `page`: its block, or
  * NULL (reported) when `p` is no block to free. */
 block_t *_sa_free_mt_prepare(segment_t *segment, page_t *page, void *p);
+/* The blocks of a chain of `n` pointers gathered for `page` by a thread other than the owner,
+ * checked and relinked: head returned, tail and count in *tail, *count (free.c). */
+block_t *_sa_free_chain_prepare(segment_t *segment, page_t *page, block_t *first, size_t n,
+                                block_t **tail, size_t *count);
 
 /* ---- remote.c: the remote-free buffer (gathered cross-thread frees) ------------------------ */
 void _sa_remote_free(segment_t *segment, page_t *page, void *p);
+/* Join `p` to this thread's chain of its slice, if there is one with room; true if joined. */
+bool _sa_remote_join(page_t *page, void *p);
 /* Hand this thread's gathered frees over now (its slow path, mi_collect, thread exit). */
 void _sa_remote_flush(void);
 /* The first heap other than a backing heap is made: gathering stops for good. */

@@ -8,17 +8,21 @@
  * Why: each cross-thread free is a CAS on the page descriptor, the cache line that the owner
  * writes on every allocation from the page; in a producer/consumer pair that line moved
  * between the two cores once per block. And the owner that takes the page's list in walks it
- * chain by chain (types.h), so the longer the chains, the fewer blocks it reads. The sized
- * free knows a small block's page without reading it, and gathering reads no page descriptor
- * either: the slice number of an address names the page (a slice belongs to one page), so a
- * free that joins a chain writes only the block's own link word. The plain free reads the
- * descriptor anyway (the slice offset, and its checks that the page is in use); it gathered
- * nothing measurable while the owner walked lists block by block, and with chain walks it
- * made `producer_consumer 100 64000 0` (bench/c) 1.5x faster.
+ * chain by chain (types.h), so the longer the chains, the fewer blocks it reads. Gathering
+ * reads no page descriptor either, the line the owner writes on every allocation from the
+ * page: the slice number of an address names the page (a slice belongs to one page), so a
+ * free that joins a chain writes only the block's own link word. The sized free knows a small
+ * block's page without reading it; the plain free reads it for the first block of a chain
+ * only (its checks that the page is in use and small), and a block of the same slice joins
+ * without them (_sa_remote_join). Release builds check a chain's pointers when it goes in,
+ * against one read of the descriptor (free.c, _sa_free_chain_prepare). Read once a block, the
+ * line moved between the cores once a block while the owner allocated from the page: the
+ * work of `producer_consumer 100 64000 64` (bench/c) took 1.25x as long through the sized free
+ * and 1.9x through the plain free, which also read it on every free (medians of 5-7 runs,
+ * interleaved).
  *
  * What a chain may hold: blocks whose free would be the plain cross-thread push (the callers
- * keep huge and large blocks and the owner's own frees out). Release builds check the
- * pointers when the chain goes in (one page read per chain); debug and memory-checker builds
+ * keep huge and large blocks and the owner's own frees out). Debug and memory-checker builds
  * check and fill each block as it is freed, as before.
  *
  * Blocks in a chain count as in use, so their page cannot go away under the chain: no page
@@ -79,22 +83,9 @@ static void chain_push(remote_chain_t *c) {
 #if REMOTE_CHECK_EARLY
   _sa_free_chain_mt(page, first, c->tail, n);
 #else
-  /* each pointer becomes its block (interior pointers of aligned pages); what is no block of
-   * the page is reported and left out */
-  block_t *head = NULL, *tail = NULL;
-  size_t count = 0;
-  block_t *p = first;
-  for (size_t i = 0; i < n && p != NULL; i++) { /* NULL early: a block freed twice */
-    block_t *next = sa_block_next(page, p); /* read before a block start's link is written */
-    block_t *block = _sa_free_mt_prepare(segment, page, p);
-    if (block != NULL) {
-      if (tail == NULL) tail = block;
-      sa_block_set_next(page, block, head);
-      head = block;
-      count++;
-    }
-    p = next;
-  }
+  block_t *tail;
+  size_t count;
+  block_t *head = _sa_free_chain_prepare(segment, page, first, n, &tail, &count);
   if (count == 0) return;
   /* a block freed twice into the chain leaves a loop or a short list: it must run from head
    * to tail in exactly `count` blocks (blocks freed here: cache-hot, a cheap second walk) */
@@ -192,6 +183,33 @@ void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
   c->head = c->tail = (block_t *)p;
   c->count = 1;
   r->pending++;
+}
+
+/* The plain free's shortcut: `p` joins its slot's chain when that chain is of p's slice (so
+ * of p's page, a small page of another thread when the chain began: a slice belongs to one
+ * page, which cannot go away while the chain's blocks count as in use) and has room. Its
+ * checks are those of the chain's first block, made when the chain began, and those that
+ * chain_push makes for all of them against one read of the descriptor; so the free reads no
+ * descriptor here, where the generic free read it for each block (the line the owner writes
+ * on every allocation from the page). Not in debug and memory-checker builds, whose checks
+ * come with each free. */
+bool _sa_remote_join(page_t *page, void *p) {
+#if REMOTE_CHECK_EARLY
+  (void)page;
+  (void)p;
+  return false;
+#else
+  uintptr_t slice = (uintptr_t)p >> SLICE_SHIFT;
+  remote_chain_t *c = &remote.chain[slice & (REMOTE_SLOTS - 1)];
+  if (c->count == 0 || c->slice != slice || c->count >= REMOTE_CHAIN_MAX ||
+      p == (void *)c->head /* the same block twice in a row: the generic path reports it */ ||
+      atomic_load_explicit(&remote_off, memory_order_relaxed))
+    return false;
+  sa_block_set_next(page, (block_t *)p, c->head);
+  c->head = (block_t *)p;
+  c->count++;
+  return true;
+#endif
 }
 
 void _sa_remote_flush(void) { remote_flush(&remote); }

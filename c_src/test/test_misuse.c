@@ -238,6 +238,37 @@ static void invalid_past_large(void) {
   keep_working(usable);
 }
 
+/* A pointer past the last block of a small page (blocks of 640 B leave 256 bytes at the
+ * slice's end), freed on another thread right after a block of the same page: it joins that
+ * block's gathered chain (src/remote.c), whose checks run when the chain goes in. */
+static void *free_past_small_thread(void *arg) {
+  void **b = arg;
+  if (b[2] != NULL) {
+    mi_free_size_aligned(b[0], 640, 8);
+    mi_free_size_aligned(launder(b[1]), 640, 8);
+  } else {
+    mi_free(b[0]);
+    mi_free(launder(b[1]));
+  }
+  mi_collect(false); /* hand the gathered frees over */
+  return NULL;
+}
+static void invalid_past_small_cross(bool sized) {
+  /* pages of nine size classes: the heap is no longer young (its classes then are powers of
+   * two, which fill a slice exactly) */
+  for (size_t k = 0; k < 9; k++) launder(mi_malloc(1500 + k * 700));
+  char *p = mi_malloc(640);
+  uintptr_t end = ((uintptr_t)p | 0xffff) + 1; /* a small page is one 64 KiB slice */
+  if (mi_usable_size(p) != 640 || 65536 % 640 == 0) _exit(30);
+  void *b[3] = {p, (void *)(end - 64), sized ? p : NULL};
+  pthread_t t;
+  if (pthread_create(&t, NULL, free_past_small_thread, b) != 0) _exit(3);
+  pthread_join(t, NULL);
+  keep_working(640);
+}
+static void invalid_past_small_cross_plain(void) { invalid_past_small_cross(false); }
+static void invalid_past_small_cross_sized(void) { invalid_past_small_cross(true); }
+
 static void valid_use(void) {
   void *p = mi_malloc(100), *q = mi_malloc(20000);
   mi_free(p);
@@ -341,6 +372,10 @@ int main(void) {
   expect("double free (huge)", double_free_huge, caught, "double free");
   expect("invalid free (past a large block, in its page)", invalid_past_large, caught,
          "invalid pointer");
+  expect("invalid free (past a small page's blocks, cross-thread)",
+         invalid_past_small_cross_plain, caught, "invalid pointer");
+  expect("invalid free (past a small page's blocks, sized, cross-thread)",
+         invalid_past_small_cross_sized, caught, "invalid pointer");
   expect("double free (small, both cross-thread)", double_free_cross_small, caught,
          "double free");
   expect("double free (small, sized, cross-thread, twice in a row)", double_free_sized_twice,

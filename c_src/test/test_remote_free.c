@@ -1,5 +1,5 @@
-/* test_remote_free: frees of other threads' small blocks through the sized free are gathered
- * per page (remote.c) and all come back to their pages: when the freeing thread exits, when
+/* test_remote_free: frees of other threads' small blocks, through the sized free and through
+ * the plain one, are gathered per page (remote.c) and all come back to their pages: when the freeing thread exits, when
  * it calls mi_collect, when it allocates through its slow path; and after the first
  * mi_heap_new, frees are no longer gathered. "Come back" is checked by the owner: after it
  * collects, no block counts as in use any more, and the heap checks out.
@@ -20,6 +20,8 @@ typedef struct {
 
 static item_t items[BLOCKS];
 static size_t baseline;
+static bool plain_free; /* mi_free instead of the sized free (a block then joins its chain
+                           without reading its page, remote.c) */
 
 /* The owner's side: blocks of many small sizes, each with its size, contents set. */
 static void allocate_all(uint64_t seed) {
@@ -37,7 +39,10 @@ static void allocate_all(uint64_t seed) {
 static void free_all(void) {
   for (int i = 0; i < BLOCKS; i++) {
     CHECK(tu_verify(items[i].p, items[i].size, (uint64_t)i) == items[i].size);
-    mi_free_size_aligned(items[i].p, items[i].size, 8);
+    if (plain_free)
+      mi_free(items[i].p);
+    else
+      mi_free_size_aligned(items[i].p, items[i].size, 8);
   }
 }
 
@@ -114,28 +119,33 @@ int main(void) {
   mi_collect(true);
   baseline = tu_in_use_blocks(false);
 
-  SECTION("the freeing thread exits");
-  allocate_all(1);
-  run_thread(free_and_exit);
-  expect_all_back("after the freeing thread exited");
-
-  SECTION("the freeing thread calls mi_collect and lives on");
-  allocate_all(2);
-  phase = 0;
   pthread_t t;
-  CHECK(pthread_create(&t, NULL, free_then_collect, NULL) == 0);
-  wait_phase(1);
-  expect_all_back("after mi_collect in the freeing thread");
-  set_phase(2);
-  pthread_join(t, NULL);
+  for (int plain = 0; plain <= 1; plain++) {
+    plain_free = plain;
+    const char *how = plain ? "mi_free" : "the sized free";
+    SECTION("%s: the freeing thread exits", how);
+    allocate_all(1);
+    run_thread(free_and_exit);
+    expect_all_back("after the freeing thread exited");
 
-  SECTION("the freeing thread allocates through its slow path and lives on");
-  allocate_all(3);
-  CHECK(pthread_create(&t, NULL, free_then_allocate, NULL) == 0);
-  wait_phase(3);
-  expect_all_back("after the freeing thread's slow path");
-  set_phase(4);
-  pthread_join(t, NULL);
+    SECTION("%s: the freeing thread calls mi_collect and lives on", how);
+    allocate_all(2);
+    phase = 0;
+    CHECK(pthread_create(&t, NULL, free_then_collect, NULL) == 0);
+    wait_phase(1);
+    expect_all_back("after mi_collect in the freeing thread");
+    set_phase(2);
+    pthread_join(t, NULL);
+
+    SECTION("%s: the freeing thread allocates through its slow path and lives on", how);
+    phase = 0;
+    allocate_all(3);
+    CHECK(pthread_create(&t, NULL, free_then_allocate, NULL) == 0);
+    wait_phase(3);
+    expect_all_back("after the freeing thread's slow path");
+    set_phase(4);
+    pthread_join(t, NULL);
+  }
 
   SECTION("after mi_heap_new, frees are not gathered: they come back at once");
   mi_heap_t *heap = mi_heap_new();
