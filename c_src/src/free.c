@@ -347,9 +347,6 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
     free_unmapped(p);
     return;
   }
-#if !SA_SECURE
-  if (_sa_remote_join(page, p)) return; /* checked with the chain it joins (remote.c) */
-#endif
   page = checked_page(segment, page, p, "free");
   if (page == NULL) return;
   if (sa_unlikely(sa_page_is_huge(page))) {
@@ -386,6 +383,14 @@ void _sa_free_generic(segment_t *segment, page_t *page, void *p) {
     free_block_mt(page, block);
   }
   sa_housekeeper_start_if_wanted();
+}
+
+void _sa_free_not_owned(segment_t *segment, page_t *page, void *p) {
+#if !SA_SECURE
+  /* a block of a slice whose chain this thread gathers: checked with the chain (remote.c) */
+  if (segment != SA_SEGMENT_NONE && _sa_remote_join(page, p)) return;
+#endif
+  _sa_free_generic(segment, page, p);
 }
 
 size_t _sa_usable_size(const void *p, const char *call) {

@@ -338,9 +338,12 @@ sa_inline void sa_free_owned(page_t *page, void *p) {
 sa_inline void sa_free(void *p) {
   segment_t *segment = sa_segment_map_get(p); /* SA_SEGMENT_NONE: owned by no thread */
   page_t *page = sa_page_of(segment, p);
-  if (sa_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) ==
-                    sa_thread_id() &&
-                page->flags.any == PAGE_FLAGS_FAST)) {
+  if (sa_unlikely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) !=
+                  sa_thread_id())) {
+    _sa_free_not_owned(segment, page, p); /* reads no more of the descriptor first */
+    return;
+  }
+  if (sa_likely(page->flags.any == PAGE_FLAGS_FAST)) {
     sa_free_owned(page, p);
     return;
   }

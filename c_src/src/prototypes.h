@@ -158,6 +158,10 @@ sa_inline page_queue_t *sa_page_queue_of(heap_t *heap, const page_t *page) {
 /* Every free off the fast path; `segment` may be SA_SEGMENT_NONE (a pointer the segment map
  * does not know: NULL, not ours, or inside a huge block). */
 void _sa_free_generic(segment_t *segment, page_t *page, void *p) sa_cold;
+/* sa_free's path for a pointer of a segment this thread does not own (another thread's, a
+ * huge block's, or none): a block joins this thread's gathered chain of its slice if there is
+ * one (remote.c), else the generic free. */
+void _sa_free_not_owned(segment_t *segment, page_t *page, void *p) sa_cold;
 /* A free by the owner off the fast path (a full page, a checked one, a delayed block); the
  * caller holds the owner's house_lock. */
 void _sa_free_block_local(page_t *page, block_t *block);
