@@ -349,7 +349,7 @@ static page_t *segment_page_init(segment_t *segment, size_t start, size_t slices
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   /* large pages ask for transparent huge pages on the units they cover; a smaller page on
    * an advised unit drops the advice (thp.c) */
-  _sa_thp_page_init(segment, start, slices, page->flags.x.check_free);
+  _sa_thp_page_init(segment, start, slices, page->flags.x.check_free, fresh > 0);
   if (clear && !page->is_zero) {
     large_block_clear(segment, start, block_size, fresh_slices);
     page->is_zero = 1;
@@ -494,7 +494,7 @@ bool _sa_segment_page_grow(page_t *page, size_t slices, size_t block_size) {
   page->slice_count = (uint16_t)slices;
   page->reserved = 1; /* one block */
   segment->used_slice_count += (uint32_t)(slices - old);
-  _sa_thp_page_init(segment, start, slices, true);
+  _sa_thp_page_init(segment, start, slices, true, fresh > 0);
   if (fresh > 0) _sa_stat_add(SA_STAT_committed, (int64_t)(fresh * SLICE_SIZE));
   return true;
 }

@@ -185,8 +185,10 @@ uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now);
 bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);
 /* A page was made on slices [start, start+slices) (owner; takes the purge lock): a large one
  * of a unit or more advises huge pages on the units it covers at least half of that lack the
- * advice; any other page drops the advice of the units it overlaps. */
-void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large);
+ * advice; any other page with a `fresh` slice (never touched, or purged) drops the advice of
+ * the units it overlaps. */
+void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large,
+                       bool fresh);
 /* A segment made for a large page of a unit or more (owner): all its units, header included,
  * ask for huge pages, in one call. `fresh`: fresh memory, before anything is read or written
  * there (a read would map the zero page, which keeps a huge page off the unit too). */

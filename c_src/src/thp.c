@@ -119,9 +119,14 @@ static uint32_t units_clean_but(const segment_t *segment, size_t start, size_t s
  * rest of the unit that comes in with it serves the next page placed there. Smaller large
  * pages leave the units as they are (their advice, if any, serves a neighbour that may come
  * back). Any other page carved on an advised unit (only when no other slices fit,
- * _sa_thp_find_slices) drops the unit's advice first, so its first touches map 4 KiB, not
- * 2 MiB. */
-void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large) {
+ * _sa_thp_find_slices) with a `fresh` slice (never touched, or purged) drops the unit's
+ * advice first, so its first touches map 4 KiB, not 2 MiB. One whose slices were all in use
+ * since their last purge leaves the advice: the madvise would change nothing for memory
+ * that is mapped, and it is a call that waits for the process's memory map lock, behind the
+ * page faults of every other thread (up to 5 ms in bench/c/latency.c's two-thread phase, the
+ * slowest malloc of the run). */
+void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large,
+                       bool fresh) {
   uint32_t covered = 0, ends = 0;
   uint32_t overlapped = units_mask(start / UNIT_SLICES, (start + slices - 1) / UNIT_SLICES + 1);
   if (large && slices >= UNIT_SLICES && !mi_option_is_enabled(mi_option_allow_large_os_pages)) {
@@ -131,14 +136,19 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
     if (end > first) covered = units_mask(first, end);
     ends = overlapped & ~covered;
   }
-  /* nothing to add, and nothing to drop: a small page off the advised units */
-  if (covered == 0 && ends == 0 && (large || (units_get(segment) & overlapped) == 0)) return;
+  /* nothing to add, and nothing to drop: a small page off the advised units, or one whose
+   * slices were all in use since their last purge (their memory is mapped as it is; the
+   * advice only decides how untouched memory comes in, and the next page made on a purged
+   * slice there drops it) */
+  if (covered == 0 && ends == 0 &&
+      (large || !fresh || (units_get(segment) & overlapped) == 0))
+    return;
   /* The page's slices are used, so no purge changes these units before we advise them (the
    * lock: a purge may clean the other slices of an end unit meanwhile). */
   segment_lock(segment);
   if (ends != 0) covered |= ends & units_clean_but(segment, start, slices);
   uint32_t units = units_get(segment);
-  uint32_t add = covered & ~units, drop = large ? 0 : units & overlapped;
+  uint32_t add = covered & ~units, drop = large || !fresh ? 0 : units & overlapped;
   units_put(segment, (units | add) & ~drop);
   segment_unlock(segment);
   if (drop != 0) advise_units(segment, drop, false);
