@@ -280,7 +280,7 @@ block_t *_sa_free_chain_prepare(segment_t *segment, page_t *page, block_t *first
   *tail = NULL;
   *count = 0;
   if (checked_page_in_use(segment, page, first, "free") == NULL) return NULL;
-  const uint8_t *start = sa_page_start(page);
+  uint8_t *start = sa_page_start(page);
   const size_t block_size = sa_block_size(page);
   const uint8_t *end = start + (size_t)page->reserved * block_size;
   const bool interior = page->flags.x.has_aligned; /* set before any such pointer was handed
@@ -290,11 +290,7 @@ block_t *_sa_free_chain_prepare(segment_t *segment, page_t *page, block_t *first
   for (size_t i = 0; i < n && p != NULL; i++) { /* NULL early: a block freed twice */
     block_t *next = sa_block_next(page, p); /* read before a block start's link is written */
     if (checked_within(start, end, p, "free")) {
-      block_t *block = p;
-      if (interior) {
-        size_t offset = (size_t)((uint8_t *)p - start);
-        block = (block_t *)(start + offset - offset % block_size);
-      }
+      block_t *block = interior ? sa_block_start_in(start, block_size, p) : p;
       if (*tail == NULL) *tail = block;
       sa_block_set_next(page, block, head);
       head = block;

@@ -168,12 +168,16 @@ sa_inline size_t sa_page_slices_for(size_t block_size) {
   return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
 }
 
+/* The block of `block_size` bytes that contains `p`, of a page whose blocks start at `start`. */
+sa_inline block_t *sa_block_start_in(uint8_t *start, size_t block_size, const void *p) {
+  size_t offset = (size_t)((const uint8_t *)p - start);
+  return (block_t *)(start + offset - offset % block_size);
+}
+
 /* The block that contains `p` (p itself unless the page handed out interior pointers). */
 sa_inline block_t *sa_block_start(const page_t *page, const void *p) {
   if (sa_likely(!page->flags.x.has_aligned)) return (block_t *)p;
-  uint8_t *start = sa_page_start(page);
-  size_t offset = (size_t)((const uint8_t *)p - start);
-  return (block_t *)(start + offset - offset % sa_block_size(page));
+  return sa_block_start_in(sa_page_start(page), sa_block_size(page), p);
 }
 
 /* The cross-thread free word (types.h): list head, delayed state, count of blocks in the list. */

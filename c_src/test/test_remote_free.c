@@ -1,5 +1,6 @@
 /* test_remote_free: frees of other threads' small blocks, through the sized free and through
- * the plain one, are gathered per page (remote.c) and all come back to their pages: when the freeing thread exits, when
+ * the plain one (interior pointers of aligned blocks too), are gathered per page (remote.c)
+ * and all come back to their pages: when the freeing thread exits, when
  * it calls mi_collect, when it allocates through its slow path; and after the first
  * mi_heap_new, frees are no longer gathered. "Come back" is checked by the owner: after it
  * collects, no block counts as in use any more, and the heap checks out.
@@ -22,13 +23,15 @@ static item_t items[BLOCKS];
 static size_t baseline;
 static bool plain_free; /* mi_free instead of the sized free (a block then joins its chain
                            without reading its page, remote.c) */
+static bool interior;   /* blocks from mi_malloc_aligned_at: pointers inside their blocks,
+                           which the chain's checks turn into block starts (free.c) */
 
 /* The owner's side: blocks of many small sizes, each with its size, contents set. */
 static void allocate_all(uint64_t seed) {
   tu_rng_t rng = {seed};
   for (int i = 0; i < BLOCKS; i++) {
     size_t size = 8 + tu_below(&rng, 1017);
-    items[i].p = mi_malloc_aligned(size, 8);
+    items[i].p = interior ? mi_malloc_aligned_at(size, 64, 8) : mi_malloc_aligned(size, 8);
     items[i].size = size;
     CHECK(items[i].p != NULL);
     tu_fill(items[i].p, size, (uint64_t)i);
@@ -39,7 +42,7 @@ static void allocate_all(uint64_t seed) {
 static void free_all(void) {
   for (int i = 0; i < BLOCKS; i++) {
     CHECK(tu_verify(items[i].p, items[i].size, (uint64_t)i) == items[i].size);
-    if (plain_free)
+    if (plain_free || interior)
       mi_free(items[i].p);
     else
       mi_free_size_aligned(items[i].p, items[i].size, 8);
@@ -58,6 +61,17 @@ static void expect_all_back(const char *when) {
 static void *free_and_exit(void *arg) {
   (void)arg;
   free_all();
+  return NULL;
+}
+
+/* The freeing thread's side, keeping every 8th block; it exits. */
+static void *free_most_and_exit(void *arg) {
+  (void)arg;
+  for (int i = 0; i < BLOCKS; i++) {
+    if (i % 8 == 0) continue;
+    CHECK(tu_verify(items[i].p, items[i].size, (uint64_t)i) == items[i].size);
+    mi_free(items[i].p);
+  }
   return NULL;
 }
 
@@ -146,6 +160,32 @@ int main(void) {
     set_phase(4);
     pthread_join(t, NULL);
   }
+
+  SECTION("pointers inside their blocks (mi_malloc_aligned_at), freed with mi_free");
+  /* every 8th block stays, so that no page empties (an emptied page starts its lists over):
+   * the blocks handed out next come from the lists the frees built, and must not overlap */
+  interior = true;
+  allocate_all(5);
+  run_thread(free_most_and_exit);
+  interior = false;
+  static item_t fresh[BLOCKS];
+  tu_rng_t rng = {6};
+  for (int i = 0; i < BLOCKS; i++) {
+    fresh[i].size = 8 + tu_below(&rng, 1017);
+    fresh[i].p = mi_malloc(fresh[i].size);
+    CHECK(fresh[i].p != NULL);
+    tu_fill(fresh[i].p, fresh[i].size, (uint64_t)(BLOCKS + i));
+  }
+  for (int i = 0; i < BLOCKS; i++) {
+    CHECKF(tu_verify(fresh[i].p, fresh[i].size, (uint64_t)(BLOCKS + i)) == fresh[i].size,
+           "block %d allocated after the frees overlaps another", i);
+    mi_free(fresh[i].p);
+  }
+  for (int i = 0; i < BLOCKS; i += 8) {
+    CHECK(tu_verify(items[i].p, items[i].size, (uint64_t)i) == items[i].size);
+    mi_free(items[i].p);
+  }
+  expect_all_back("after the kept blocks were freed too");
 
   SECTION("after mi_heap_new, frees are not gathered: they come back at once");
   mi_heap_t *heap = mi_heap_new();
