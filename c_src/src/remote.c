@@ -138,6 +138,23 @@ static void free_direct(segment_t *segment, page_t *page, void *p) {
   sa_housekeeper_start_if_wanted();
 }
 
+/* ---- Joining a chain ----------------------------------------------------------------------- */
+/* The slot of the blocks of `slice` (direct-mapped). */
+static remote_chain_t *chain_slot(remote_t *r, uintptr_t slice) {
+  return &r->chain[slice & (REMOTE_SLOTS - 1)];
+}
+
+/* Whether the chain in slot `c` is one of `slice` and has room for one more block. */
+static bool chain_has_room(const remote_chain_t *c, uintptr_t slice) {
+  return c->count != 0 && c->slice == slice && c->count < REMOTE_CHAIN_MAX;
+}
+
+static void chain_add(remote_chain_t *c, page_t *page, block_t *block) {
+  sa_block_set_next(page, block, c->head);
+  c->head = block;
+  c->count++;
+}
+
 /* ---- Entry points --------------------------------------------------------------------------- */
 /* Free `p`, a block of the small page `page` of `segment`, which another thread owns. Only
  * the address of `page` is used here. */
@@ -149,9 +166,9 @@ void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
     return;
   }
   uintptr_t slice = (uintptr_t)p >> SLICE_SHIFT;
-  remote_chain_t *c = &r->chain[slice & (REMOTE_SLOTS - 1)];
+  remote_chain_t *c = chain_slot(r, slice);
   if (c->count != 0) {
-    if (sa_likely(c->slice == slice && c->count < REMOTE_CHAIN_MAX)) {
+    if (sa_likely(chain_has_room(c, slice))) {
       if (sa_unlikely(p == (void *)c->head)) { /* the same block twice in a row */
         _sa_misuse("free", p, "double free: the block is free already");
         return;
@@ -161,9 +178,7 @@ void _sa_remote_free(segment_t *segment, page_t *page, void *p) {
       if (block == NULL) return;
       p = block;
 #endif
-      sa_block_set_next(page, (block_t *)p, c->head);
-      c->head = (block_t *)p;
-      c->count++;
+      chain_add(c, page, (block_t *)p);
       return;
     }
     chain_push(c);
@@ -200,14 +215,12 @@ bool _sa_remote_join(page_t *page, void *p) {
   return false;
 #else
   uintptr_t slice = (uintptr_t)p >> SLICE_SHIFT;
-  remote_chain_t *c = &remote.chain[slice & (REMOTE_SLOTS - 1)];
-  if (c->count == 0 || c->slice != slice || c->count >= REMOTE_CHAIN_MAX ||
+  remote_chain_t *c = chain_slot(&remote, slice);
+  if (!chain_has_room(c, slice) ||
       p == (void *)c->head /* the same block twice in a row: the generic path reports it */ ||
       atomic_load_explicit(&remote_off, memory_order_relaxed))
     return false;
-  sa_block_set_next(page, (block_t *)p, c->head);
-  c->head = (block_t *)p;
-  c->count++;
+  chain_add(c, page, (block_t *)p);
   return true;
 #endif
 }
