@@ -56,11 +56,13 @@ static void *free_in_thread(void *p) {
   mi_free(p);
   return NULL;
 }
-static void free_on_other_thread(void *p) {
+/* Runs fn(arg) on a new thread and waits for it. */
+static void on_other_thread(void *(*fn)(void *), void *arg) {
   pthread_t t;
-  if (pthread_create(&t, NULL, free_in_thread, p) != 0) _exit(3);
+  if (pthread_create(&t, NULL, fn, arg) != 0) _exit(3);
   pthread_join(t, NULL);
 }
+static void free_on_other_thread(void *p) { on_other_thread(free_in_thread, p); }
 
 static void double_free_same_thread(size_t size) {
   void *keep = mi_malloc(size); /* the page stays in use */
@@ -121,9 +123,7 @@ static void double_free_sized_cross(bool between) {
   void *keep = mi_malloc(64);
   void *b[3] = {mi_malloc(64), mi_malloc(64), between ? keep : NULL};
   if (!between) mi_free(b[1]);
-  pthread_t t;
-  if (pthread_create(&t, NULL, sized_double_free_thread, b) != 0) _exit(3);
-  pthread_join(t, NULL);
+  on_other_thread(sized_double_free_thread, b);
   keep_working(64);
 }
 static void double_free_sized_twice(void) { double_free_sized_cross(false); }
@@ -261,9 +261,7 @@ static void invalid_past_small_cross(bool sized) {
   uintptr_t end = ((uintptr_t)p | 0xffff) + 1; /* a small page is one 64 KiB slice */
   if (mi_usable_size(p) != 640 || 65536 % 640 == 0) _exit(30);
   void *b[3] = {p, (void *)(end - 64), sized ? p : NULL};
-  pthread_t t;
-  if (pthread_create(&t, NULL, free_past_small_thread, b) != 0) _exit(3);
-  pthread_join(t, NULL);
+  on_other_thread(free_past_small_thread, b);
   keep_working(640);
 }
 static void invalid_past_small_cross_plain(void) { invalid_past_small_cross(false); }
