@@ -163,7 +163,7 @@ static segment_t *segment_alloc(thread_t *thread, bool large_first) {
         _sa_os_advise_huge_pages(segment, SEGMENT_SIZE, true);
       _sa_stat_add(SA_STAT_reserved, SEGMENT_SIZE);
     }
-    if (large_first) _sa_thp_segment_advise(segment, true); /* before the first write to it */
+    if (large_first) _sa_thp_segment_advise(segment, true); /* its units but the header's */
     segment->segment_size = SEGMENT_SIZE;
     if (!_sa_segment_map_set(segment, true)) { /* beyond the map's address range: unusable */
       if (!in_arena || !_sa_arena_free_segment(segment)) _sa_os_unmap(segment, SEGMENT_SIZE);

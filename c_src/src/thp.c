@@ -3,6 +3,13 @@
  * fault 2 MiB at a time, as a huge block's do; a segment made for a large page asks for them
  * on all its units at once, in one call.
  *
+ * The unit that holds a segment's header never gets the advice: the header is written when
+ * the segment is made, inside the allocating call, and on an advised unit that first write
+ * made the kernel map and clear the whole unit as one huge page there (50-100 us, the slowest
+ * `malloc` of a bench/c/latency.c run). Without it the header maps 4 KiB at a time, the rest
+ * of its unit serves pages smaller than a unit, and large pages start at the next unit (as a
+ * huge block's header has its unit to itself, huge.c).
+ *
  * The advice outlives the page and the purge: once on, it stays on a unit until a page too
  * small for huge pages is carved there (MADV_NOHUGEPAGE first, so that its first touches map
  * 4 KiB, not 2 MiB) or the segment goes back to the arena. So the large pages made again and
@@ -22,6 +29,9 @@
 
 #define UNIT_SLICES (THP_SIZE / SLICE_SIZE)
 #define SEGMENT_UNITS (SLICES_PER_SEGMENT / UNIT_SLICES)
+/* The units that may carry the advice: all but the header's. */
+#define ADVISABLE_UNITS (((uint32_t)1 << SEGMENT_UNITS) - 2)
+_Static_assert(SEGMENT_HEADER_SLICES <= UNIT_SLICES, "the header lies in the first unit");
 _Static_assert(SEGMENT_UNITS <= 8 * sizeof(((segment_t *)0)->thp_units),
                "thp_units has a bit for every unit of a segment");
 _Static_assert(64 % UNIT_SLICES == 0, "a bitmap word holds whole units");
@@ -109,10 +119,10 @@ static uint32_t units_clean_but(const segment_t *segment, size_t start, size_t s
   return clean;
 }
 
-/* A large page of a unit or more adds the advice on the units it covers at least half of: a
- * block of 5 MiB placed anywhere covers two units whole and two in part, and the parts
- * faulted 4 KiB at a time would be a quarter of its faults; at most half a unit of memory
- * past the page may come in with it. It also advises the units it covers less than half of
+/* A large page of a unit or more adds the advice on the units it covers at least half of (not
+ * the header's, see the top): a block of 5 MiB placed anywhere covers two units whole and two
+ * in part, and the parts faulted 4 KiB at a time would be a quarter of its faults; at most
+ * half a unit of memory past the page may come in with it. It also advises the units it covers less than half of
  * where nothing else of the unit was touched yet: a 4 KiB page the block maps there would keep
  * the kernel from ever mapping a huge page on that unit (until a purge cleans it whole), so
  * every later large page over it would fault 4 KiB at a time (about 500 faults a unit); the
@@ -133,8 +143,8 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
     /* units it covers at least half of (its ends: rounded to the nearer unit boundary) */
     size_t first = (start + UNIT_SLICES / 2) / UNIT_SLICES;
     size_t end = (start + slices + UNIT_SLICES / 2) / UNIT_SLICES;
-    if (end > first) covered = units_mask(first, end);
-    ends = overlapped & ~covered;
+    if (end > first) covered = units_mask(first, end) & ADVISABLE_UNITS;
+    ends = overlapped & ~covered & ADVISABLE_UNITS;
   }
   /* nothing to add, and nothing to drop: a small page off the advised units, or one whose
    * slices were all in use since their last purge (their memory is mapped as it is; the
@@ -155,12 +165,10 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   if (add != 0) advise_units(segment, add, true);
 }
 
-/* The kernel maps a huge page only where no 4 KiB page of the unit is mapped yet, and a fresh
- * segment's header is written first: so the advice comes before it, or the first unit of
- * every segment of large blocks would fault 4 KiB at a time (about 500 faults a segment). */
+/* Every unit but the header's, in one call. */
 void _sa_thp_segment_advise(segment_t *segment, bool fresh) {
   if (mi_option_is_enabled(mi_option_allow_large_os_pages)) return; /* the whole of it is */
-  const uint32_t all = units_mask(0, SEGMENT_UNITS);
+  const uint32_t all = ADVISABLE_UNITS;
   if (fresh) {
     advise_units(segment, all, true);
     units_put(segment, all);

@@ -6,15 +6,13 @@
  *
  * Then where the advice goes, read from the kernel's side (/proc/self/smaps, the "hg" flag of
  * the mapping that holds an address): a block of 2 MiB or more carries it on the units it
- * covers at least half of, here the first unit of a segment made for it (header included)
- * and the unit it covers in part after that; a segment made for a large block carries it on
- * all its units, and small pages made after it go elsewhere (no call drops advice for them).
- * That a new segment's units are advised *before* its header is written shows only in
- * whether the kernel then maps a huge page there, which also depends on free memory: not
- * tested. Skipped where the kernel has no THP, and under an emulator. First of all (the
- * process's first segment must hold small pages), a large block beside small pages starts at
- * a unit boundary, and its tail's unit, which it covers a quarter of and nothing else touched,
- * carries the advice. */
+ * covers at least half of; a segment made for a large block carries it on all its units but
+ * the header's (whose first write, inside malloc, must not map a 2 MiB huge page), so the
+ * block starts at the second unit; small pages made after it go elsewhere (no call drops
+ * advice for them). Skipped where the kernel has no THP, and under an emulator. First of all
+ * (the process's first segment must hold small pages), a large block beside small pages
+ * starts at a unit boundary, and its tail's unit, which it covers a quarter of and nothing
+ * else touched, carries the advice. */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
@@ -36,31 +34,6 @@ static long advice_calls(void) {
   mi_stats_print_out(read_line, &calls);
   CHECKF(calls >= 0, "no \"thp advice\" line in the statistics");
   return calls;
-}
-
-/* Sizes of the four largest large size classes, each covering a whole 2 MiB unit or more. */
-static const size_t sizes[] = {5 * MIB / 2, 3 * MIB, 7 * MIB / 2, 4 * MIB};
-
-static void test_no_repeat(void) {
-  SECTION("large pages made again on advised units make no advice call");
-  mi_option_set(mi_option_purge_delay, 1000000); /* nothing is purged during the loop */
-  void *keep = mi_malloc(3 * MIB);               /* keeps its segment in use */
-  long before = advice_calls();
-  const int rounds = quick() ? 50 : 200;
-  for (int i = 0; i < rounds; i++) {
-    char *p = mi_malloc(sizes[i % 4]);
-    CHECK(p != NULL);
-    if (p == NULL) continue;
-    p[0] = 1;
-    p[sizes[i % 4] - 1] = 1;
-    mi_free(p);
-    mi_collect(false); /* the empty page goes back to its segment, not kept retired */
-  }
-  long calls = advice_calls() - before;
-  /* Without purges, each unit of a segment is advised at most once: 16 per segment, and the
-   * loop's pages fit in two segments. */
-  CHECKF(calls >= 1 && calls <= 32, "%ld advice calls for %d large pages", calls, rounds);
-  mi_free(keep);
 }
 
 /* Bytes of [p, p + size) that are resident (whole OS pages). */
@@ -101,6 +74,37 @@ static bool smaps_usable(void) {
     return false;
   }
   return true;
+}
+
+/* Sizes of the four largest large size classes, each covering a whole 2 MiB unit or more. */
+static const size_t sizes[] = {5 * MIB / 2, 3 * MIB, 7 * MIB / 2, 4 * MIB};
+
+static void test_no_repeat(void) {
+  SECTION("large pages made again on advised units make no advice call");
+  mi_option_set(mi_option_purge_delay, 1000000); /* nothing is purged during the loop */
+  void *keep = mi_malloc(3 * MIB);               /* keeps its segment in use */
+  long before = advice_calls();
+  const int rounds = quick() ? 50 : 200;
+  for (int i = 0; i < rounds; i++) {
+    char *p = mi_malloc(sizes[i % 4]);
+    CHECK(p != NULL);
+    if (p == NULL) continue;
+    p[0] = 1;
+    p[sizes[i % 4] - 1] = 1;
+    mi_free(p);
+    mi_collect(false); /* the empty page goes back to its segment, not kept retired */
+  }
+  long calls = advice_calls() - before;
+  /* Without purges, each unit of a segment is advised at most once: 15 per segment, and the
+   * loop's pages fit in two segments. */
+  CHECKF(calls <= 30, "%ld advice calls for %d large pages", calls, rounds);
+  char *last = mi_malloc(4 * MIB); /* where the loop's pages went: advised (by it or before) */
+  CHECK(last != NULL);
+  if (last != NULL && smaps_usable())
+    CHECKF(advised(last + 2 * MIB) == 1, "the unit a 4 MiB block covers at its start + 2 MiB (at %p) has no huge "
+           "page advice", (void *)(last + 2 * MIB));
+  mi_free(last);
+  mi_free(keep);
 }
 
 static void test_purge_keeps(void) {
@@ -149,7 +153,7 @@ static void test_large_segment(void) {
   bool smaps = smaps_usable();
   if (other != NULL && smaps) {
     char *segment = (char *)((uintptr_t)other & ~(uintptr_t)(32 * MIB - 1));
-    char *untouched = (size_t)(other - segment) < 16 * MIB ? segment + 30 * MIB : segment;
+    char *untouched = segment + ((size_t)(other - segment) < 16 * MIB ? 30 : 2) * MIB;
     CHECKF(advised(untouched) == 1, "a unit of the segment made for a 4 MiB block (at %p), "
            "away from it, has no huge page advice", (void *)untouched);
   }
@@ -169,11 +173,13 @@ static void test_large_segment(void) {
   mi_free(first);
 }
 
+/* 3 MiB blocks until one is in a segment made for it, away from the small pages' segment: it
+ * starts at the segment's second unit, since the header's unit has no advice (its first write,
+ * made inside malloc, would otherwise map and clear a 2 MiB huge page there). */
 static void test_where(void) {
-  SECTION("a 3 MiB block at a segment's start: the units it covers at least half of advised");
+  SECTION("a segment made for 3 MiB blocks: the header's unit unadvised, the block's advised");
   if (!smaps_usable()) return;
-  /* 3 MiB blocks until one starts a segment made for it: at slice 1 (the first segment's
-   * slice 1 holds a small page of this program's) */
+  char *small = mi_malloc(8);
   enum { MAX = 24 };
   char *blocks[MAX];
   int n = 0;
@@ -181,18 +187,23 @@ static void test_where(void) {
   while (n < MAX && first == NULL) {
     char *p = blocks[n++] = mi_malloc(3 * MIB);
     CHECK(p != NULL);
-    if (p != NULL && ((uintptr_t)p & (32 * MIB - 1)) == 64 * 1024) first = p;
+    if (p != NULL && ((uintptr_t)p >> 25) != ((uintptr_t)small >> 25) &&
+        ((uintptr_t)p & (32 * MIB - 1)) == 2 * MIB)
+      first = p;
   }
-  CHECKF(first != NULL, "no 3 MiB block at the start of a segment in %d", n);
+  CHECKF(first != NULL, "no 3 MiB block at the second unit of a segment of its own in %d", n);
   if (first != NULL) {
-    char *segment = first - 64 * 1024;
-    CHECKF(advised(segment) == 1, "the first unit of a segment made for 3 MiB blocks (at %p) "
-           "has no huge page advice", (void *)segment);
-    /* the block covers [2 MiB, 3 MiB + 64 KiB) of the second unit: more than half */
-    CHECKF(advised(segment + 2 * MIB) == 1, "the unit the block covers in part (at %p) has no "
-           "huge page advice", (void *)(segment + 2 * MIB));
+    char *segment = first - 2 * MIB;
+    CHECKF(advised(segment) == 0, "the header's unit of a segment made for 3 MiB blocks (at %p) "
+           "has the huge page advice", (void *)segment);
+    CHECKF(advised(first) == 1, "the unit the block covers whole (at %p) has no huge page advice",
+           (void *)first);
+    /* the block covers [4 MiB, 5 MiB) of the third unit: half */
+    CHECKF(advised(segment + 4 * MIB) == 1, "the unit the block covers half of (at %p) has no "
+           "huge page advice", (void *)(segment + 4 * MIB));
   }
   for (int i = 0; i < n; i++) mi_free(blocks[i]);
+  mi_free(small);
 }
 
 /* The first large block of a process whose first segment holds small pages: it starts at the
