@@ -16,6 +16,7 @@
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -246,6 +247,82 @@ static void test_placement(void) {
   mi_free(small);
 }
 
+/* A small page that must go on an advised unit drops the unit's advice only when one of its
+ * slices is fresh (never touched, or purged), so that its first touches map 4 KiB; on slices
+ * that were in use since their last purge it keeps it (the call, which waits for the memory
+ * map lock behind other threads' page faults, would change nothing for memory that is
+ * mapped). A thread of its own, so that its segments are the ones made here: a 4 MiB block
+ * makes its first segment (advised but for the header's unit), 1 KiB blocks fill the header's
+ * unit until a page has to go on an advised unit, on fresh slices: one call. Then the 4 MiB
+ * block goes back to the segment (not purged: a long delay), and once the unadvised units are
+ * full again the next page goes on its slices (best fit: the smaller free run): no call. */
+enum { SMALL_BLOCKS_MAX = 4096 };
+
+static void *small_on_advised(void *arg) {
+  (void)arg;
+  char *big = mi_malloc(4 * MIB);
+  CHECK(big != NULL);
+  if (big == NULL) return NULL;
+  uintptr_t segment = (uintptr_t)big & ~(uintptr_t)(32 * MIB - 1);
+  static void *small[SMALL_BLOCKS_MAX];
+  int n = 0;
+  char *fresh = NULL; /* the first block past the header's unit */
+  long before = advice_calls();
+  while (n < SMALL_BLOCKS_MAX && fresh == NULL) {
+    char *q = small[n++] = mi_malloc(1024);
+    CHECK(q != NULL);
+    if (q == NULL) break;
+    if ((uintptr_t)q - segment >= 2 * MIB) fresh = q;
+  }
+  CHECKF(fresh != NULL && (uintptr_t)fresh - segment < 32 * MIB,
+         "no 1 KiB block past the header's unit of the 4 MiB block's segment in %d", n);
+  if (fresh != NULL) {
+    CHECKF((uintptr_t)fresh >= (uintptr_t)big + 4 * MIB, "the page on fresh slices (%p) lies "
+           "in the live 4 MiB block (%p)", (void *)fresh, (void *)big);
+    CHECKF(advice_calls() - before == 1, "a small page on an advised unit's fresh slices made "
+           "%ld advice calls, not 1 (dropping the advice)", advice_calls() - before);
+    if (smaps_usable())
+      CHECKF(advised(fresh) == 0, "the unit of a small page on fresh slices (at %p) kept the "
+             "huge page advice", (void *)fresh);
+  }
+  mi_free(big);
+  mi_collect(false); /* the page back to the segment: its slices free, in use since a purge */
+  /* 1 KiB blocks again until one lies on neither unadvised unit (the header's, and the one
+   * whose advice was dropped): the smaller free run, where the 4 MiB block was */
+  before = advice_calls();
+  char *reused = NULL;
+  uintptr_t dropped_unit = fresh != NULL ? ((uintptr_t)fresh - segment) / (2 * MIB) : 0;
+  while (n < SMALL_BLOCKS_MAX && reused == NULL) {
+    char *q = small[n++] = mi_malloc(1024);
+    CHECK(q != NULL);
+    if (q == NULL) break;
+    uintptr_t unit = ((uintptr_t)q - segment) / (2 * MIB);
+    if (unit != 0 && unit != dropped_unit) reused = q;
+  }
+  CHECKF(reused != NULL, "no 1 KiB block past the unadvised units in %d", n);
+  if (reused != NULL) {
+    CHECKF(reused >= big && reused < big + 4 * MIB, "the page past the unadvised units (%p) is "
+           "not on the freed 4 MiB block's slices (%p)", (void *)reused, (void *)big);
+    CHECKF(advice_calls() == before, "a small page on slices in use since their last purge made "
+           "%ld advice calls", advice_calls() - before);
+    if (smaps_usable())
+      CHECKF(advised(reused) == 1, "the unit of a small page on slices in use since their last "
+             "purge (at %p) lost the huge page advice", (void *)reused);
+  }
+  for (int i = 0; i < n; i++) mi_free(small[i]);
+  return NULL;
+}
+
+static void test_small_on_advised(void) {
+  SECTION("a small page on an advised unit drops the advice only on fresh slices");
+  mi_option_set(mi_option_purge_delay, 1000000); /* nothing is purged meanwhile */
+  mi_collect(true); /* no cached segment: the thread's are made for it */
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, small_on_advised, NULL) == 0);
+  pthread_join(thread, NULL);
+  mi_option_set(mi_option_purge_delay, 25);
+}
+
 /* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
 static uintptr_t mapping_end(const void *addr) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -291,5 +368,6 @@ int main(void) {
   test_large_segment();
   test_where();
   test_huge_last_unit();
+  test_small_on_advised();
   return tu_finish();
 }
