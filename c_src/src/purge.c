@@ -58,8 +58,11 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
  * was: no later than the earliest slice left pending. */
 static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
   int64_t next = 0;
-  /* due slices of huge pages' units wait for the rest of their unit (thp.c), on demand too;
-   * they count for no expiry, so the purge goes on when the unit's last slice is freed */
+  /* due slices of huge pages' units wait for the rest of their unit (thp.c), on demand too.
+   * Their pending slices not due yet set the next expiry, when the unit may be due whole (a
+   * unit two large pages share, freed apart: without it, nothing came back for it and the
+   * unit stayed resident for good, 150-180 MiB of an idle thread's 2-4 MB blocks); a unit
+   * that waits for a page in use sets none: that page's free schedules the purge again. */
   uint32_t waiting = _sa_thp_units_partly_due(segment, force ? INT64_MAX : now);
   const size_t unit = THP_SIZE / SLICE_SIZE;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
@@ -68,7 +71,13 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
       i = (i / 64 + 1) * 64;
       continue;
     }
-    if (!bit_get(segment->purge_slices, i) || ((waiting >> (i / unit)) & 1)) {
+    if (!bit_get(segment->purge_slices, i)) {
+      i++;
+      continue;
+    }
+    if ((waiting >> (i / unit)) & 1) { /* when it comes due, its unit may be due whole */
+      if (!force && segment->purge_at[i] > now && (next == 0 || segment->purge_at[i] < next))
+        next = segment->purge_at[i];
       i++;
       continue;
     }

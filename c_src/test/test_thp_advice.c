@@ -323,6 +323,49 @@ static void test_small_on_advised(void) {
   mi_option_set(mi_option_purge_delay, 25);
 }
 
+/* Two large pages share a unit and are freed apart: when the first comes due the shared
+ * unit waits for the second (purging part of a huge page splits it), and once that one is
+ * due the unit goes back whole. The wait once set no later purge (only a page in use should
+ * stop it for good): the unit stayed resident while the thread lived. A thread of its own, so
+ * that its purge delay is the option's; the option's delay times 4 for such runs (purge.c). */
+static void *shared_unit_purge(void *arg) {
+  (void)arg;
+  char *a = mi_malloc(3 * MIB), *b = mi_malloc(3 * MIB);
+  CHECK(a != NULL && b != NULL);
+  if (a == NULL || b == NULL) return NULL;
+  char *unit = (char *)(((uintptr_t)a + 3 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
+  CHECKF(b >= unit && b < unit + 2 * MIB, "the blocks share no unit: %p, %p", (void *)a,
+         (void *)b);
+  memset(a, 1, 3 * MIB);
+  memset(b, 1, 3 * MIB);
+  mi_free(a);
+  mi_collect(false); /* the page back to its segment (not kept retired): pending */
+  tu_sleep_ms(200);  /* half the wait of such runs */
+  mi_free(b);
+  mi_collect(false);
+  /* purges of what is due, from here until the shared unit went back (20 s at most): the
+   * first ones find it waiting for b's slices */
+  size_t left = 2 * MIB;
+  for (int i = 0; i < 2000 && left != 0; i++) {
+    mi_collect(false);
+    left = resident(unit, 2 * MIB);
+    if (left != 0) tu_sleep_ms(10);
+  }
+  CHECKF(left == 0, "%zu KiB of the unit two freed large blocks shared still resident",
+         left >> 10);
+  return NULL;
+}
+
+static void test_shared_unit_purge(void) {
+  SECTION("a unit two large blocks share goes back once both are due, freed apart");
+  mi_option_set(mi_option_purge_delay, 100);
+  mi_collect(true);
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, shared_unit_purge, NULL) == 0);
+  pthread_join(thread, NULL);
+  mi_option_set(mi_option_purge_delay, 25);
+}
+
 /* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
 static uintptr_t mapping_end(const void *addr) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -369,5 +412,6 @@ int main(void) {
   test_where();
   test_huge_last_unit();
   test_small_on_advised();
+  test_shared_unit_purge();
   return tu_finish();
 }
