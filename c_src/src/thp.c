@@ -6,9 +6,12 @@
  * The unit that holds a segment's header never gets the advice: the header is written when
  * the segment is made, inside the allocating call, and on an advised unit that first write
  * made the kernel map and clear the whole unit as one huge page there (50-100 us, the slowest
- * `malloc` of a bench/c/latency.c run). Without it the header maps 4 KiB at a time, the rest
- * of its unit serves pages smaller than a unit, and large pages start at the next unit (as a
- * huge block's header has its unit to itself, huge.c).
+ * `malloc` of a bench/c/latency.c run). Without it the header maps 4 KiB at a time and large
+ * pages start at the next unit (as a huge block's header has its unit to itself, huge.c). In a
+ * segment made for large pages, small pages count the header's unit as advised: they gather
+ * in the segments that hold small pages already (spread over the header units of segments of
+ * large blocks, they kept those segments from ever emptying: 1,020 faults a two-thread
+ * latency phase against 670) and come there only when nothing else fits.
  *
  * The advice outlives the page and the purge: once on, it stays on a unit until a page too
  * small for huge pages is carved there (MADV_NOHUGEPAGE first, so that its first touches map
@@ -94,6 +97,10 @@ size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere) {
   uint32_t advised = units_get(segment);
   if (advised == 0 || anywhere || slices >= UNIT_SLICES)
     return bits_find_clear_run(segment->used_slices, slices);
+  /* the header's unit of a segment made for large pages (all its other units advised) counts
+   * as advised too: small pages gather in the segments that hold small pages already, and
+   * land there only when no other slices fit (no advice to drop then) */
+  if (advised == ADVISABLE_UNITS) advised |= 1;
   const size_t units_per_word = 64 / UNIT_SLICES;
   const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
   uint64_t taken[SEGMENT_BITMAP_WORDS];

@@ -166,6 +166,10 @@ static void test_large_segment(void) {
     if (small[i] != NULL && smaps)
       CHECKF(advised(small[i]) == 0, "a %zu-byte block at %p sits in an advised mapping",
              (size_t)(3000 + 100 * i), small[i]);
+    if (small[i] != NULL && other != NULL)
+      CHECKF((uintptr_t)small[i] >> 25 != (uintptr_t)other >> 25, "a %zu-byte block at %p "
+             "sits in the segment made for a 4 MiB block (its header's unit)",
+             (size_t)(3000 + 100 * i), small[i]);
   }
   CHECKF(advice_calls() == before, "small pages made %ld advice calls (dropped advice)",
          advice_calls() - before);
