@@ -317,14 +317,20 @@ static void *small_on_advised(void *arg) {
   return NULL;
 }
 
-static void test_small_on_advised(void) {
-  SECTION("a small page on an advised unit drops the advice only on fresh slices");
-  mi_option_set(mi_option_purge_delay, 1000000); /* nothing is purged meanwhile */
-  mi_collect(true); /* no cached segment: the thread's are made for it */
+/* Run `body` on a thread of its own, whose segments are made for it (the caches emptied
+ * first), under a purge delay of `purge_delay` ms. */
+static void on_own_thread(void *(*body)(void *), long purge_delay) {
+  mi_option_set(mi_option_purge_delay, purge_delay);
+  mi_collect(true);
   pthread_t thread;
-  CHECK(pthread_create(&thread, NULL, small_on_advised, NULL) == 0);
+  CHECK(pthread_create(&thread, NULL, body, NULL) == 0);
   pthread_join(thread, NULL);
   mi_option_set(mi_option_purge_delay, 25);
+}
+
+static void test_small_on_advised(void) {
+  SECTION("a small page on an advised unit drops the advice only on fresh slices");
+  on_own_thread(small_on_advised, 1000000); /* nothing is purged meanwhile */
 }
 
 /* Two large pages share a unit and are freed apart: when the first comes due the shared
@@ -362,12 +368,7 @@ static void *shared_unit_purge(void *arg) {
 
 static void test_shared_unit_purge(void) {
   SECTION("a unit two large blocks share goes back once both are due, freed apart");
-  mi_option_set(mi_option_purge_delay, 100);
-  mi_collect(true);
-  pthread_t thread;
-  CHECK(pthread_create(&thread, NULL, shared_unit_purge, NULL) == 0);
-  pthread_join(thread, NULL);
-  mi_option_set(mi_option_purge_delay, 25);
+  on_own_thread(shared_unit_purge, 100);
 }
 
 /* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
