@@ -189,7 +189,7 @@ bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);
  * the units it overlaps. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large,
                        bool fresh);
-/* A segment made for a large page of a unit or more (owner): all its units, header included,
+/* A segment made for a large page of a unit or more (owner): all its units but the header's
  * ask for huge pages, in one call. `fresh`: fresh memory, before anything is read or written
  * there (a read would map the zero page, which keeps a huge page off the unit too). */
 void _sa_thp_segment_advise(segment_t *segment, bool fresh);

@@ -1,11 +1,11 @@
 /* shardalloc: transparent huge page advice for large pages. A large page asks the kernel for
  * huge pages (madvise MADV_HUGEPAGE) on the 2 MiB units it covers, so that its first touches
  * fault 2 MiB at a time, as a huge block's do; a segment made for a large page asks for them
- * on all its units at once, in one call.
+ * on all its units but the header's at once, in one call.
  *
  * The unit that holds a segment's header never gets the advice: the header is written when
  * the segment is made, inside the allocating call, and on an advised unit that first write
- * made the kernel map and clear the whole unit as one huge page there (50-100 us, the slowest
+ * made the kernel map and clear the whole unit as one huge page there (115-140 us, the slowest
  * `malloc` of a bench/c/latency.c run). Without it the header maps 4 KiB at a time and large
  * pages start at the next unit (as a huge block's header has its unit to itself, huge.c). In a
  * segment made for large pages, small pages count the header's unit as advised: they gather
@@ -128,20 +128,20 @@ static uint32_t units_clean_but(const segment_t *segment, size_t start, size_t s
 
 /* A large page of a unit or more adds the advice on the units it covers at least half of (not
  * the header's, see the top): a block of 5 MiB placed anywhere covers two units whole and two
- * in part, and the parts faulted 4 KiB at a time would be a quarter of its faults; at most
- * half a unit of memory past the page may come in with it. It also advises the units it covers less than half of
- * where nothing else of the unit was touched yet: a 4 KiB page the block maps there would keep
- * the kernel from ever mapping a huge page on that unit (until a purge cleans it whole), so
- * every later large page over it would fault 4 KiB at a time (about 500 faults a unit); the
- * rest of the unit that comes in with it serves the next page placed there. Smaller large
- * pages leave the units as they are (their advice, if any, serves a neighbour that may come
- * back). Any other page carved on an advised unit (only when no other slices fit,
- * _sa_thp_find_slices) with a `fresh` slice (never touched, or purged) drops the unit's
- * advice first, so its first touches map 4 KiB, not 2 MiB. One whose slices were all in use
- * since their last purge leaves the advice: the madvise would change nothing for memory
- * that is mapped, and it is a call that waits for the process's memory map lock, behind the
- * page faults of every other thread (up to 5 ms in bench/c/latency.c's two-thread phase, the
- * slowest malloc of the run). */
+ * in part, and the parts faulted 4 KiB at a time would be a quarter of its faults; at most half
+ * a unit of memory past the page may come in with it. It also advises the units it covers less
+ * than half of where nothing else of the unit was touched yet: a 4 KiB page the block maps
+ * there would keep the kernel from ever mapping a huge page on that unit (until a purge cleans
+ * it whole), so every later large page over it would fault 4 KiB at a time (about 500 faults a
+ * unit); the rest of the unit that comes in with it serves the next page placed there. Smaller
+ * large pages leave the units as they are (their advice, if any, serves a neighbour that may
+ * come back). Any other page carved on an advised unit (only when no other slices fit,
+ * _sa_thp_find_slices) with a `fresh` slice (never touched, or purged) drops the unit's advice
+ * first, so its first touches map 4 KiB, not 2 MiB. One whose slices were all in use since
+ * their last purge leaves the advice: the madvise would change nothing for memory that is
+ * mapped, and it is a call that waits for the process's memory map lock, behind the page faults
+ * of every other thread (up to 5 ms in bench/c/latency.c's two-thread phase, the slowest malloc
+ * of the run). */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large,
                        bool fresh) {
   uint32_t covered = 0, ends = 0;

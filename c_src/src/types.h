@@ -293,7 +293,7 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
  *   - bit u of thp_units is set <=> the 2 MiB unit u (slices 32u .. 32u+31) carries the
  *     transparent huge page advice (a large page or the segment's making asked for it; it
- *     outlives purges, thp.c). Changes under purge_lock; no bit is added while
+ *     outlives purges, thp.c); bit 0, the header's unit, is never set. Changes under purge_lock; no bit is added while
  *     allow_large_os_pages advises whole segments  */
 typedef enum segment_kind_e {
   SEGMENT_NORMAL = 0,
