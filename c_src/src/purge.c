@@ -59,10 +59,11 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
 static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
   int64_t next = 0;
   /* due slices of huge pages' units wait for the rest of their unit (thp.c), on demand too.
-   * Their pending slices not due yet set the next expiry, when the unit may be due whole (a
-   * unit two large pages share, freed apart: without it, nothing came back for it and the
-   * unit stayed resident for good, 150-180 MiB of an idle thread's 2-4 MB blocks); a unit
-   * that waits for a page in use sets none: that page's free schedules the purge again. */
+   * The waiting unit's pending slices not due yet set the next expiry, when the unit may be
+   * due whole (a unit two large pages share, freed apart: without it, nothing came back for
+   * it and the unit stayed resident for good, 150-180 MiB of an idle thread's 2-4 MB blocks).
+   * A unit that waits only for a page in use sets none: that page's free schedules the next
+   * purge. */
   uint32_t waiting = _sa_thp_units_partly_due(segment, force ? INT64_MAX : now);
   const size_t unit = THP_SIZE / SLICE_SIZE;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {

@@ -184,6 +184,7 @@ static segment_t *segment_alloc(thread_t *thread, bool large_first) {
     _sa_thp_segment_advise(segment, false); /* a cached one: the units it lacks */
   }
   sa_assert(segment->used_pages == 0 && segment->used_slice_count == SEGMENT_HEADER_SLICES);
+  segment->large_first = large_first;
   segment_attach(segment, thread);
   return segment;
 }

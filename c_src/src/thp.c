@@ -97,10 +97,10 @@ size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere) {
   uint32_t advised = units_get(segment);
   if (advised == 0 || anywhere || slices >= UNIT_SLICES)
     return bits_find_clear_run(segment->used_slices, slices);
-  /* the header's unit of a segment made for large pages (all its other units advised) counts
-   * as advised too: small pages gather in the segments that hold small pages already, and
-   * land there only when no other slices fit (no advice to drop then) */
-  if (advised == ADVISABLE_UNITS) advised |= 1;
+  /* the header's unit of a segment made for large pages counts as advised too: small pages
+   * gather in the segments that hold small pages already, and land there only when no other
+   * slices fit (no advice to drop then) */
+  if (segment->large_first) advised |= 1;
   const size_t units_per_word = 64 / UNIT_SLICES;
   const uint64_t unit_bits = ((uint64_t)1 << UNIT_SLICES) - 1;
   uint64_t taken[SEGMENT_BITMAP_WORDS];

@@ -293,8 +293,8 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
  *   - bit u of thp_units is set <=> the 2 MiB unit u (slices 32u .. 32u+31) carries the
  *     transparent huge page advice (a large page or the segment's making asked for it; it
- *     outlives purges, thp.c); bit 0, the header's unit, is never set. Changes under purge_lock; no bit is added while
- *     allow_large_os_pages advises whole segments  */
+ *     outlives purges, thp.c); bit 0, the header's unit, is never set. Changes under
+ *     purge_lock; no bit is added while allow_large_os_pages advises whole segments  */
 typedef enum segment_kind_e {
   SEGMENT_NORMAL = 0,
   SEGMENT_HUGE = 1,
@@ -313,6 +313,8 @@ typedef struct segment_s {
   uint32_t used_pages;
   uint32_t used_slice_count;
   bool in_arena;                /* carved from the reservation (arena.c), not mapped alone */
+  bool large_first;             /* made (or taken from the cache) for a page of a 2 MiB unit or
+                                   more: small pages keep off its header's unit (thp.c) */
   uint16_t thp_units;           /* 2 MiB units that carry huge page advice (thp.c) */
   uint64_t used_slices[SEGMENT_BITMAP_WORDS];  /* owner only */
   uint64_t dirty_slices[SEGMENT_BITMAP_WORDS]; /* touched since the last purge */
