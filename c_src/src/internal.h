@@ -159,13 +159,18 @@ sa_inline size_t sa_block_size(const page_t *page) {
   return sa_segment_of(page)->huge_block_size;
 }
 
+/* The slices of a page of one block of `block_size` bytes (a large block's, or a block that
+ * realloc grows, regrow.c): the block and, in secure builds, its guard. */
+sa_inline size_t sa_one_block_slices(size_t block_size) {
+  return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+}
+
 /* The slices of a page for blocks of `block_size`: one for small blocks, MEDIUM_PAGE_SLICES
- * for medium ones; a page of one block (larger ones) spans the block and, in secure builds,
- * its guard. */
+ * for medium ones; larger ones get a page of one block. */
 sa_inline size_t sa_page_slices_for(size_t block_size) {
   if (block_size <= SMALL_BLOCK_MAX) return 1;
   if (block_size <= MEDIUM_BLOCK_MAX) return MEDIUM_PAGE_SLICES;
-  return (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+  return sa_one_block_slices(block_size);
 }
 
 /* The block of `block_size` bytes that contains `p`, of a page whose blocks start at `start`. */

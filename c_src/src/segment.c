@@ -411,9 +411,10 @@ static size_t longest_free_run(const segment_t *segment, size_t *start) {
  * next 2 MiB unit boundary if the run holds a unit or the page from there: a block grown to
  * a megabyte or more then covers whole units, which huge page advice maps whole (thp.c);
  * from anywhere else, each of its two end units would come in as 2 MiB for a part of it
- * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 103). */
+ * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 106). A page of one
+ * slice goes at the start of the run and nowhere else (regrow.c). */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
-  size_t slices = (block_size + SA_GUARD_SIZE + SLICE_SIZE - 1) / SLICE_SIZE;
+  size_t slices = sa_one_block_slices(block_size);
   segment_t *best = NULL;
   size_t best_start = SIZE_MAX, best_len = 0;
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
@@ -430,15 +431,18 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
     if (best == NULL) return NULL;
     best_len = longest_free_run(best, &best_start);
   }
-  const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
-  size_t run_end = best_start + best_len;
-  if (before->flags.x.check_free && before->used != 0 && best_len >= 2 * slices)
-    best_start += best_len / 2;
-  const size_t unit = THP_SIZE / SLICE_SIZE;
-  size_t aligned = sa_align_up(best_start, unit);
-  if (aligned + (slices > unit ? slices : unit) <= run_end) best_start = aligned;
+  if (slices > 1) {
+    const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
+    size_t run_end = best_start + best_len;
+    if (before->flags.x.check_free && before->used != 0 && best_len >= 2 * slices)
+      best_start += best_len / 2;
+    const size_t unit = THP_SIZE / SLICE_SIZE;
+    size_t aligned = sa_align_up(best_start, unit);
+    if (aligned + (slices > unit ? slices : unit) <= run_end) best_start = aligned;
+  }
   page_t *page = segment_page_init(best, best_start, slices, block_size, bin, true, false);
   page->flags.x.grown = 1;
+  if (slices > 1 && page->is_zero) _sa_thp_growing_page(best, best_start, slices);
   return page;
 }
 

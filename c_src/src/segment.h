@@ -189,6 +189,10 @@ bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);
  * the units it overlaps. */
 void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool large,
                        bool fresh);
+/* A page of a block that realloc grows (regrow.c) was made on fresh slices [start, start +
+ * slices) (owner; takes the purge lock): at the start of a unit where nothing else was touched
+ * since the last purge, it asks for huge pages on that unit. */
+void _sa_thp_growing_page(segment_t *segment, size_t start, size_t slices);
 /* A segment made for a large page of a unit or more (owner): all its units but the header's
  * ask for huge pages, in one call. `fresh`: fresh memory, before anything is read or written
  * there (a read would map the zero page, which keeps a huge page off the unit too). */

@@ -12,7 +12,8 @@
  * advice for them). Skipped where the kernel has no THP, and under an emulator. First of all
  * (the process's first segment must hold small pages), a large block beside small pages
  * starts at a unit boundary, and its tail's unit, which it covers a quarter of and nothing
- * else touched, carries the advice. */
+ * else touched, carries the advice. Last, a block that realloc grows out of its slice gets
+ * the advice on the clean unit it moves to; one that grows within its slice does not. */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
@@ -380,6 +381,33 @@ static void test_shared_unit_purge(void) {
   on_own_thread(shared_unit_purge, 100);
 }
 
+/* A thread of its own, whose first segment has clean units after the header's. */
+static void *growing_block(void *arg) {
+  (void)arg;
+  char *s = mi_realloc(mi_malloc(4 * 1024), 16 * 1024); /* a string: grows in its slice */
+  char *v = mi_realloc(mi_malloc(4 * 1024), 16 * 1024);
+  CHECK(s != NULL && v != NULL);
+  if (s == NULL || v == NULL) return NULL;
+  for (size_t size = 32 * 1024; v != NULL && size <= 128 * 1024; size *= 2) {
+    v = mi_realloc(v, size); /* a vector: out of its slice at 128 KiB */
+    CHECK(v != NULL);
+    if (v != NULL) v[size - 1] = 1;
+  }
+  if (v == NULL) return NULL;
+  CHECKF(((uintptr_t)v & (2 * MIB - 1)) == 0, "the vector's page at %p", (void *)v);
+  CHECKF(advised(v) == 1, "the unit of the vector's page at %p has no advice", (void *)v);
+  CHECKF(advised(s) == 0, "the string's unit at %p carries the advice", (void *)s);
+  mi_free(s);
+  mi_free(v);
+  return NULL;
+}
+
+static void test_growing_block(void) {
+  SECTION("a block realloc grew out of its slice asks for huge pages on its clean unit");
+  if (!smaps_usable()) return;
+  on_own_thread(growing_block, 25);
+}
+
 /* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
 static uintptr_t mapping_end(const void *addr) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -427,5 +455,6 @@ int main(void) {
   test_huge_last_unit();
   test_small_on_advised();
   test_shared_unit_purge();
+  test_growing_block();
   return tu_finish();
 }
