@@ -393,7 +393,6 @@ static bool page_try_resize(segment_t *segment, void *p, size_t newsize) {
   /* one block: a block of a medium class keeps to its slice(s), not a medium page's 512 KiB
    * (strings grown to 16 KiB took 512 KiB each and spread over a whole segment) */
   size_t slices = sa_one_block_slices(block_size);
-  if (page->slice_count == 1 && slices > 1) return false; /* moves out of its slice: regrow.c */
   heap_t *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   page_unretire(heap, page); /* in use, and about to change size */
   if (slices > page->slice_count && !_sa_segment_page_grow(page, slices, block_size))

@@ -7,12 +7,12 @@
  * page.c), so a buffer doubled from there to megabytes is copied once instead of at every
  * step.
  *
- * A block that fits one slice (up to 64 KiB: strings grown by appends) is the exception: its
- * page goes at the start of the run, next to the previous one, and it grows within its slice
- * only. Growing out of it, it moves once more, to a page spread and aligned as above that
- * asks for huge pages on its unit (thp.c). Spread as the larger ones, 64 strings of 16 KiB
- * touched every unit of a segment with 4 KiB pages, after which no block grown there ever got
- * a huge page.
+ * A page of one slice (a block of up to 64 KiB: strings grown by appends) that would go to
+ * the middle goes right after the growing block in use instead: it has its slice to grow in,
+ * and spread as the larger ones, 64 strings of 16 KiB touched every unit of a segment with 4
+ * KiB pages, after which no block grown there ever got a huge page. When such a block grows
+ * out of its slice with a neighbour after it, it moves, to a page spread and aligned as above
+ * that asks for huge pages on its unit (thp.c).
  *
  * Such a page (page_flags_t.grown, also set on any page that realloc resized in place) goes
  * back to its segment as soon as its block is freed, instead of being retired like other

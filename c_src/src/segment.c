@@ -412,7 +412,7 @@ static size_t longest_free_run(const segment_t *segment, size_t *start) {
  * a megabyte or more then covers whole units, which huge page advice maps whole (thp.c);
  * from anywhere else, each of its two end units would come in as 2 MiB for a part of it
  * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 106). A page of one
- * slice goes at the start of the run and nowhere else (regrow.c). */
+ * slice goes to no middle: it stays right after the growing block before it (regrow.c). */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = sa_one_block_slices(block_size);
   segment_t *best = NULL;
@@ -431,11 +431,11 @@ page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size
     if (best == NULL) return NULL;
     best_len = longest_free_run(best, &best_start);
   }
-  if (slices > 1) {
-    const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
+  const page_t *before = sa_page_of(best, (uint8_t *)best + (best_start - 1) * SLICE_SIZE);
+  bool after_growing = before->flags.x.check_free && before->used != 0;
+  if (slices > 1 || !after_growing) {
     size_t run_end = best_start + best_len;
-    if (before->flags.x.check_free && before->used != 0 && best_len >= 2 * slices)
-      best_start += best_len / 2;
+    if (after_growing && best_len >= 2 * slices) best_start += best_len / 2;
     const size_t unit = THP_SIZE / SLICE_SIZE;
     size_t aligned = sa_align_up(best_start, unit);
     if (aligned + (slices > unit ? slices : unit) <= run_end) best_start = aligned;

@@ -172,13 +172,14 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   if (add != 0) advise_units(segment, add, true);
 }
 
-/* A block that realloc grows past a slice moves to a page of its own (regrow.c); one placed at
- * the start of a unit with nothing else touched in it asks for huge pages on that unit before
+/* A block that realloc moves to a page of its own of more than a slice (regrow.c), placed at
+ * the start of a unit with nothing else touched in it, asks for huge pages on that unit before
  * its first write, like a large page of a unit: such a block is on its way to megabytes (a
  * vector doubled), and growing in place from there it would otherwise fault 4 KiB at a time
  * over the whole first unit, since the kernel maps a huge page only on a unit that has no 4
- * KiB page yet (realloc_heavy: 8,300 page faults, 1,700 with it). The price: a block that
- * stops growing early keeps the whole unit resident (2 MiB for a block of 128 KiB-2 MiB). */
+ * KiB page yet (realloc_heavy: 5,400 page faults without it, 1,700 with it). The price: a
+ * block that stops growing early keeps the whole unit resident (2 MiB for a block of 128 KiB
+ * to 2 MiB; 100 blocks doubled to 128 KiB: 28 MiB peak RSS against 16, mimalloc 3 24). */
 void _sa_thp_growing_page(segment_t *segment, size_t start, size_t slices) {
   if (start % UNIT_SLICES != 0 || mi_option_is_enabled(mi_option_allow_large_os_pages)) return;
   uint32_t unit = units_mask(start / UNIT_SLICES, start / UNIT_SLICES + 1) & ADVISABLE_UNITS;

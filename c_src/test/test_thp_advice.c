@@ -384,12 +384,12 @@ static void test_shared_unit_purge(void) {
 /* A thread of its own, whose first segment has clean units after the header's. */
 static void *growing_block(void *arg) {
   (void)arg;
-  char *s = mi_realloc(mi_malloc(4 * 1024), 16 * 1024); /* a string: grows in its slice */
   char *v = mi_realloc(mi_malloc(4 * 1024), 16 * 1024);
+  char *s = mi_realloc(mi_malloc(4 * 1024), 16 * 1024); /* a string, right after v */
   CHECK(s != NULL && v != NULL);
   if (s == NULL || v == NULL) return NULL;
   for (size_t size = 32 * 1024; v != NULL && size <= 128 * 1024; size *= 2) {
-    v = mi_realloc(v, size); /* a vector: out of its slice at 128 KiB */
+    v = mi_realloc(v, size); /* a vector: moves out of its slice at 128 KiB (s follows it) */
     CHECK(v != NULL);
     if (v != NULL) v[size - 1] = 1;
   }
