@@ -411,7 +411,7 @@ static size_t longest_free_run(const segment_t *segment, size_t *start) {
  * next 2 MiB unit boundary if the run holds a unit or the page from there: a block grown to
  * a megabyte or more then covers whole units, which huge page advice maps whole (thp.c);
  * from anywhere else, each of its two end units would come in as 2 MiB for a part of it
- * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 106). A page of one
+ * (realloc_heavy's peak RSS was 125 MiB for 100 MiB of mimalloc's, now 104). A page of one
  * slice goes to no middle: it stays right after the growing block before it (regrow.c). */
 page_t *_sa_segment_page_alloc_growing(thread_t *thread, size_t block_size, size_t bin) {
   size_t slices = sa_one_block_slices(block_size);
