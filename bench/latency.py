@@ -15,6 +15,11 @@ Method:
     in ns; the tables show the median of each over the repetitions.
   - Before each run the 1-minute load average is recorded: on a shared 2-core machine the
     2-thread phase competes with everything else (see the involuntary context switches).
+  - On a virtual machine that hands free memory back to its host (free page reporting), each
+    run is preceded by benchlib.prime_host_memory (512 MiB touched and freed), so that no run
+    pays the host's refill of the huge pages it faults because it follows a pause; --no-prime
+    measures without it (every run then starts after a pause of PAUSE_S seconds, long enough
+    for the kernel to report what the last run freed).
   - With --detail (default on, off with --quick), one more run per allocator with
     `latency --detail` breaks the calls above p99.9 down by size class and by whether a page
     fault happened inside the call; and, when strace is installed, one run per allocator and
@@ -22,7 +27,7 @@ Method:
   - Results: bench/results/latency.json (every run) and latency.md (the tables). A section of
     latency.md headed "## Where the tail comes from" is written by hand; a rerun keeps it.
 
-Usage: bench/latency.py [--quick] [--reps R] [--ops N] [--threads T] [--no-detail]
+Usage: bench/latency.py [--quick] [--reps R] [--ops N] [--threads T] [--no-detail] [--no-prime]
                         [--alloc NAME,...] [--lib NAME=PATH] [--build-shardalloc DIR]
                         [--out-prefix PATH]
 """
@@ -48,6 +53,7 @@ KINDS = ["malloc", "free", "touch"]
 SYSCALLS = ["mmap", "munmap", "madvise", "mprotect", "brk", "futex"]
 HAND_SECTION = "## Where the tail comes from"
 RUN_TIMEOUT_S = 300
+PAUSE_S = 4  # --no-prime: the kernel reports free memory about 2 s after it is freed
 
 
 def parse_output(text):
@@ -102,6 +108,27 @@ def strace_counts(argv, env):
             if m and m.group(2) in counts:
                 counts[m.group(2)] = int(m.group(1))
         return counts
+
+
+def before_run(no_prime):
+    """Every run starts from the same state of the host's memory (see the module's doc)."""
+    if benchlib.free_page_reporting() is None:
+        return
+    if no_prime:
+        time.sleep(PAUSE_S)
+    else:
+        benchlib.prime_host_memory()
+
+
+def host_memory_line(no_prime):
+    order = benchlib.free_page_reporting()
+    if order is None:
+        return "Host memory: this machine does not report free memory to a host"
+    return ("Host memory: the kernel reports free blocks of order %d (%d KiB) to the host; %s" % (
+        order, 4 << order,
+        "each run after a pause of %d s (huge page faults on reported memory)" % PAUSE_S
+        if no_prime else "512 MiB touched and freed before each run (bench/benchlib.py, "
+        "prime_host_memory)"))
 
 
 def load_average():
@@ -251,6 +278,8 @@ def main():
                     help="phases of 1, 2, 4 ... up to this many threads (default 2)")
     ap.add_argument("--no-detail", action="store_true",
                     help="skip the --detail and strace runs")
+    ap.add_argument("--no-prime", action="store_true",
+                    help="no priming of the host's memory; a pause before each run instead")
     ap.add_argument("--build-shardalloc", metavar="DIR",
                     help="build shardalloc into DIR and run that libshardalloc.so")
     benchlib.add_common_args(ap, "latency")
@@ -279,6 +308,7 @@ def main():
     for rep in range(reps):
         k = rep % len(allocs)
         for alloc in allocs[k:] + allocs[:k]:
+            before_run(args.no_prime)
             load = load_average()
             rc, text = run_program(argv, benchlib.preload_env(alloc["path"]))
             parsed = parse_output(text) if rc == 0 else None
@@ -299,6 +329,7 @@ def main():
     if want_detail:
         for alloc in allocs:
             env = benchlib.preload_env(alloc["path"])
+            before_run(args.no_prime)
             rc, text = run_program([PROGRAM, "--detail"] + argv[1:], env)
             detail[alloc["name"]] = parse_output(text) if rc == 0 else None
             if shutil.which("strace"):
@@ -320,7 +351,8 @@ def main():
               "Command: `%s` (%d repetition%s of `%s`, medians)" % (
                   command, reps, "" if reps == 1 else "s", " ".join(["latency"] + argv[1:])),
               "Load average (1 min) before the runs: %.2f to %.2f, median %.2f" % (
-                  min(loads), max(loads), statistics.median(loads))]
+                  min(loads), max(loads), statistics.median(loads)),
+              host_memory_line(args.no_prime)]
     header += ["Note: " + n for n in notes]
     body = tables(allocs, med, threads_list, ops)
     body += detail_tables(allocs, detail, syscalls, threads_list)
@@ -342,7 +374,8 @@ def main():
     with open(args.out_prefix + ".json", "w") as f:
         json.dump({"machine": machine, "command": command, "reps": reps,
                    "quick": args.quick, "argv": ["latency"] + argv[1:], "allocators": allocs,
-                   "notes": notes, "medians": med, "detail": detail, "syscalls": syscalls,
+                   "notes": notes, "primed": not args.no_prime, "medians": med,
+                   "detail": detail, "syscalls": syscalls,
                    "runs": runs}, f, indent=1)
     print("wrote %s.json and %s.md" % (args.out_prefix, args.out_prefix))
     return 1 if any(r["rc"] != 0 for r in runs) else 0
