@@ -64,7 +64,7 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
    * it and the unit stayed resident for good, 150-180 MiB of an idle thread's 2-4 MB blocks).
    * A unit that waits only for a page in use sets none: that page's free schedules the next
    * purge. */
-  uint32_t waiting = _sa_thp_units_partly_due(segment, force ? INT64_MAX : now);
+  uint32_t waiting = _sa_thp_units_partly_due(segment, now, force);
   const size_t unit = THP_SIZE / SLICE_SIZE;
   for (size_t i = 0; i < SLICES_PER_SEGMENT;) {
     if (limit != NULL && *limit == 0) return;
@@ -76,20 +76,17 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
       i++;
       continue;
     }
-    if ((waiting >> (i / unit)) & 1) { /* when it comes due, its unit may be due whole */
-      if (!force && segment->purge_at[i] > now && (next == 0 || segment->purge_at[i] < next))
-        next = segment->purge_at[i];
-      i++;
-      continue;
-    }
-    if (!force && segment->purge_at[i] > now) {
-      if (next == 0 || segment->purge_at[i] < next) next = segment->purge_at[i];
+    bool later = !force && purge_stamp_after(segment->purge_at[i], now);
+    if (later || ((waiting >> (i / unit)) & 1)) { /* a waiting unit may come due whole */
+      int64_t at = purge_stamp_ms(segment->purge_at[i], now);
+      if (later && (next == 0 || at < next)) next = at;
       i++;
       continue;
     }
     size_t j = i;
     while (j < SLICES_PER_SEGMENT && bit_get(segment->purge_slices, j) &&
-           (force || segment->purge_at[j] <= now) && !((waiting >> (j / unit)) & 1) &&
+           (force || !purge_stamp_after(segment->purge_at[j], now)) &&
+           !((waiting >> (j / unit)) & 1) &&
            (limit == NULL || j - i < *limit))
       j++;
     if (limit != NULL) *limit -= j - i;
@@ -103,7 +100,7 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
       while (to % unit != 0 && slice_untouched(segment, to)) to++;
     _sa_purge_range((uint8_t *)segment + from * SLICE_SIZE, (to - from) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
-    for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : now;
+    for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : purge_stamp(now);
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
@@ -252,12 +249,13 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t now = _sa_clock_ms();
   if (delay > 0) delay = (long)run_delay(thread_purge_delay(segment->owner, delay, now), delay, n);
   int64_t due = now + delay;
-  /* four at a time: the compiler makes two 16-byte stores of them (a large page's run is up
+  uint32_t stamp = purge_stamp(due);
+  /* four at a time: the compiler makes one 16-byte store of them (a large page's run is up
    * to 64 slices; a plain loop was a quarter of freeing such a page) */
-  int64_t *at = &segment->purge_at[start];
+  uint32_t *at = &segment->purge_at[start];
   size_t i = 0;
-  for (; i + 4 <= n; i += 4) at[i] = at[i + 1] = at[i + 2] = at[i + 3] = due;
-  for (; i < n; i++) at[i] = due;
+  for (; i + 4 <= n; i += 4) at[i] = at[i + 1] = at[i + 2] = at[i + 3] = stamp;
+  for (; i < n; i++) at[i] = stamp;
   if (delay == 0) {
     segment_purge(segment, due, true, NULL);
     return 0;

@@ -278,7 +278,7 @@ void _sa_segment_cache_purge(bool force) {
  * set in `fresh_out` if not NULL. */
 static size_t slices_take(segment_t *segment, size_t start, size_t n, uint64_t *fresh_out) {
   size_t fresh = 0, pending = 0, purged = 0;
-  int64_t purged_at = 0;
+  uint32_t purged_at = 0; /* the latest stamp */
   for (size_t i = start, left = n; left > 0;) { /* a bitmap word at a time */
     size_t bit = i % 64, take = 64 - bit < left ? 64 - bit : left;
     uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << bit;
@@ -287,9 +287,9 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n, uint64_t *
     if (fresh_out != NULL) fresh_out[i / 64] |= clean;
     pending += (size_t)__builtin_popcountll(segment->purge_slices[i / 64] & mask);
     for (; clean != 0; clean &= clean - 1) { /* purged by its delay (purge.c)? */
-      int64_t at = segment->purge_at[i / 64 * 64 + (size_t)__builtin_ctzll(clean)];
-      purged += at != 0;
-      if (at > purged_at) purged_at = at;
+      uint32_t at = segment->purge_at[i / 64 * 64 + (size_t)__builtin_ctzll(clean)];
+      if (at == 0) continue;
+      if (purged++ == 0 || (int32_t)(at - purged_at) > 0) purged_at = at;
     }
     i += take;
     left -= take;
@@ -298,8 +298,9 @@ static size_t slices_take(segment_t *segment, size_t start, size_t n, uint64_t *
   bits_set(segment->dirty_slices, start, n, true);
   bits_set(segment->purge_slices, start, n, false);
   segment_unlock(segment);
-  _sa_thread_slices_taken(segment->owner, pending, purged, purged_at);
-  if (purged != 0 && purged_at <= segment->adopted_at) _sa_unowned_slices_taken(purged, purged_at);
+  int64_t purged_ms = purged != 0 ? purge_stamp_ms(purged_at, _sa_clock_ms()) : 0;
+  _sa_thread_slices_taken(segment->owner, pending, purged, purged_ms);
+  if (purged != 0 && purged_ms <= segment->adopted_at) _sa_unowned_slices_taken(purged, purged_ms);
   return fresh;
 }
 

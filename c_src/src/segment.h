@@ -31,6 +31,22 @@ static inline void segment_unlock(segment_t *segment) {
   atomic_store_explicit(&segment->purge_lock, false, memory_order_release);
 }
 
+/* ---- Purge stamps (segment_t.purge_at) --------------------------------------------------
+ * The coarse clock's ms modulo 2^32, compared by their difference: exact for times less than
+ * 24 days apart, which purge delays (ms to seconds) and the regret window (twice a delay) are.
+ * 0 is "none"; a time that falls on it is stamped 1 ms later. */
+static inline uint32_t purge_stamp(int64_t ms) {
+  uint32_t stamp = (uint32_t)ms;
+  return stamp + (stamp == 0);
+}
+static inline bool purge_stamp_after(uint32_t stamp, int64_t now) {
+  return (int32_t)(stamp - (uint32_t)now) > 0;
+}
+/* The time in ms a stamp stands for, taken as the one nearest to `now`. */
+static inline int64_t purge_stamp_ms(uint32_t stamp, int64_t now) {
+  return now + (int32_t)(stamp - (uint32_t)now);
+}
+
 /* ---- Slice bitmaps -------------------------------------------------------------------- */
 static inline bool bit_get(const uint64_t *bm, size_t i) { return (bm[i / 64] >> (i % 64)) & 1; }
 
@@ -175,12 +191,12 @@ int64_t _sa_huge_cache_next_due(int64_t next);
  * boundary where the unit it would start in was touched without it; as bits_find_clear_run
  * otherwise. SIZE_MAX if none (owner). */
 size_t _sa_thp_find_slices(segment_t *segment, size_t slices, bool anywhere);
-/* The advised units a purge at `now` (INT64_MAX: on demand) would clean only in part (purge
+/* The advised units a purge at `now` (or on demand, `force`) would clean only in part (purge
  * lock held): their due slices wait for the rest of the unit, since giving back part of a huge
  * page splits it, and the kernel then maps the whole unit 4 KiB at a time until a purge cleans
  * it whole (most of the large_blocks program's page faults were that). The cost: up to a unit
  * less 64 KiB kept per unit a live large page shares with free slices (docs/design.md). */
-uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now);
+uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now, bool force);
 /* The unit of `slice` carries the advice (purge lock held). */
 bool _sa_thp_slice_advised(const segment_t *segment, size_t slice);
 /* A page was made on slices [start, start+slices) (owner; takes the purge lock): a large one

@@ -211,13 +211,14 @@ bool _sa_thp_slice_advised(const segment_t *segment, size_t slice) {
   return (units_get(segment) >> (slice / UNIT_SLICES)) & 1;
 }
 
-uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now) {
+uint32_t _sa_thp_units_partly_due(const segment_t *segment, int64_t now, bool force) {
   uint32_t units = units_get(segment), partly = 0;
   for (uint32_t left = units; left != 0; left &= left - 1) {
     size_t u = (size_t)__builtin_ctz(left);
     for (size_t k = u * UNIT_SLICES; k < (u + 1) * UNIT_SLICES; k++) {
       if (bit_get(segment->dirty_slices, k) &&
-          (!bit_get(segment->purge_slices, k) || segment->purge_at[k] > now)) { /* in use */
+          (!bit_get(segment->purge_slices, k) ||
+           (!force && purge_stamp_after(segment->purge_at[k], now)))) { /* in use */
         partly |= (uint32_t)1 << u;
         break;
       }

@@ -337,13 +337,15 @@ typedef struct segment_s {
   /* per slice: bytes from slice_none to the descriptor of its page; 0 in a free slice (so:
    * slice_none) and in the header's (page_t) */
   uint16_t page_offsets[SLICES_PER_SEGMENT];
+  /* per slice, a purge stamp (segment.h: ms modulo 2^32, never 0): when a pending slice is
+   * due; for a purged one, when its delay purged it (0: never, or purged on demand). 32 bits
+   * and next to page_offsets, so that freeing a page writes one OS page of the header, which
+   * the segment's first pages use already (as 64-bit times at the header's end they took a
+   * page of their own: a TLB entry more for every page freed, and a page fault inside the
+   * first free of a page in each segment, 5-10 us) */
+  uint32_t purge_at[SLICES_PER_SEGMENT];
   page_t slice_none; /* the page of a free slice (offset 0): all zero, never written */
   page_t pages[SLICES_PER_SEGMENT]; /* one descriptor per slice */
-  /* Last, so that a segment of a few pages (a short-lived thread's) keeps its header in one
-   * OS page until it frees a page: */
-  int64_t purge_at[SLICES_PER_SEGMENT];        /* ms: when a pending slice is due; for a
-                                                  purged one, when its delay purged it (0:
-                                                  never, or purged on demand) */
 } segment_t;
 _Static_assert(offsetof(segment_t, pages) == offsetof(segment_t, slice_none) + sizeof(page_t),
                "the page_offsets entry of pages[i] is (i + 1) * sizeof(page_t)");
