@@ -53,11 +53,33 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
   return !bit_get(segment->used_slices, slice) && !bit_get(segment->dirty_slices, slice);
 }
 
+/* Give slices [from, to) of `segment` back to the OS (purge_lock held). `unlocked`: with the
+ * lock released for the system call, the range marked as being purged; an owner that wants
+ * any of it then waits for this one call (slices_take), and its other frees and mallocs do not
+ * wait at all. */
+static void purge_slices(segment_t *segment, size_t from, size_t to, bool unlocked) {
+  uint8_t *start = (uint8_t *)segment + from * SLICE_SIZE;
+  if (!unlocked) {
+    _sa_purge_range(start, (to - from) * SLICE_SIZE);
+    return;
+  }
+  segment->purging_start = (uint16_t)from;
+  segment->purging_end = (uint16_t)to;
+  segment_unlock(segment);
+  _sa_purge_range(start, (to - from) * SLICE_SIZE);
+  segment_lock(segment);
+  segment->purging_start = segment->purging_end = 0;
+}
+
 /* Purge the due slices of `segment` (every pending one if `force`), at most `*limit` slices
  * if `limit` is not NULL (counted down). Stopped by the limit, it leaves purge_expire as it
- * was: no later than the earliest slice left pending. */
-static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit) {
+ * was: no later than the earliest slice left pending. `unlocked`: each system call with the
+ * purge lock released (purge_slices), for a segment another thread owns; the caller must keep
+ * the segment from being freed meanwhile (owned_lock). */
+static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit,
+                          bool unlocked) {
   int64_t next = 0;
+  bool released = false;
   /* due slices of huge pages' units wait for the rest of their unit (thp.c), on demand too.
    * The waiting unit's pending slices not due yet set the next expiry, when the unit may be
    * due whole (a unit two large pages share, freed apart: without it, nothing came back for
@@ -98,13 +120,18 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
       while (from % unit != 0 && slice_untouched(segment, from - 1)) from--;
     if (_sa_thp_slice_advised(segment, j - 1))
       while (to % unit != 0 && slice_untouched(segment, to)) to++;
-    _sa_purge_range((uint8_t *)segment + from * SLICE_SIZE, (to - from) * SLICE_SIZE);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
     for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : purge_stamp(now);
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
+    purge_slices(segment, from, to, unlocked);
+    released |= unlocked;
     i = j;
+  }
+  if (released) { /* the owner may have freed or taken slices meanwhile: once more, locked */
+    segment_purge(segment, now, force, limit, false);
+    return;
   }
   segment->purge_expire = next;
 }
@@ -257,7 +284,7 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   for (; i + 4 <= n; i += 4) at[i] = at[i + 1] = at[i + 2] = at[i + 3] = stamp;
   for (; i < n; i++) at[i] = stamp;
   if (delay == 0) {
-    segment_purge(segment, due, true, NULL);
+    segment_purge(segment, due, true, NULL, false);
     return 0;
   }
   if (segment->purge_expire == 0 || due < segment->purge_expire) segment->purge_expire = due;
@@ -272,11 +299,13 @@ void _sa_thread_note_purge(thread_t *thread, int64_t expire) {
 }
 
 /* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
- * and adds the slices still pending to `*pending` (if not NULL). */
-int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending) {
+ * and adds the slices still pending to `*pending` (if not NULL). `unlocked`: as for
+ * segment_purge. */
+int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending,
+                              bool unlocked) {
   segment_lock(segment);
   if (segment->purge_expire != 0 && (force || segment->purge_expire <= now))
-    segment_purge(segment, now, force, NULL);
+    segment_purge(segment, now, force, NULL, unlocked);
   int64_t next = segment->purge_expire;
   if (next != 0 && pending != NULL) *pending += bits_count(segment->purge_slices);
   segment_unlock(segment);
@@ -287,7 +316,7 @@ static void thread_purge(thread_t *thread, int64_t now, bool force) {
   int64_t next = 0;
   size_t pending = 0;
   for (segment_t *s = thread->segments; s != NULL; s = s->next) {
-    int64_t expire = _sa_segment_purge_due(s, now, force, &pending);
+    int64_t expire = _sa_segment_purge_due(s, now, force, &pending, false);
     if (expire != 0 && (next == 0 || expire < next)) next = expire;
   }
   thread->purge_next = next;
@@ -309,7 +338,7 @@ void _sa_thread_over_budget(thread_t *thread) {
     size_t limit = PURGE_CALL_MAX / SLICE_SIZE, left = limit;
     for (segment_t *s = thread->segments; s != NULL && left > 0; s = s->next) {
       segment_lock(s);
-      segment_purge(s, 0, true, &left);
+      segment_purge(s, 0, true, &left, false);
       segment_unlock(s);
     }
     pending = pending > limit - left ? pending - (limit - left) : 0;
@@ -320,9 +349,11 @@ void _sa_thread_over_budget(thread_t *thread) {
 int64_t _sa_segments_purge_all(bool force) {
   int64_t now = _sa_clock_ms();
   int64_t next = 0;
-  pthread_mutex_lock(&owned_lock);
+  pthread_mutex_lock(&owned_lock); /* keeps every segment of the list from being freed */
   for (segment_t *s = owned_all; s != NULL; s = s->owned_next) {
-    int64_t expire = _sa_segment_purge_due(s, now, force, NULL);
+    /* other threads' segments: each system call outside the purge lock, so that their
+     * owners' frees do not wait for it (the caller's own: no harm either) */
+    int64_t expire = _sa_segment_purge_due(s, now, force, NULL, true);
     if (expire != 0 && (next == 0 || expire < next)) next = expire;
   }
   pthread_mutex_unlock(&owned_lock);

@@ -257,7 +257,7 @@ void _sa_segment_cache_purge(bool force) {
   segment_t *lists[2] = {segment_cache, abandoned};
   for (size_t l = 0; l < 2; l++) {
     for (segment_t *s = lists[l]; s != NULL; s = s->next) {
-      int64_t expire = _sa_segment_purge_due(s, now, force, NULL);
+      int64_t expire = _sa_segment_purge_due(s, now, force, NULL, false);
       if (expire != 0 && (next == 0 || expire < next)) next = expire;
     }
   }
@@ -277,6 +277,13 @@ void _sa_segment_cache_purge(bool force) {
  * were wanted again. Returns how many were fresh (never touched, or purged); their bits are
  * set in `fresh_out` if not NULL. */
 static size_t slices_take(segment_t *segment, size_t start, size_t n, uint64_t *fresh_out) {
+  /* free slices another thread is giving back to the OS right now (purge.c): wait for that
+   * one system call, or a block written meanwhile would lose its data to it */
+  while (segment->purging_start < start + n && start < segment->purging_end) {
+    segment_unlock(segment);
+    _sa_os_yield();
+    segment_lock(segment);
+  }
   size_t fresh = 0, pending = 0, purged = 0;
   uint32_t purged_at = 0; /* the latest stamp */
   for (size_t i = start, left = n; left > 0;) { /* a bitmap word at a time */

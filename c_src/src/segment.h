@@ -159,8 +159,11 @@ int64_t _sa_unowned_purge_next(void);
 /* Mark [start, start+n) pending; returns the segment's expiry (0: purged at once or never). */
 int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n);
 /* Purge what is due in `segment` (everything pending if `force`); returns its next expiry
- * and adds the slices still pending to `*pending` (if not NULL). */
-int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending);
+ * and adds the slices still pending to `*pending` (if not NULL). `unlocked`: each system call
+ * with the purge lock released, the range marked (segment_t.purging_start); the caller keeps
+ * the segment from being freed meanwhile (owned_lock). */
+int64_t _sa_segment_purge_due(segment_t *segment, int64_t now, bool force, size_t *pending,
+                              bool unlocked);
 /* Pending slices taken into use again no longer count against the thread's budget. */
 /* The owner took free slices into use: `pending` of them were pending purge, `purged` had been
  * purged by their delay, the latest at `purged_at` (ms). */

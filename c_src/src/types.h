@@ -290,7 +290,8 @@ _Static_assert(sizeof(page_t) == 64, "page descriptors are one cache line");
  *   - a huge segment: HUGE_BLOCK_OFFSET + huge_block_size + SA_GUARD_SIZE <= segment_size, and
  *     segment_size is a multiple of THP_SIZE unless the block is aligned to SEGMENT_SIZE or
  *     more
- *   - used_slices, dirty_slices, purge_slices and purge_at change only under purge_lock
+ *   - used_slices, dirty_slices, purge_slices, purge_at and the purging range change only
+ *     under purge_lock; the purging range is free slices (neither used nor pending)
  *   - bit u of thp_units is set <=> the 2 MiB unit u (slices 32u .. 32u+31) carries the
  *     transparent huge page advice (a large page or the segment's making asked for it; it
  *     outlives purges, thp.c); bit 0, the header's unit, is never set. Changes under
@@ -330,6 +331,11 @@ typedef struct segment_s {
   struct segment_s *owned_prev;
   _Atomic(bool) purge_lock;     /* guards the slice bitmaps and purge times against a purge
                                    from another thread (taken on slow paths only) */
+  /* slices [purging_start, purging_end) that another thread is giving back to the OS with
+   * purge_lock released (purge.c): the owner takes none of them before it is done (equal:
+   * none) */
+  uint16_t purging_start;
+  uint16_t purging_end;
 #if SA_SECURE
   uint64_t guard_slices[SEGMENT_BITMAP_WORDS]; /* owner only: the last 4 KiB of the slice
                                                   is a guard page (secure.c) */
