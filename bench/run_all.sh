@@ -2,7 +2,7 @@
 # Every table of bench/results in one run, against the same peers: instruction counts, latency,
 # the criterion suite, the C programs, memory, then the chart. Each script writes its own
 # results with the commit, date, machine and command; this one adds a log of the whole run
-# (bench/results/run_all.log). About 25 minutes on 2 cores; run it on a quiet machine.
+# (bench/results/run_all.log). About 50 minutes on 2 cores; run it on a quiet machine.
 #
 # usage: bench/run_all.sh [--quick]   (--quick: each script's quick mode, results in a
 #                                      temporary folder, for trying the pipeline)
@@ -55,6 +55,9 @@ settle() {
 # above all: right after the memory benchmark, criterion's first group ran 10-60 % slower for
 # every allocator than on a quiet machine, shardalloc's roundtrip_lone/8B 280 ns against 146-162)
 step python3 bench/latency.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/latency"
+# the same after a pause, where the host has taken back the memory the last run freed
+[[ -z ${quick[*]} ]] && step python3 bench/latency.py --no-prime --no-detail "${peers[@]}" \
+  --out-prefix "$results/latency_cold"
 if [[ -z ${quick[*]} ]]; then
   cargo bench --bench allocators --no-run >/dev/null 2>&1 # the build apart from the timing
   step cargo bench --bench allocators
