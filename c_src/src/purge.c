@@ -157,6 +157,9 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
  * delay: it is where a thread pool's idle memory sits. The longest wait stays
  * PURGE_DELAY_GROWTH times the option. */
 #define PURGE_LARGE_FACTOR 4
+
+/* Due times are rounded up to a multiple of this (ms). */
+#define PURGE_TICK_MS 8
 #define PURGE_LARGE_SLICES (THP_SIZE / SLICE_SIZE)
 
 /* The delay of a run of `slices` free (or purged) slices, from the delay the rules give. */
@@ -276,6 +279,9 @@ int64_t _sa_segment_schedule_purge(segment_t *segment, size_t start, size_t n) {
   int64_t now = _sa_clock_ms();
   if (delay > 0) delay = (long)run_delay(thread_purge_delay(segment->owner, delay, now), delay, n);
   int64_t due = now + delay;
+  /* on a tick, so that the purges of a stream of frees come in rounds: the housekeeper wakes
+   * at most once a tick for them */
+  if (delay > 0) due = (due + PURGE_TICK_MS - 1) / PURGE_TICK_MS * PURGE_TICK_MS;
   uint32_t stamp = purge_stamp(due);
   /* four at a time: the compiler makes one 16-byte store of them (a large page's run is up
    * to 64 slices; a plain loop was a quarter of freeing such a page) */
