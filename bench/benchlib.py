@@ -137,7 +137,7 @@ def prime_host_memory(mib=512):
     """Touch `mib` MiB advised for huge pages, then free it. On a virtual machine with free
     page reporting, free 2 MiB blocks go back to the host a few seconds after they are freed,
     and the next huge page fault on one waits for the host to provide each of its 4 KiB pages
-    again (2-15 ms a fault here, against about 0.1 ms). A run that follows a pause would pay
+    again (about 14 ms a fault here, against 0.1-0.2 ms). A run that follows a pause would pay
     that in every huge page it faults and one that follows another run would not; running this
     first gives every run the memory just freed, still backed by the host. Does nothing where
     the machine does not report free memory."""
