@@ -157,10 +157,10 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
  * delay: it is where a thread pool's idle memory sits. The longest wait stays
  * PURGE_DELAY_GROWTH times the option. */
 #define PURGE_LARGE_FACTOR 4
-
-/* Due times are rounded up to a multiple of this (ms). */
-#define PURGE_TICK_MS 8
 #define PURGE_LARGE_SLICES (THP_SIZE / SLICE_SIZE)
+
+/* Due times are rounded up to a multiple of this (ms): see _sa_segment_schedule_purge. */
+#define PURGE_TICK_MS 8
 
 /* The delay of a run of `slices` free (or purged) slices, from the delay the rules give. */
 static int64_t run_delay(int64_t delay, long base, size_t slices) {
