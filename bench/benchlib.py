@@ -121,6 +121,7 @@ def preload_env(path):
 
 
 PAGE_REPORTING_ORDER = "/sys/module/page_reporting/parameters/page_reporting_order"
+PRIME_MIB = 512  # what prime_host_memory touches: more than any benchmark run here faults
 
 
 def free_page_reporting():
@@ -133,7 +134,7 @@ def free_page_reporting():
         return None
 
 
-def prime_host_memory(mib=512):
+def prime_host_memory(mib=PRIME_MIB):
     """Touch `mib` MiB advised for huge pages, then free it. On a virtual machine with free
     page reporting, free 2 MiB blocks go back to the host a few seconds after they are freed,
     and the next huge page fault on one waits for the host to provide each of its 4 KiB pages

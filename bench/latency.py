@@ -127,8 +127,8 @@ def host_memory_line(no_prime):
     return ("Host memory: the kernel reports free blocks of order %d (%d KiB) to the host; %s" % (
         order, 4 << order,
         "each run after a pause of %d s (huge page faults on reported memory)" % PAUSE_S
-        if no_prime else "512 MiB touched and freed before each run (bench/benchlib.py, "
-        "prime_host_memory)"))
+        if no_prime else "%d MiB touched and freed before each run (bench/benchlib.py, "
+        "prime_host_memory)" % benchlib.PRIME_MIB))
 
 
 def load_average():

@@ -57,7 +57,7 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
  * lock released for the system call, the range marked as being purged; an owner that wants
  * any of it then waits for this one call (slices_take), and its other frees and mallocs do not
  * wait at all. */
-static void purge_slices(segment_t *segment, size_t from, size_t to, bool unlocked) {
+static void purge_run_to_os(segment_t *segment, size_t from, size_t to, bool unlocked) {
   uint8_t *start = (uint8_t *)segment + from * SLICE_SIZE;
   if (!unlocked) {
     _sa_purge_range(start, (to - from) * SLICE_SIZE);
@@ -74,8 +74,8 @@ static void purge_slices(segment_t *segment, size_t from, size_t to, bool unlock
 /* Purge the due slices of `segment` (every pending one if `force`), at most `*limit` slices
  * if `limit` is not NULL (counted down). Stopped by the limit, it leaves purge_expire as it
  * was: no later than the earliest slice left pending. `unlocked`: each system call with the
- * purge lock released (purge_slices), for a segment another thread owns; the caller must keep
- * the segment from being freed meanwhile (owned_lock). */
+ * purge lock released (purge_run_to_os), for a segment another thread owns; the caller must
+ * keep the segment from being freed meanwhile (owned_lock). */
 static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *limit,
                           bool unlocked) {
   int64_t next = 0;
@@ -125,7 +125,7 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
     bits_set(segment->dirty_slices, i, j - i, false);
     bits_set(segment->purge_slices, i, j - i, false);
     _sa_stat_add(SA_STAT_committed, -(int64_t)((j - i) * SLICE_SIZE));
-    purge_slices(segment, from, to, unlocked);
+    purge_run_to_os(segment, from, to, unlocked);
     released |= unlocked;
     i = j;
   }
