@@ -53,6 +53,28 @@ static bool slice_untouched(const segment_t *segment, size_t slice) {
   return !bit_get(segment->used_slices, slice) && !bit_get(segment->dirty_slices, slice);
 }
 
+/* The range one madvise gives back for the due run [i, j): the run, widened over the free
+ * slices nobody touched since their last purge up to the 2 MiB unit boundaries around it
+ * - on an advised unit, always: a huge page may back them (mapped whole at the first touch of
+ *   the unit), and giving back only the rest would split it and leave them resident for good;
+ * - on any other unit, where that makes the call cover the whole unit: the kernel frees a
+ *   unit's page table only when one call gives back the whole unit (Linux's PT_RECLAIM), and
+ *   while the table is there, every later first touch of the unit maps 4 KiB, even under
+ *   huge page advice. Purged slice by slice as its pages were freed, a unit small pages had
+ *   used stayed so for good: a large page made there later faulted in 4 KiB at a time, 512
+ *   faults a unit instead of 1 (test_thp_advice).
+ * The slices it widens over hold nothing: the call costs the kernel a walk of empty entries. */
+static void purge_run_widen(const segment_t *segment, size_t i, size_t j, size_t *from,
+                            size_t *to) {
+  const size_t unit = THP_SIZE / SLICE_SIZE;
+  size_t lo = i, hi = j;
+  while (lo % unit != 0 && slice_untouched(segment, lo - 1)) lo--;
+  while (hi % unit != 0 && slice_untouched(segment, hi)) hi++;
+  bool whole_unit = sa_align_up(lo, unit) + unit <= hi; /* covers a unit from its start */
+  *from = whole_unit || _sa_thp_slice_advised(segment, i) ? lo : i;
+  *to = whole_unit || _sa_thp_slice_advised(segment, j - 1) ? hi : j;
+}
+
 /* Give slices [from, to) of `segment` back to the OS (purge_lock held). `unlocked`: with the
  * lock released for the system call, the range marked as being purged; an owner that wants
  * any of it then waits for this one call (slices_take), and its other frees and mallocs do not
@@ -112,14 +134,8 @@ static void segment_purge(segment_t *segment, int64_t now, bool force, size_t *l
            (limit == NULL || j - i < *limit))
       j++;
     if (limit != NULL) *limit -= j - i;
-    /* on an advised unit, the free slices nobody touched go too: a huge page may back them
-     * (mapped whole at the first touch of the unit), and giving back only the rest would
-     * split it and leave them resident for good */
-    size_t from = i, to = j;
-    if (_sa_thp_slice_advised(segment, i))
-      while (from % unit != 0 && slice_untouched(segment, from - 1)) from--;
-    if (_sa_thp_slice_advised(segment, j - 1))
-      while (to % unit != 0 && slice_untouched(segment, to)) to++;
+    size_t from, to;
+    purge_run_widen(segment, i, j, &from, &to);
     /* remembered for the delay's adaptation; a purge on demand is no sign of a short delay */
     for (size_t k = i; k < j; k++) segment->purge_at[k] = force ? 0 : purge_stamp(now);
     bits_set(segment->dirty_slices, i, j - i, false);

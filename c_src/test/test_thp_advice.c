@@ -13,12 +13,17 @@
  * (the process's first segment must hold small pages), a large block beside small pages
  * starts at a unit boundary, and its tail's unit, which it covers a quarter of and nothing
  * else touched, carries the advice. Last, a block that realloc grows out of its slice gets
- * the advice on the clean unit it moves to; one that grows within its slice does not. */
+ * the advice on the clean unit it moves to; one that grows within its slice does not. And a
+ * unit small pages had mapped 4 KiB at a time, freed and purged slice by slice, goes back
+ * whole at its last purge, so that a large page made there later gets a huge page (page faults
+ * of the writing thread; skipped where the kernel keeps such a unit's page table anyway). */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #define TEST_NAME "test_thp_advice"
 #include "testutil.h"
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "shardalloc.h"
@@ -408,6 +413,90 @@ static void test_growing_block(void) {
   on_own_thread(growing_block, 25);
 }
 
+/* Minor page faults of the calling thread so far. */
+static long thread_faults(void) {
+  struct rusage usage;
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
+
+/* Page faults of the calling thread while it writes [p, p + size). */
+static long faults_writing(char *p, size_t size) {
+  long before = thread_faults();
+  memset(p, 7, size);
+  return thread_faults() - before;
+}
+
+/* Whether this kernel maps a huge page on an advised unit that was mapped 4 KiB at a time
+ * and then given back whole in one call (it frees the unit's page table then: PT_RECLAIM,
+ * Linux 6.14), tried on a mapping of our own. */
+static bool kernel_reclaims_unit_tables(void) {
+  char *map = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) return false;
+  char *unit = (char *)(((uintptr_t)map + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
+  memset(unit, 1, 256 * 1024); /* 4 KiB pages, and a page table for the unit */
+  bool reclaims = madvise(unit, 2 * MIB, MADV_DONTNEED) == 0 &&
+                  madvise(unit, 2 * MIB, MADV_HUGEPAGE) == 0 && faults_writing(unit, 2 * MIB) <= 2;
+  munmap(map, 4 * MIB);
+  return reclaims;
+}
+
+/* Slices that small pages had mapped 4 KiB at a time, freed and purged at different times
+ * (every other one first), each going back alone: the last purge of a unit's slices must give
+ * the whole unit back in one call, over the slices purged before, or the kernel keeps the
+ * unit's page table, and a large page made there later faults 4 KiB at a time (512 faults)
+ * under the advice all the same. A thread of its own: its first segment holds only these. */
+enum { RECLAIM_BLOCKS_MAX = 8192 };
+
+static void *unit_reclaimed(void *arg) {
+  (void)arg;
+  static char *blocks[RECLAIM_BLOCKS_MAX];
+  int n = 0;
+  uintptr_t segment = 0;
+  while (n < RECLAIM_BLOCKS_MAX) { /* 1 KiB blocks over the header's unit and the next */
+    char *q = blocks[n++] = mi_malloc(1024);
+    CHECK(q != NULL);
+    if (q == NULL) return NULL;
+    memset(q, 1, 1024);
+    if (segment == 0) segment = (uintptr_t)q & ~(uintptr_t)(32 * MIB - 1);
+    if ((uintptr_t)q - segment >= 4 * MIB) break;
+  }
+  CHECKF((uintptr_t)blocks[n - 1] - segment >= 4 * MIB,
+         "%d blocks of 1 KiB did not reach the segment's third unit", n);
+  for (int pass = 0; pass < 2; pass++) { /* even slices of the units past the header's, then odd */
+    for (int i = 0; i < n; i++) {
+      uintptr_t offset = (uintptr_t)blocks[i] - segment;
+      if (blocks[i] != NULL && offset >= 2 * MIB && (pass == 1 || (offset >> 16) % 2 == 0)) {
+        mi_free(blocks[i]);
+        blocks[i] = NULL;
+      }
+    }
+    mi_collect(true); /* the empty pages back to the segment, and purged */
+  }
+  char *big = mi_malloc(2 * MIB); /* the free run from the second unit on */
+  CHECKF(big == (char *)segment + 2 * MIB, "the 2 MiB block at %p, not at the second unit",
+         (void *)big);
+  if (big == (char *)segment + 2 * MIB) {
+    long faults = faults_writing(big, 2 * MIB);
+    printf("  a 2 MiB block on a unit small pages had mapped: %ld page faults\n", faults);
+    CHECKF(faults <= 8, "%ld page faults writing a 2 MiB block on an advised unit that small "
+           "pages had mapped 4 KiB at a time (the unit's page table kept)", faults);
+  }
+  mi_free(big);
+  for (int i = 0; i < n; i++) mi_free(blocks[i]);
+  return NULL;
+}
+
+static void test_unit_reclaimed(void) {
+  SECTION("a unit small pages mapped goes back whole, so a large page there gets a huge page");
+  if (SA_SECURE || !smaps_usable()) return; /* secure: guard pages split the units */
+  if (!kernel_reclaims_unit_tables()) {
+    printf("  (skipped: this kernel maps no huge page on a unit given back after 4 KiB pages)\n");
+    return;
+  }
+  on_own_thread(unit_reclaimed, 25);
+}
+
 /* The end of the mapping (of /proc/self/maps) that holds `addr`; 0: unknown. */
 static uintptr_t mapping_end(const void *addr) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -456,5 +545,6 @@ int main(void) {
   test_small_on_advised();
   test_shared_unit_purge();
   test_growing_block();
+  test_unit_reclaimed();
   return tu_finish();
 }
