@@ -120,6 +120,29 @@ def preload_env(path):
     return env
 
 
+def alloc_env(alloc):
+    """The environment for a run under `alloc`: its preload and its variables, if it is a
+    variant (add_variants)."""
+    env = preload_env(alloc["path"])
+    env.update(alloc.get("env", {}))
+    return env
+
+
+def add_variants(allocs, specs):
+    """Adds to `allocs`, right after its base, each variant "NAME=BASE,VAR=VALUE[,...]": the
+    allocator BASE run with those environment variables (shardalloc with an option set, say)."""
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        base_name, *assignments = rest.split(",")
+        base = [a for a in allocs if a["name"] == base_name]
+        if not name or not base or not all("=" in a for a in assignments):
+            sys.exit("--variant wants NAME=BASE,VAR=VALUE,... with BASE among the allocators "
+                     "run, got %r" % spec)
+        env = dict(a.split("=", 1) for a in assignments)
+        allocs.insert(allocs.index(base[0]) + 1, dict(base[0], name=name, env=env))
+    return allocs
+
+
 PAGE_REPORTING_ORDER = "/sys/module/page_reporting/parameters/page_reporting_order"
 PRIME_MIB = 512  # what prime_host_memory touches: more than any benchmark run here faults
 
@@ -204,7 +227,10 @@ def machine_line(info):
 
 
 def versions_line(allocs):
-    return ", ".join("%s %s" % (a["name"], a["version"] or "?") for a in allocs)
+    def described(a):
+        env = " ".join("%s=%s" % kv for kv in a.get("env", {}).items())
+        return "%s %s%s" % (a["name"], a["version"] or "?", " with " + env if env else "")
+    return ", ".join(described(a) for a in allocs)
 
 
 def add_common_args(ap, results_name):

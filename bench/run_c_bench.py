@@ -19,7 +19,7 @@ Method:
   - Results: bench/results/c_bench.json (every run and the medians) and c_bench.md (the tables).
 
 Usage: bench/run_c_bench.py [--quick] [--reps R] [--only PROG,...] [--alloc NAME,...]
-                            [--lib NAME=PATH] [--out-prefix PATH]
+                            [--lib NAME=PATH] [--variant NAME=BASE,VAR=VALUE] [--out-prefix PATH]
 """
 
 import argparse
@@ -167,6 +167,10 @@ def main():
     ap.add_argument("--warmup", action="store_true",
                     help="before each measured run, run the same program under the same "
                          "allocator once, unmeasured (see WARMUP_NOTE)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=BASE,VAR=VALUE",
+                    help="also run allocator BASE with these environment variables, as NAME "
+                         "(repeatable; e.g. shardalloc-thp=shardalloc,"
+                         "SHARDALLOC_ALLOW_LARGE_OS_PAGES=1)")
     benchlib.add_common_args(ap, "c_bench")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 5)
@@ -180,6 +184,7 @@ def main():
         progs = [p for p in PROGRAMS if p[0] in wanted]
     allocs, notes = benchlib.selected_or_exit(*benchlib.select_allocators(
         args.alloc.split(",") if args.alloc else None, args.lib))
+    benchlib.add_variants(allocs, args.variant)
 
     benchlib.build_programs()
     machine = benchlib.machine_info()
@@ -197,8 +202,8 @@ def main():
             k = rep % len(allocs)
             for alloc in allocs[k:] + allocs[:k]:
                 if args.warmup:
-                    run_once(argv, benchlib.preload_env(alloc["path"]))
-                r = run_once(argv, benchlib.preload_env(alloc["path"]))
+                    run_once(argv, benchlib.alloc_env(alloc))
+                r = run_once(argv, benchlib.alloc_env(alloc))
                 r.update({"program": prog, "allocator": alloc["name"], "rep": rep,
                           "argv": [os.path.basename(argv[0])] + argv[1:]})
                 runs.append(r)

@@ -53,8 +53,7 @@ def build():
 
 
 def run_one(workload, alloc, idle_ms, divisor):
-    env = benchlib.preload_env(alloc["path"])
-    env.update(alloc.get("env", {}))
+    env = benchlib.alloc_env(alloc)
     proc = subprocess.run([BINARY, workload, str(idle_ms), str(divisor)], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
