@@ -64,6 +64,10 @@ if [[ -z ${quick[*]} ]]; then
   step python3 bench/criterion_table.py --criterion-dir target/criterion --out-prefix "$results/criterion"
 fi
 step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
+# the option that puts huge pages on all of shardalloc's memory, against the default
+step python3 bench/run_c_bench.py "${quick[@]}" --warmup --reps 3 --alloc glibc,shardalloc \
+  "${peers[@]}" --variant shardalloc-thp=shardalloc,SHARDALLOC_ALLOW_LARGE_OS_PAGES=1 \
+  --out-prefix "$results/c_bench_thp"
 step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
 step python3 bench/chart.py --results "$results" --out "$results/benchmarks.svg"
 echo "done $(date -u '+%Y-%m-%d %H:%M UTC'); results in $results" | tee -a "$log"

@@ -117,8 +117,10 @@ options! {
     /// `SHARDALLOC_ALLOW_LARGE_OS_PAGES` (default off): ask for transparent huge pages
     /// (`MADV_HUGEPAGE`) on every segment, and explicit 2 MiB pages (`MAP_HUGETLB`, where the
     /// system has a pool) for the [`Opt::ReserveOsMemory`] reservation. Fewer page faults and
-    /// TLB misses, coarser purging. Read when a segment is mapped; for the reservation, at
-    /// start-up only.
+    /// TLB misses, coarser purging; small pages get huge pages too (by default only large
+    /// blocks do), so each thread's first allocation brings in 2 MiB: for a program with a
+    /// few big heaps, not one with many threads. Read when a segment is mapped; for the
+    /// reservation, at start-up only.
     AllowLargeOsPages = mi_option_allow_large_os_pages, "SHARDALLOC_ALLOW_LARGE_OS_PAGES";
     /// `SHARDALLOC_RESERVE_OS_MEMORY` (default 0): KiB of address space to reserve at
     /// start-up, from which segments are carved before any other is mapped (the environment
