@@ -65,7 +65,9 @@ if [[ -z ${quick[*]} ]]; then
 fi
 step python3 bench/run_c_bench.py "${quick[@]}" --warmup "${peers[@]}" --out-prefix "$results/c_bench"
 # the option that puts huge pages on all of shardalloc's memory, against the default
-step python3 bench/run_c_bench.py "${quick[@]}" --warmup --reps 3 --alloc glibc,shardalloc \
+thp_reps=(--reps 3)
+[[ -n ${quick[*]} ]] && thp_reps=()
+step python3 bench/run_c_bench.py "${quick[@]}" "${thp_reps[@]}" --warmup --alloc glibc,shardalloc \
   "${peers[@]}" --variant shardalloc-thp=shardalloc,SHARDALLOC_ALLOW_LARGE_OS_PAGES=1 \
   --out-prefix "$results/c_bench_thp"
 step python3 bench/memory/run.py "${quick[@]}" "${peers[@]}" --out-prefix "$results/memory"
