@@ -126,6 +126,17 @@ static uint32_t units_clean_but(const segment_t *segment, size_t start, size_t s
   return clean;
 }
 
+/* With the purge lock held (a purge may clean a unit's other slices meanwhile): marks as
+ * advised the units of `sure` and those of `if_clean` with no dirty slice outside the page at
+ * [start, start + slices); returns the units it marked, for the caller to advise. */
+static uint32_t units_mark_locked(segment_t *segment, size_t start, size_t slices, uint32_t sure,
+                                  uint32_t if_clean) {
+  if (if_clean != 0) sure |= if_clean & units_clean_but(segment, start, slices);
+  uint32_t units = units_get(segment), add = sure & ~units;
+  units_put(segment, units | add);
+  return add;
+}
+
 /* A large page of a unit or more adds the advice on the units it covers at least half of (not
  * the header's, see the top): a block of 5 MiB placed anywhere covers two units whole and two
  * in part, and the parts faulted 4 KiB at a time would be a quarter of its faults; at most half
@@ -163,10 +174,9 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   /* The page's slices are used, so no purge changes these units before we advise them (the
    * lock: a purge may clean the other slices of an end unit meanwhile). */
   segment_lock(segment);
-  if (ends != 0) covered |= ends & units_clean_but(segment, start, slices);
-  uint32_t units = units_get(segment);
-  uint32_t add = covered & ~units, drop = large || !fresh ? 0 : units & overlapped;
-  units_put(segment, (units | add) & ~drop);
+  uint32_t add = units_mark_locked(segment, start, slices, covered, ends);
+  uint32_t drop = large || !fresh ? 0 : units_get(segment) & overlapped; /* no add then */
+  units_put(segment, units_get(segment) & ~drop);
   segment_unlock(segment);
   if (drop != 0) advise_units(segment, drop, false);
   if (add != 0) advise_units(segment, add, true);
@@ -185,10 +195,9 @@ void _sa_thp_growing_page(segment_t *segment, size_t start, size_t slices) {
   uint32_t unit = units_mask(start / UNIT_SLICES, start / UNIT_SLICES + 1) & ADVISABLE_UNITS;
   if (unit == 0 || (units_get(segment) & unit) != 0) return;
   segment_lock(segment);
-  bool clean = (units_clean_but(segment, start, slices) & unit) != 0;
-  if (clean) units_put(segment, units_get(segment) | unit);
+  uint32_t add = units_mark_locked(segment, start, slices, 0, unit);
   segment_unlock(segment);
-  if (clean) advise_units(segment, unit, true);
+  if (add != 0) advise_units(segment, add, true);
 }
 
 /* Every unit but the header's, in one call. */
