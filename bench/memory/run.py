@@ -77,8 +77,7 @@ def select(args):
         plain + ["shardalloc"] if need_shard else plain, args.lib)
     shard = [a for a in allocs if a["name"] == "shardalloc"]
     if shard and NOHK in wanted:
-        allocs.insert(allocs.index(shard[0]) + 1,
-                      dict(shard[0], name=NOHK, env={"SHARDALLOC_BACKGROUND_PURGE": "0"}))
+        benchlib.add_variants(allocs, [NOHK + "=shardalloc,SHARDALLOC_BACKGROUND_PURGE=0"])
     if shard and "shardalloc" not in plain and "shardalloc" not in lib_names:
         allocs.remove(shard[0])  # only there for shardalloc-nohk
     return allocs, notes

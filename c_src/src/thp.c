@@ -176,7 +176,7 @@ void _sa_thp_page_init(segment_t *segment, size_t start, size_t slices, bool lar
   segment_lock(segment);
   uint32_t add = units_mark_locked(segment, start, slices, covered, ends);
   uint32_t drop = large || !fresh ? 0 : units_get(segment) & overlapped; /* no add then */
-  units_put(segment, units_get(segment) & ~drop);
+  if (drop != 0) units_put(segment, units_get(segment) & ~drop);
   segment_unlock(segment);
   if (drop != 0) advise_units(segment, drop, false);
   if (add != 0) advise_units(segment, add, true);
