@@ -2,7 +2,7 @@
 # Every table of bench/results in one run, against the same peers: instruction counts, latency,
 # the criterion suite, the C programs, memory, then the chart. Each script writes its own
 # results with the commit, date, machine and command; this one adds a log of the whole run
-# (bench/results/run_all.log). About 35 minutes on 2 cores; run it on a quiet machine.
+# (bench/results/run_all.log). About 40 minutes on 2 cores; run it on a quiet machine.
 #
 # usage: bench/run_all.sh [--quick]   (--quick: each script's quick mode, results in a
 #                                      temporary folder, for trying the pipeline)
