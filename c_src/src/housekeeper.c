@@ -19,13 +19,20 @@
  *     cross-thread list; those pages' slices then go back after the purge delay;
  *   - exited threads: a free into an abandoned page sets a flag; at most once per purge
  *     delay it takes the abandoned segments in (collecting their pages, freeing the empty
- *     ones) and abandons what is still in use again.
+ *     ones) and abandons what is still in use again;
+ *   - retired pages of idle threads: a page retired sets a flag; at most once per
+ *     RETIRED_LOOK_SWEEPS purge delays it looks at every live thread's heaps, and gives back
+ *     the retired pages of those whose owner made no generic-path call since the last look
+ *     (the owner's own deadlines count those calls, so a thread that stops allocating would
+ *     keep up to PAGE_RETIRE_BYTES_MAX per heap for good); while an owner is busy it looks
+ *     again later.
  * Owners leave due purges to it while it runs (their slow paths do no purging beyond the
  * per-thread pending budget), which also keeps that work out of the allocating call.
  *
  * Cost on the owners: none on the fast paths; one uncontended atomic exchange per slow path
  * (the house_lock); on a cross-thread free, one relaxed load of a flag (and a wake-up once per
- * sweep). The housekeeper's own work is bounded by the purge delay: one sweep per delay. */
+ * sweep); on a page's retirement, the same (a wake-up only while it sleeps with no
+ * deadline). The housekeeper's own work is bounded by the purge delay: one sweep per delay. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <time.h>
@@ -53,7 +60,11 @@ static void wake(void) {
 void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
   int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
   if (state == HK_OFF) {
-    if (!mi_option_is_enabled(mi_option_background_purge)) return;
+    /* retired pages alone start no thread: a program that never gave memory back to a
+     * segment (nothing to purge) has no housekeeper, and forks as a single thread */
+    if (!mi_option_is_enabled(mi_option_background_purge) ||
+        (what == HOUSE_RETIRED && due_ms == 0))
+      return;
     int off = HK_OFF;
     atomic_compare_exchange_strong_explicit(&hk_state, &off, HK_WANTED, memory_order_relaxed,
                                             memory_order_relaxed);
@@ -69,6 +80,11 @@ void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
     }
     news |= due == 0 || due_ms < due;
   }
+  /* a look at retired pages waits for its time anyway: no wake-up (a system call inside the
+   * free that retired the page) while the thread sleeps to a deadline */
+  if (news && what == HOUSE_RETIRED && due_ms == 0 &&
+      atomic_load_explicit(&hk_due, memory_order_relaxed) != 0)
+    news = false;
   if (news && atomic_load_explicit(&hk_sleeping, memory_order_acquire)) wake();
 }
 
@@ -83,13 +99,6 @@ void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
  * owner (count 0) are the owner's to retire. Blocks that full pages handed over through the
  * heap's delayed list join their pages' lists first, so that those pages count too; the page
  * stays full and asks for the owner's attention at the next cross-thread free. */
-/* An acquire load: in ThreadSanitizer builds the owner's free stores `used` with release
- * (sa_page_free_local_push), and a page taken is then ordered after the owner's last free
- * into it in its view too, whatever the timing. */
-static uint16_t owner_used(const page_t *page) {
-  return __atomic_load_n(&page->used, __ATOMIC_ACQUIRE);
-}
-
 void _sa_heap_delayed_to_pages(heap_t *heap) {
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   block_t *block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
@@ -124,7 +133,7 @@ void _sa_heap_sweep(heap_t *heap) {
       page_t *next = page->next;
       uintptr_t x = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
       size_t count = sa_xthread_count(x);
-      if (count != 0 && owner_used(page) == count &&
+      if (count != 0 && sa_owner_used(page) == count &&
           atomic_compare_exchange_strong_explicit(&page->xthread_free, &x, sa_xthread_taken(x),
                                                   memory_order_acq_rel, memory_order_relaxed)) {
         page->used = 0;
@@ -166,19 +175,63 @@ static bool sweep_thread(thread_t *thread, void *arg) {
   return true;
 }
 
+/* ---- Retired pages of one live thread -----------------------------------------------------
+ * The retired pages of its heaps go back to their segments if it made no generic-path call
+ * since the last look (_sa_heap_release_idle), RELEASE_BATCH pages per hold of its house_lock:
+ * the owner's next slow path waits for at most one batch (a few microseconds). */
+#define RELEASE_BATCH 8
+
+typedef struct release_pass_s {
+  bool busy;  /* a thread was in its slow path: again next round */
+  bool watch; /* a busy owner has retired pages: look again later, in case it goes idle */
+} release_pass_t;
+
+static bool release_thread(thread_t *thread, void *arg) {
+  release_pass_t *pass = arg;
+  bool more = true;
+  while (more) {
+    if (atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire)) {
+      pass->busy = true;
+      return true;
+    }
+    size_t freed = 0;
+    more = false;
+    for (heap_t *heap = thread->heaps; heap != NULL && !more; heap = heap->next) {
+      bool left = _sa_heap_release_idle(heap, RELEASE_BATCH, &freed);
+      if (freed >= RELEASE_BATCH) more = left;
+      else pass->watch |= left;
+    }
+    atomic_store_explicit(&thread->house_lock, false, memory_order_release);
+  }
+  return true;
+}
+
 /* ---- The thread ---------------------------------------------------------------------------- */
 static int64_t sweep_interval(void) { return mi_option_get_clamp(mi_option_purge_delay, 1, 1000); }
+/* Retired pages of live threads are looked at less often: an owner that makes generic-path
+ * calls frees its own, and an idle one is found at the second look. */
+#define RETIRED_LOOK_SWEEPS 4
 
-/* Sleep until there is something to do: a purge due, abandoned memory or cross-thread frees
- * once `sweep_at` has passed, or a stop. */
-static void sleep_until_work(int64_t sweep_at) {
+/* When the work in `work` is due: the sweeps at `sweep_at`, the look at retired pages at
+ * `look_at`; 0 if none. */
+static int64_t work_due(unsigned work, int64_t sweep_at, int64_t look_at) {
+  int64_t due = 0;
+  if (work & (HOUSE_REMOTE_FREES | HOUSE_ABANDONED)) due = sweep_at;
+  if ((work & HOUSE_RETIRED) && (due == 0 || look_at < due)) due = look_at;
+  return due;
+}
+
+/* Sleep until there is something to do: a purge due, work once it is due (work_due), or a
+ * stop. */
+static void sleep_until_work(int64_t sweep_at, int64_t look_at) {
   pthread_mutex_lock(&hk_lock);
   atomic_store_explicit(&hk_sleeping, true, memory_order_seq_cst);
   for (;;) {
     if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
     unsigned work = atomic_load_explicit(&hk_work, memory_order_relaxed);
     int64_t deadline = atomic_load_explicit(&hk_due, memory_order_relaxed);
-    if (work != 0 && (deadline == 0 || sweep_at < deadline)) deadline = sweep_at;
+    int64_t work_at = work_due(work, sweep_at, look_at);
+    if (work_at != 0 && (deadline == 0 || work_at < deadline)) deadline = work_at;
     int64_t now = _sa_clock_ms();
     if (deadline != 0 && now >= deadline) break;
     if (deadline == 0) {
@@ -205,18 +258,20 @@ static void *housekeeper_main(void *arg) {
   pthread_setname_np(pthread_self(), "shardalloc-hk"); /* as top and ps show it */
   /* abandoned segments are taken in through its backing heap */
   heap_t *own = mi_heap_get_default() != NULL ? _sa_heap_default : NULL;
-  int64_t last_sweep = 0;
-  unsigned busy_rounds = 0;
+  int64_t last_sweep = 0, last_look = 0;
+  unsigned busy_rounds = 0, release_busy_rounds = 0;
   while (atomic_load_explicit(&hk_state, memory_order_relaxed) != HK_STOPPING) {
     /* a sweep of live or exited threads' memory waits for the interval since the last one
      * (threads that come and go by hundreds would otherwise keep it busy, contending for
      * their locks); purges are done when due */
     int64_t sweep_at = last_sweep + sweep_interval();
-    sleep_until_work(sweep_at);
+    int64_t look_at = last_look + RETIRED_LOOK_SWEEPS * sweep_interval();
+    sleep_until_work(sweep_at, look_at);
     if (atomic_load_explicit(&hk_state, memory_order_relaxed) == HK_STOPPING) break;
 
     int64_t now = _sa_clock_ms();
-    unsigned take = now >= sweep_at ? HOUSE_ABANDONED | HOUSE_REMOTE_FREES : 0;
+    unsigned take = (now >= sweep_at ? HOUSE_ABANDONED | HOUSE_REMOTE_FREES : 0) |
+                    (now >= look_at ? HOUSE_RETIRED : 0);
     unsigned work = atomic_fetch_and_explicit(&hk_work, ~take, memory_order_acquire) & take;
     if (own != NULL && (work & HOUSE_ABANDONED)) take_abandoned(own);
     if (work & HOUSE_ABANDONED) last_sweep = now;
@@ -229,6 +284,14 @@ static void *housekeeper_main(void *arg) {
       if (busy && busy_rounds <= 8)
         atomic_fetch_or_explicit(&hk_work, HOUSE_REMOTE_FREES, memory_order_relaxed);
       last_sweep = now;
+    }
+    if (work & HOUSE_RETIRED) {
+      release_pass_t pass = {false, false};
+      _sa_threads_each(release_thread, &pass);
+      release_busy_rounds = pass.busy ? release_busy_rounds + 1 : 0;
+      if (pass.watch || (pass.busy && release_busy_rounds <= 8))
+        atomic_fetch_or_explicit(&hk_work, HOUSE_RETIRED, memory_order_relaxed);
+      last_look = now;
     }
     int64_t due = atomic_load_explicit(&hk_due, memory_order_relaxed);
     if (due != 0 && due <= _sa_clock_ms()) {

@@ -319,6 +319,10 @@ void _sa_page_retire_held(page_t *page) {
     unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
     /* every page retired before is due no later: only the first one sets the walk's time */
     if (heap->retired_bytes == 0) heap->retire_due = deadline;
+    /* the housekeeper looks, in case the thread goes idle (_sa_heap_release_idle); this
+     * retirement is news to its next look */
+    heap->retire_seen = heap->retire_clock - 1;
+    sa_housekeeper_note_work(HOUSE_RETIRED);
     unsigned expire = deadline % 128;
     page->retire_expire = expire + (expire == 0); /* 0 means not retired */
     heap->retired_bytes += bytes;
@@ -377,6 +381,41 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
     heap->retired_bins[w] = still;
   }
   heap->retire_due = tick + (unsigned)next;
+}
+
+/* The retired pages the owner's fast paths cannot reach are those after the first of their
+ * queue (malloc takes blocks from the first page only; free touches only pages where the
+ * owner holds a live block, and a retired one with `used` 0 has none): the housekeeper may
+ * free those while it holds the house_lock. The owner's deadlines count its generic-path
+ * calls, so a thread that stops allocating (a pool thread waiting for work) would keep them
+ * for good; idle between two looks, it no longer does. */
+bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
+  if (heap->retired_bytes == 0) return false;
+  if (heap->retire_clock != heap->retire_seen) { /* the owner is busy: it collects them */
+    heap->retire_seen = heap->retire_clock;
+    return true;
+  }
+  for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
+    for (uint64_t bins = heap->retired_bins[w]; bins != 0; bins &= bins - 1) {
+      page_queue_t *queue = &heap->pages[w * 64 + (size_t)__builtin_ctzll(bins)];
+      if (queue->first == NULL) continue;
+      page_t *page_next;
+      size_t passed = 0; /* pages in use before retired ones, as in _sa_heap_collect_retired */
+      for (page_t *page = queue->first->next; page != NULL; page = page_next) {
+        page_next = page->next;
+        if (page->retire_expire == 0) {
+          if (++passed > PAGE_QUEUE_SEARCH_MAX) break;
+          continue;
+        }
+        if (sa_owner_used(page) != 0) continue;
+        if (*freed >= max) return true;
+        _sa_page_free(page, queue);
+        ++*freed;
+      }
+    }
+  }
+  heap->retire_seen = heap->retire_clock;
+  return false;
 }
 
 /* ---- Resizing a block alone in its page in place ---------------------------------------- */

@@ -356,15 +356,28 @@ sa_inline void sa_page_count_used(page_t *page, thread_t *thread) {
 enum {
   HOUSE_REMOTE_FREES = 1, /* blocks were freed into another live thread's pages */
   HOUSE_ABANDONED = 2,    /* blocks were freed into an exited thread's pages */
+  HOUSE_RETIRED = 4,      /* a live thread retired empty pages (page.c) */
 };
 /* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
  * when nothing changes (one relaxed load); wakes the thread at most once per change. */
 void _sa_housekeeper_note(unsigned what, int64_t due_ms);
+/* A page's `used` read by a thread that holds its owner's house_lock. An acquire load: in
+ * ThreadSanitizer builds the owner's free stores `used` with release
+ * (sa_page_free_local_push), and a page taken is then ordered after the owner's last free
+ * into it in its view too, whatever the timing. */
+sa_inline uint16_t sa_owner_used(const page_t *page) {
+  return __atomic_load_n(&page->used, __ATOMIC_ACQUIRE);
+}
 /* Free the pages of `heap` whose handed-out blocks all wait in their cross-thread lists (any
  * thread holding the owner's house_lock). */
 void _sa_heap_sweep(heap_t *heap);
 /* Move the blocks of `heap`'s delayed list into their pages' cross-thread lists (the same). */
 void _sa_heap_delayed_to_pages(heap_t *heap);
+/* The housekeeper's look at `heap`'s retired pages (owner's house_lock held): if the owner
+ * made no generic-path call since the last look, up to `max` retired pages that its fast
+ * paths cannot reach go back to their segments. True if retired pages are left for a later
+ * look; *freed counts the pages given back. */
+bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed);
 extern _Atomic(unsigned) _sa_hk_work; /* HOUSE_* flags not yet handled */
 /* `_sa_housekeeper_note(what, 0)` for the cross-thread free path: one load while the flag is
  * set already (from the first such free after a sweep to the next sweep). */

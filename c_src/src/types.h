@@ -125,7 +125,9 @@
  * retired page holds its deadline in ticks of PAGE_RETIRE_TICK calls, modulo 128
  * (retire_expire has 7 bits; 0 means not retired), and the heap walks its retired pages only
  * when the earliest deadline is due (heap_t.retire_due), not every few calls: a walk visits
- * every retired page, and a batch retires many. */
+ * every retired page, and a batch retires many. A thread that stops making those calls has
+ * its retired pages but the first of each queue given back by the housekeeper (page.c,
+ * _sa_heap_release_idle). */
 #define PAGE_RETIRE_CYCLES 96
 #define PAGE_RETIRE_TICK 8
 #define PAGE_RETIRE_TICKS (PAGE_RETIRE_CYCLES / PAGE_RETIRE_TICK) /* under 64: see page.c */
@@ -389,6 +391,9 @@ struct theap_s {
   unsigned retire_due;                    /* tick (retire_clock / PAGE_RETIRE_TICK) at or
                                              before the earliest retired page's deadline */
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
+  unsigned retire_seen;                   /* retire_clock at the housekeeper's last look,
+                                             or else since (a page retired since); under
+                                             house_lock (page.c, _sa_heap_release_idle) */
   _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
                                              thread may ask a block's heap while a delete
                                              re-labels the instance, sharedheap.c) */

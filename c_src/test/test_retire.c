@@ -1,13 +1,15 @@
 /* test_retire: a page emptied by its owner's free is kept ("retired") in its size class's
  * queue for 96 generic-path calls, so that memory freed and wanted again soon is not given
- * back to its segment and made into a page again; then it goes back.
+ * back to its segment and made into a page again; then it goes back, or when the thread
+ * stops allocating, at the housekeeper's second look.
  *
  *   - a batch of 64 large blocks (one page each) allocated and freed in turn keeps its 64
  *     pages from round to round: no page is given back or made while a round allocates, and
  *     the blocks come back at the same addresses (the first page freed is wanted again 64
  *     mallocs later);
  *   - retired pages go back once the calls run on: still kept after 50 generic-path calls
- *     of another size class, gone after 200.
+ *     of another size class, gone after 200;
+ *   - an idle thread's retired pages go back but the first of their queue.
  * Pages are counted with mi_stats_snapshot's pages per size class; one thread, nothing
  * else allocates meanwhile, so the counts are exact. */
 #define TEST_NAME "test_retire"
@@ -77,11 +79,32 @@ static void test_retired_pages_go_back(size_t bin) {
   for (int i = 0; i < 200; i++) mi_free(keep[i]);
 }
 
+/* The housekeeper gives back the retired pages of a thread that stops allocating (a pool
+ * thread waiting for work), all but the first of their queue (the fast path's). It looks
+ * every few purge delays; the wait allows 30 s, so a slow or loaded machine only waits
+ * longer. */
+static void test_idle_thread_pages_go_back(size_t bin) {
+  SECTION("an idle thread's retired pages go back while it lives, but the first of the queue");
+  void *p[BATCH];
+  for (int i = 0; i < BATCH; i++) p[i] = mi_malloc(BLOCK);
+  for (int i = 0; i < BATCH; i++) mi_free(p[i]);
+  CHECK(pages_of(bin) == BATCH);
+  double start = now_s();
+  while (pages_of(bin) > 1 && now_s() - start < 30) tu_sleep_ms(10);
+  printf("  %zu of %d pages kept after %.2f s idle\n", pages_of(bin), BATCH, now_s() - start);
+  CHECKF(pages_of(bin) == 1, "%zu pages kept by an idle thread, not 1", pages_of(bin));
+  void *q = mi_malloc(BLOCK); /* the kept page serves the next block */
+  CHECK(pages_of(bin) == 1);
+  mi_free(q);
+}
+
 int main(void) {
   size_t bin = bin_of(BLOCK);
   test_batch_keeps_pages(bin);
   mi_collect(true); /* nothing retired is left */
   CHECK(pages_of(bin) == 0);
   test_retired_pages_go_back(bin);
+  mi_collect(true);
+  test_idle_thread_pages_go_back(bin);
   return tu_finish();
 }
