@@ -319,10 +319,12 @@ void _sa_page_retire_held(page_t *page) {
     unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
     /* every page retired before is due no later: only the first one sets the walk's time */
     if (heap->retired_bytes == 0) heap->retire_due = deadline;
-    /* the housekeeper looks, in case the thread goes idle (_sa_heap_release_idle); this
-     * retirement is news to its next look */
+    /* this retirement is news to the housekeeper's next look (_sa_heap_release_idle); it
+     * looks, in case the thread goes idle, if a retired page lies behind this one (it never
+     * takes the first of a queue: a page kept alone in its queue wakes no one) */
     heap->retire_seen = heap->retire_clock - 1;
-    sa_housekeeper_note_work(HOUSE_RETIRED);
+    if (page->next != NULL && page->next->retire_expire != 0)
+      sa_housekeeper_note_work(HOUSE_RETIRED);
     unsigned expire = deadline % 128;
     page->retire_expire = expire + (expire == 0); /* 0 means not retired */
     heap->retired_bytes += bytes;
@@ -391,10 +393,8 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
  * for good; idle between two looks, it no longer does. */
 bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
   if (heap->retired_bytes == 0) return false;
-  if (heap->retire_clock != heap->retire_seen) { /* the owner is busy: it collects them */
-    heap->retire_seen = heap->retire_clock;
-    return true;
-  }
+  bool busy = heap->retire_clock != heap->retire_seen; /* then it collects them itself */
+  heap->retire_seen = heap->retire_clock;
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
     for (uint64_t bins = heap->retired_bins[w]; bins != 0; bins &= bins - 1) {
       page_queue_t *queue = &heap->pages[w * 64 + (size_t)__builtin_ctzll(bins)];
@@ -408,13 +408,13 @@ bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
           continue;
         }
         if (sa_owner_used(page) != 0) continue;
-        if (*freed >= max) return true;
+        /* busy: a page to look at again later (none left: nothing to watch for) */
+        if (busy || *freed >= max) return true;
         _sa_page_free(page, queue);
         ++*freed;
       }
     }
   }
-  heap->retire_seen = heap->retire_clock;
   return false;
 }
 

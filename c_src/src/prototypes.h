@@ -375,8 +375,8 @@ void _sa_heap_sweep(heap_t *heap);
 void _sa_heap_delayed_to_pages(heap_t *heap);
 /* The housekeeper's look at `heap`'s retired pages (owner's house_lock held): if the owner
  * made no generic-path call since the last look, up to `max` retired pages that its fast
- * paths cannot reach go back to their segments. True if retired pages are left for a later
- * look; *freed counts the pages given back. */
+ * paths cannot reach go back to their segments. True if such pages are left for a later look
+ * (the owner was busy, or `max` pages went); *freed counts the pages given back. */
 bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed);
 extern _Atomic(unsigned) _sa_hk_work; /* HOUSE_* flags not yet handled */
 /* `_sa_housekeeper_note(what, 0)` for the cross-thread free path: one load while the flag is

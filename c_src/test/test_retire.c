@@ -15,6 +15,8 @@
 #define TEST_NAME "test_retire"
 #include "testutil.h"
 
+#include <dirent.h>
+
 #define BLOCK ((size_t)128 << 10) /* a large size class: one block per page */
 #define BATCH 64
 
@@ -79,6 +81,32 @@ static void test_retired_pages_go_back(size_t bin) {
   for (int i = 0; i < 200; i++) mi_free(keep[i]);
 }
 
+/* How often the thread named shardalloc-hk was switched to (it wakes up once per switch); -1
+ * if there is none. */
+static long housekeeper_switches(void) {
+  DIR *tasks = opendir("/proc/self/task");
+  if (tasks == NULL) return -1;
+  long switches = -1;
+  for (struct dirent *e; (e = readdir(tasks)) != NULL;) {
+    char path[300], line[256];
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    bool hk = fgets(line, sizeof(line), f) != NULL && strncmp(line, "shardalloc-hk", 13) == 0;
+    fclose(f);
+    if (!hk) continue;
+    snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+    if ((f = fopen(path, "r")) == NULL) continue;
+    switches = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+      if (strstr(line, "ctxt_switches:") != NULL) switches += atol(strchr(line, ':') + 1);
+    fclose(f);
+  }
+  closedir(tasks);
+  return switches;
+}
+
 /* The housekeeper gives back the retired pages of a thread that stops allocating (a pool
  * thread waiting for work), all but the first of their queue (the fast path's). It looks
  * every few purge delays; the wait allows 30 s, so a slow or loaded machine only waits
@@ -93,6 +121,20 @@ static void test_idle_thread_pages_go_back(size_t bin) {
   while (pages_of(bin) > 1 && now_s() - start < 30) tu_sleep_ms(10);
   printf("  %zu of %d pages kept after %.2f s idle\n", pages_of(bin), BATCH, now_s() - start);
   CHECKF(pages_of(bin) == 1, "%zu pages kept by an idle thread, not 1", pages_of(bin));
+  /* then it sleeps: with nothing left that it may give back it stops looking (a quiet half
+   * second within 10 s; one that looks again and again never gets one) */
+  start = now_s();
+  long before = housekeeper_switches(), woke = 0;
+  CHECK(before >= 0);
+  bool quiet = false;
+  while (!quiet && now_s() - start < 10) {
+    tu_sleep_ms(500);
+    long after = housekeeper_switches();
+    woke = after - before;
+    quiet = woke == 0;
+    before = after;
+  }
+  CHECKF(quiet, "the housekeeper woke up %ld times in the last half second, idle", woke);
   void *q = mi_malloc(BLOCK); /* the kept page serves the next block */
   CHECK(pages_of(bin) == 1);
   mi_free(q);
