@@ -84,6 +84,8 @@ def select_allocators(names=None, extra=()):
         version = package_version(pkg)
         if name == "shardalloc":
             version = shardalloc_version()
+        elif version is None and path is not None:
+            version = library_mi_version(path)
         available.append({"name": name, "path": path, "version": version})
     return available, notes
 
@@ -96,6 +98,26 @@ def selected_or_exit(allocs, notes):
     if not allocs:
         sys.exit("no allocator to run")
     return allocs, notes
+
+
+def version_from_mi(v):
+    """mi_version()'s number as text: 30302 -> "3.3.2" (mimalloc 3 counts 10000 a major
+    version); None for older numbering (212), which says less than the package does."""
+    v = int(v)
+    return "%d.%d.%d" % (v // 10000, v // 100 % 100, v % 100) if v >= 10000 else None
+
+
+def library_mi_version(path):
+    """The version a library without a package reports through mi_version() (a mimalloc
+    built from source, say), asked by a short process it is preloaded into; None if it has no
+    such function or an older numbering."""
+    probe = "import ctypes\ntry:\n print(ctypes.CDLL(None).mi_version())\nexcept Exception:\n pass"
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], env=preload_env(path),
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return version_from_mi(out) if out.isdigit() else None
 
 
 def shardalloc_version():

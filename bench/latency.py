@@ -168,11 +168,7 @@ def select(args):
     known = [a[0] for a in benchlib.ALLOCATORS]
     names = args.alloc.split(",") if args.alloc else known
     names = [n for n in names if n not in extra_names]  # a --lib of the same name replaces it
-    allocs, notes = benchlib.select_allocators(names, extra)
-    for a in allocs:  # shardalloc from --lib gets its version from the header too
-        if a["name"] == "mimalloc3" and a["version"] is None:
-            a["version"] = "3 (bench/build)"
-    return allocs, notes
+    return benchlib.select_allocators(names, extra)
 
 
 def median_rows(runs, allocs, threads_list):

@@ -24,7 +24,6 @@
  *              mi_collect(true) (mimalloc, shardalloc), mallctl("arena.4096.purge")
  *              (jemalloc), malloc_trim(0) (glibc); "none" if there is none
  *   minflt     minor page faults of the whole run (getrusage), up to the last free
- *   mi_version mi_version() of a mimalloc-compatible allocator (30302: 3.3.2), else 0
  * Every block is written and checked, so the memory is really resident and the allocator
  * correct. The main thread allocates nothing itself before the workload. */
 #define _GNU_SOURCE
@@ -358,10 +357,8 @@ int main(int argc, char **argv) {
   if (strcmp(w, "mixed") == 0) mixed_finish();
   if (strcmp(w, "crossidle") == 0) crossidle_finish();
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  int (*mi_version)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "mi_version");
   printf("workload=%s peak=%ld freed=%ld idle=%ld collect=%ld collect_fn=%s minflt=%ld "
-         "time=%.3f mi_version=%d\n",
-         w, peak, freed, idle_rss, collected, how, ru.ru_minflt, secs,
-         mi_version != NULL ? mi_version() : 0);
+         "time=%.3f\n",
+         w, peak, freed, idle_rss, collected, how, ru.ru_minflt, secs);
   return 0;
 }

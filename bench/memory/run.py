@@ -32,7 +32,7 @@ WORKLOADS = ["small", "mixed", "prodcons", "large", "threads", "crossidle"]
 BINARY = os.path.join(benchlib.REPO_ROOT, "target", "memwork", "memwork")
 NOHK = "shardalloc-nohk"
 QUICK_DIVISOR = 8  # --quick divides memwork's amounts by this
-KEYS = ("peak", "freed", "idle", "collect", "minflt", "time", "mi_version")
+KEYS = ("peak", "freed", "idle", "collect", "minflt", "time")
 
 
 def field_titles(idle_ms):
@@ -83,11 +83,6 @@ def select(args):
     return allocs, notes
 
 
-def version_from_mi(v):
-    v = int(v)
-    return "%d.%d.%d" % (v // 10000, v // 100 % 100, v % 100) if v >= 10000 else None
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,9 +118,6 @@ def main():
             for a in order:
                 runs[w][a["name"]].append(run_one(w, a, idle_ms, divisor))
         print("repetition %d/%d done" % (rep + 1, reps), file=sys.stderr)
-    for a in allocs:  # a library without a package: its mi_version(), if it has one
-        if a["version"] is None:
-            a["version"] = version_from_mi(runs[workloads[0]][a["name"]][0]["mi_version"])
 
     cmd = "bench/memory/run.py" + "".join(" " + a for a in sys.argv[1:])
     lines = ["Machine: %s." % benchlib.machine_line(info),
