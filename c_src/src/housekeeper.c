@@ -188,18 +188,21 @@ typedef struct release_pass_s {
 
 static bool release_thread(thread_t *thread, void *arg) {
   release_pass_t *pass = arg;
-  bool more = true;
-  while (more) {
+  size_t done = 0; /* heaps looked at in an earlier hold: a second look at once would find a
+                      busy owner idle (the list may change meanwhile: then one is missed) */
+  for (bool more = true; more;) {
     if (atomic_exchange_explicit(&thread->house_lock, true, memory_order_acquire)) {
       pass->busy = true;
       return true;
     }
-    size_t freed = 0;
+    size_t freed = 0, index = 0;
     more = false;
-    for (heap_t *heap = thread->heaps; heap != NULL && !more; heap = heap->next) {
+    for (heap_t *heap = thread->heaps; heap != NULL && !more; heap = heap->next, index++) {
+      if (index < done) continue;
       bool left = _sa_heap_release_idle(heap, RELEASE_BATCH, &freed);
       if (freed >= RELEASE_BATCH) more = left;
       else pass->watch |= left;
+      done = more ? index : index + 1;
     }
     atomic_store_explicit(&thread->house_lock, false, memory_order_release);
   }

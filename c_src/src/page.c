@@ -393,6 +393,7 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
  * for good; idle between two looks, it no longer does. */
 bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
   if (heap->retired_bytes == 0) return false;
+  if (*freed >= max) return true; /* a look for the caller's next hold of the lock */
   bool busy = heap->retire_clock != heap->retire_seen; /* then it collects them itself */
   heap->retire_seen = heap->retire_clock;
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
