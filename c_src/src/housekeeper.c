@@ -58,13 +58,14 @@ static void wake(void) {
 }
 
 void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
+  /* lazy work alone: retired pages start no thread (a program that never gave memory back to
+   * a segment has no housekeeper, and forks as a single thread), and their look waits for
+   * its time anyway, so no wake-up (a system call inside the free that retired the page)
+   * while the thread sleeps to a deadline */
+  bool lazy = due_ms == 0 && (what & ~(unsigned)HOUSE_LAZY) == 0;
   int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
   if (state == HK_OFF) {
-    /* retired pages alone start no thread: a program that never gave memory back to a
-     * segment (nothing to purge) has no housekeeper, and forks as a single thread */
-    if (!mi_option_is_enabled(mi_option_background_purge) ||
-        (what == HOUSE_RETIRED && due_ms == 0))
-      return;
+    if (!mi_option_is_enabled(mi_option_background_purge) || lazy) return;
     int off = HK_OFF;
     atomic_compare_exchange_strong_explicit(&hk_state, &off, HK_WANTED, memory_order_relaxed,
                                             memory_order_relaxed);
@@ -80,11 +81,7 @@ void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
     }
     news |= due == 0 || due_ms < due;
   }
-  /* a look at retired pages waits for its time anyway: no wake-up (a system call inside the
-   * free that retired the page) while the thread sleeps to a deadline */
-  if (news && what == HOUSE_RETIRED && due_ms == 0 &&
-      atomic_load_explicit(&hk_due, memory_order_relaxed) != 0)
-    news = false;
+  if (news && lazy && atomic_load_explicit(&hk_due, memory_order_relaxed) != 0) news = false;
   if (news && atomic_load_explicit(&hk_sleeping, memory_order_acquire)) wake();
 }
 

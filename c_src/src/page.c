@@ -342,42 +342,51 @@ void _sa_page_retire(page_t *page) {
   sa_housekeeper_start_if_wanted();
 }
 
+/* The first retired page from `page` on (itself included) in its queue, or NULL at the end of
+ * the queue or once the walk passed more than PAGE_QUEUE_SEARCH_MAX pages not retired
+ * (counted in *passed across calls; the caller tells the two ends apart by it). Pages are
+ * retired at the front of their queue, but a page taken into use or adopted later comes
+ * before them, so both walks below bound what they pass. */
+static page_t *retired_from(page_t *page, size_t *passed) {
+  for (; page != NULL; page = page->next) {
+    if (page->retire_expire != 0) return page;
+    if (++*passed > PAGE_QUEUE_SEARCH_MAX) return NULL;
+  }
+  return NULL;
+}
+
 /* Free the retired pages that are due (all of them if `force`); a retired page in use again
  * is simply kept. Runs when the earliest deadline comes (heap_t.retire_due), and sets the
- * next one. Pages are retired at the front of their queue, but a page taken into use or
- * adopted later comes before them: the walk of a bin passes up to PAGE_QUEUE_SEARCH_MAX such
- * pages, and a bin whose walk stops there keeps its bit and brings the next walk to the next
- * tick (retired pages may lie further on; they are seen when the pages before them have
- * moved). */
+ * next one. A bin whose walk stops at the bound keeps its bit and brings the next walk to
+ * the next tick (retired pages may lie further on; they are seen when the pages before them
+ * have moved). */
 void _sa_heap_collect_retired(heap_t *heap, bool force) {
   unsigned tick = retire_tick(heap);
   int next = PAGE_RETIRE_TICKS; /* ticks to the earliest deadline left */
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
     uint64_t bins = heap->retired_bins[w], still = 0;
     for (; bins != 0; bins &= bins - 1) { /* only the bins with retired pages */
-      size_t bin = w * 64 + (size_t)__builtin_ctzll(bins);
-      page_queue_t *queue = &heap->pages[bin];
-      page_t *page_next;
+      page_queue_t *queue = &heap->pages[w * 64 + (size_t)__builtin_ctzll(bins)];
       size_t passed = 0;
-      for (page_t *page = queue->first; page != NULL; page = page_next) {
+      page_t *page_next;
+      for (page_t *page = retired_from(queue->first, &passed); page != NULL;
+           page = retired_from(page_next, &passed)) {
         page_next = page->next;
-        if (page->retire_expire == 0) {
-          if (++passed > PAGE_QUEUE_SEARCH_MAX) {
-            still |= bins & -bins;
-            next = 1;
-            break;
-          }
-        } else if (page->used != 0) {
+        if (page->used != 0) {
           page_unretire(heap, page);
-        } else {
-          int left = retire_ticks_left(page, tick);
-          if (force || left <= 0) {
-            _sa_page_free(page, queue);
-          } else {
-            still |= bins & -bins;
-            if (left < next) next = left;
-          }
+          continue;
         }
+        int left = retire_ticks_left(page, tick);
+        if (force || left <= 0) {
+          _sa_page_free(page, queue);
+        } else {
+          still |= bins & -bins;
+          if (left < next) next = left;
+        }
+      }
+      if (passed > PAGE_QUEUE_SEARCH_MAX) {
+        still |= bins & -bins;
+        next = 1;
       }
     }
     heap->retired_bins[w] = still;
@@ -400,14 +409,11 @@ bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
     for (uint64_t bins = heap->retired_bins[w]; bins != 0; bins &= bins - 1) {
       page_queue_t *queue = &heap->pages[w * 64 + (size_t)__builtin_ctzll(bins)];
       if (queue->first == NULL) continue;
+      size_t passed = 0;
       page_t *page_next;
-      size_t passed = 0; /* pages in use before retired ones, as in _sa_heap_collect_retired */
-      for (page_t *page = queue->first->next; page != NULL; page = page_next) {
+      for (page_t *page = retired_from(queue->first->next, &passed); page != NULL;
+           page = retired_from(page_next, &passed)) {
         page_next = page->next;
-        if (page->retire_expire == 0) {
-          if (++passed > PAGE_QUEUE_SEARCH_MAX) break;
-          continue;
-        }
         if (sa_owner_used(page) != 0) continue;
         /* busy: a page to look at again later (none left: nothing to watch for) */
         if (busy || *freed >= max) return true;

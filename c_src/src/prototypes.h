@@ -357,6 +357,9 @@ enum {
   HOUSE_REMOTE_FREES = 1, /* blocks were freed into another live thread's pages */
   HOUSE_ABANDONED = 2,    /* blocks were freed into an exited thread's pages */
   HOUSE_RETIRED = 4,      /* a live thread retired empty pages (page.c) */
+  /* work that waits for the housekeeper's own time: noted alone, it starts no thread and
+   * wakes none that sleeps to a deadline */
+  HOUSE_LAZY = HOUSE_RETIRED,
 };
 /* Work for the housekeeper: `what` (HOUSE_*), or a purge due at `due_ms` (0: none). Cheap
  * when nothing changes (one relaxed load); wakes the thread at most once per change. */
