@@ -59,13 +59,18 @@ static void wake(void) {
 
 void _sa_housekeeper_note(unsigned what, int64_t due_ms) {
   /* lazy work alone: retired pages start no thread (a program that never gave memory back to
-   * a segment has no housekeeper, and forks as a single thread), and their look waits for
-   * its time anyway, so no wake-up (a system call inside the free that retired the page)
-   * while the thread sleeps to a deadline */
+   * a segment has no housekeeper, and forks as a single thread), but their flag is set for
+   * the day one starts (and so that the callers' check of it stays one load); their look
+   * waits for its time anyway, so no wake-up (a system call inside the free that retired
+   * the page) while the thread sleeps to a deadline */
   bool lazy = due_ms == 0 && (what & ~(unsigned)HOUSE_LAZY) == 0;
   int state = atomic_load_explicit(&hk_state, memory_order_relaxed);
   if (state == HK_OFF) {
-    if (!mi_option_is_enabled(mi_option_background_purge) || lazy) return;
+    if (lazy) {
+      atomic_fetch_or_explicit(&hk_work, what, memory_order_relaxed);
+      return;
+    }
+    if (!mi_option_is_enabled(mi_option_background_purge)) return;
     int off = HK_OFF;
     atomic_compare_exchange_strong_explicit(&hk_state, &off, HK_WANTED, memory_order_relaxed,
                                             memory_order_relaxed);

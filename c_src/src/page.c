@@ -317,18 +317,18 @@ void _sa_page_retire_held(page_t *page) {
     /* a page of one block: its block to `free`, for the next malloc to pop inline */
     if (page->free == NULL) page_local_free_to_free(page);
     unsigned deadline = retire_tick(heap) + PAGE_RETIRE_TICKS;
+    size_t retired_before = heap->retired_bytes;
     /* every page retired before is due no later: only the first one sets the walk's time */
-    if (heap->retired_bytes == 0) heap->retire_due = deadline;
-    /* this retirement is news to the housekeeper's next look (_sa_heap_release_idle); it
-     * looks, in case the thread goes idle, if a retired page lies behind this one (it never
-     * takes the first of a queue: a page kept alone in its queue wakes no one) */
-    heap->retire_seen = heap->retire_clock - 1;
-    if (page->next != NULL && page->next->retire_expire != 0)
-      sa_housekeeper_note_work(HOUSE_RETIRED);
+    if (retired_before == 0) heap->retire_due = deadline;
     unsigned expire = deadline % 128;
     page->retire_expire = expire + (expire == 0); /* 0 means not retired */
-    heap->retired_bytes += bytes;
+    heap->retired_bytes = retired_before + bytes;
     heap->retired_bins[page->bin / 64] |= (uint64_t)1 << (page->bin % 64);
+    /* with two retired pages or more the housekeeper looks, in case the thread goes idle
+     * (_sa_heap_release_idle: it never takes the first page of a queue, so a lone retired
+     * page wakes no one). Tested on the value at hand, not on the pages themselves, and
+     * last, so that the call is a tail call: one load a retirement once the flag is set */
+    if (retired_before != 0) sa_housekeeper_note_work(HOUSE_RETIRED);
     return;
   }
   _sa_page_free(page, queue);
@@ -399,12 +399,10 @@ void _sa_heap_collect_retired(heap_t *heap, bool force) {
  * owner holds a live block, and a retired one with `used` 0 has none): the housekeeper may
  * free those while it holds the house_lock. The owner's deadlines count its generic-path
  * calls, so a thread that stops allocating (a pool thread waiting for work) would keep them
- * for good; idle between two looks, it no longer does. */
-bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
-  if (heap->retired_bytes == 0) return false;
-  if (*freed >= max) return true; /* a look for the caller's next hold of the lock */
-  bool busy = heap->retire_clock != heap->retire_seen; /* then it collects them itself */
-  heap->retire_seen = heap->retire_clock;
+ * for good; idle between two looks, it no longer does. Frees up to `max` of them (counted in
+ * *freed) unless `busy`; true if some are left to look at again later (none left: nothing
+ * to watch for). */
+static bool release_idle_pages(heap_t *heap, bool busy, size_t max, size_t *freed) {
   for (size_t w = 0; w < sizeof(heap->retired_bins) / sizeof(uint64_t); w++) {
     for (uint64_t bins = heap->retired_bins[w]; bins != 0; bins &= bins - 1) {
       page_queue_t *queue = &heap->pages[w * 64 + (size_t)__builtin_ctzll(bins)];
@@ -415,7 +413,6 @@ bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
            page = retired_from(page_next, &passed)) {
         page_next = page->next;
         if (sa_owner_used(page) != 0) continue;
-        /* busy: a page to look at again later (none left: nothing to watch for) */
         if (busy || *freed >= max) return true;
         _sa_page_free(page, queue);
         ++*freed;
@@ -423,6 +420,21 @@ bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
     }
   }
   return false;
+}
+
+bool _sa_heap_release_idle(heap_t *heap, size_t max, size_t *freed) {
+  if (heap->retired_bytes == 0) {
+    heap->look_bytes = 0; /* the next retirement then reads as news */
+    return false;
+  }
+  if (*freed >= max) return true; /* a look for the caller's next hold of the lock */
+  /* busy: it made a generic-path call or retired a page since the last look (a retirement
+   * adds to retired_bytes), and collects its retired pages itself */
+  bool busy = heap->retire_clock != heap->look_clock || heap->retired_bytes != heap->look_bytes;
+  heap->look_clock = heap->retire_clock;
+  bool left = release_idle_pages(heap, busy, max, freed);
+  heap->look_bytes = heap->retired_bytes; /* after the pages freed here */
+  return left;
 }
 
 /* ---- Resizing a block alone in its page in place ---------------------------------------- */

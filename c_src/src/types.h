@@ -391,9 +391,10 @@ struct theap_s {
   unsigned retire_due;                    /* tick (retire_clock / PAGE_RETIRE_TICK) at or
                                              before the earliest retired page's deadline */
   size_t retired_bytes;                   /* bytes of pages with retire_expire > 0 */
-  unsigned retire_seen;                   /* retire_clock at the housekeeper's last look,
-                                             or else since (a page retired since); under
-                                             house_lock (page.c, _sa_heap_release_idle) */
+  unsigned look_clock;                    /* retire_clock and retired_bytes at the */
+  size_t look_bytes;                      /* housekeeper's last look: a heap that changed
+                                             neither since is idle; the housekeeper's alone,
+                                             under house_lock (_sa_heap_release_idle) */
   _Atomic(struct mi_heap_s *) heap;       /* the heap this is the instance of (atomic: any
                                              thread may ask a block's heap while a delete
                                              re-labels the instance, sharedheap.c) */
