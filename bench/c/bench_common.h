@@ -91,6 +91,24 @@ static inline long arg_long(int argc, char **argv, int i, long def) {
   return v;
 }
 
+/* Grows (or shrinks) *p by realloc from old to new_size bytes, checks that three of the kept
+ * bytes (first, middle, last) survived, and fills the new tail with `fill`. */
+static inline void bench_resize(unsigned char **p, size_t old, size_t new_size,
+                                unsigned char fill) {
+  unsigned char first = 0, mid = 0, last = 0;
+  size_t keep = old < new_size ? old : new_size;
+  if (keep > 0) {
+    first = (*p)[0];
+    mid = (*p)[keep / 2];
+    last = (*p)[keep - 1];
+  }
+  unsigned char *q = bench_check(realloc(*p, new_size));
+  if (keep > 0 && (q[0] != first || q[keep / 2] != mid || q[keep - 1] != last))
+    bench_fail("realloc lost the block's content");
+  if (new_size > old) memset(q + old, fill, new_size - old);
+  *p = q;
+}
+
 /* Prints usage and exits when the first argument asks for help. */
 static inline void usage_if_asked(int argc, char **argv, const char *usage) {
   if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {

@@ -27,23 +27,6 @@ typedef struct {
   long reallocs;
 } job_t;
 
-/* Grows (or shrinks) *p from old to new bytes, checks three old bytes survived, and fills the
- * new tail with `fill`. */
-static void buf_resize(unsigned char **p, size_t old, size_t new_size, unsigned char fill) {
-  unsigned char first = 0, mid = 0, last = 0;
-  size_t keep = old < new_size ? old : new_size;
-  if (keep > 0) {
-    first = (*p)[0];
-    mid = (*p)[keep / 2];
-    last = (*p)[keep - 1];
-  }
-  unsigned char *q = bench_check(realloc(*p, new_size));
-  if (keep > 0 && (q[0] != first || q[keep / 2] != mid || q[keep - 1] != last))
-    bench_fail("realloc_heavy: content lost");
-  if (new_size > old) memset(q + old, fill, new_size - old);
-  *p = q;
-}
-
 static void *run_job(void *arg) {
   job_t *job = arg;
   rng_t r;
@@ -58,7 +41,7 @@ static void *run_job(void *arg) {
       for (int b = 0; b < SMALL_BUFS; b++) {
         if (len[b] >= g_small_max) continue;
         size_t next = len[b] + rng_range(&r, 1, 64);
-        buf_resize(&buf[b], len[b], next, (unsigned char)(next * 13 + (size_t)b));
+        bench_resize(&buf[b], len[b], next, (unsigned char)(next * 13 + (size_t)b));
         len[b] = next;
         reallocs++;
         growing++;
@@ -70,13 +53,13 @@ static void *run_job(void *arg) {
     size_t blen[BIG_BUFS] = {0};
     for (size_t size = 64; size <= g_big_max; size *= 2) {
       for (int b = 0; b < BIG_BUFS; b++) {
-        buf_resize(&big[b], blen[b], size, (unsigned char)(size >> 6));
+        bench_resize(&big[b], blen[b], size, (unsigned char)(size >> 6));
         blen[b] = size;
         reallocs++;
       }
     }
     for (int b = 0; b < BIG_BUFS; b++) {
-      buf_resize(&big[b], blen[b], blen[b] / 4, 0);
+      bench_resize(&big[b], blen[b], blen[b] / 4, 0);
       reallocs++;
       free(big[b]);
     }

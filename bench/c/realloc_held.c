@@ -9,14 +9,6 @@
 
 #include <stdbool.h>
 
-static void grow(unsigned char **p, size_t *len, size_t size) {
-  unsigned char *q = bench_check(realloc(*p, size));
-  if (q[0] != 1 || q[*len - 1] != 1) bench_fail("realloc_held: content lost");
-  memset(q + *len, 1, size - *len);
-  *p = q;
-  *len = size;
-}
-
 int main(int argc, char **argv) {
   usage_if_asked(argc, argv, "usage: realloc_held [seq|turns] [bufs=100] [max=131072]\n");
   bool turns = argc > 1 && strcmp(argv[1], "turns") == 0;
@@ -33,10 +25,16 @@ int main(int argc, char **argv) {
   }
   if (turns) {
     for (size_t size = 128; size <= max; size *= 2)
-      for (long b = 0; b < bufs; b++) grow(&buf[b], &len[b], size);
+      for (long b = 0; b < bufs; b++) {
+        bench_resize(&buf[b], len[b], size, 1);
+        len[b] = size;
+      }
   } else {
     for (long b = 0; b < bufs; b++)
-      for (size_t size = 128; size <= max; size *= 2) grow(&buf[b], &len[b], size);
+      for (size_t size = 128; size <= max; size *= 2) {
+        bench_resize(&buf[b], len[b], size, 1);
+        len[b] = size;
+      }
   }
   double rss;
   long faults;
